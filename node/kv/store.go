@@ -1,0 +1,107 @@
+package kv
+
+import (
+	"maps"
+	"strconv"
+	"strings"
+)
+
+// Results returned by Apply besides a get's value.
+const (
+	OK   = "OK"
+	Fail = "fail"
+)
+
+// Store is the replicated state machine: one string value per key. Every
+// replica applies the same committed operations in the same order, so Apply
+// must be deterministic. A Store is not safe for concurrent use; the replica's
+// event loop owns it.
+type Store struct {
+	m map[string]string
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{m: make(map[string]string)}
+}
+
+// Apply executes op and returns its result: put gives "OK"; get gives the
+// value, or "" when the key is absent; append and slice give "OK", or "fail"
+// when the key is absent or (slice) the slice text is invalid. An operation of
+// unknown kind changes nothing and gives "fail": a client may send anything,
+// and every replica must answer it the same way.
+func (s *Store) Apply(op Op) string {
+	switch op.Kind {
+	case Put:
+		s.m[op.Key] = op.Val
+		return OK
+	case Get:
+		return s.m[op.Key]
+	case Append:
+		v, ok := s.m[op.Key]
+		if !ok {
+			return Fail
+		}
+		s.m[op.Key] = v + op.Val
+		return OK
+	case Slice:
+		v, ok := s.m[op.Key]
+		if !ok {
+			return Fail
+		}
+		lo, hi, ok := sliceBounds(op.Val, len(v))
+		if !ok {
+			return Fail
+		}
+		s.m[op.Key] = v[lo:hi]
+		return OK
+	}
+	return Fail
+}
+
+// Snapshot returns a copy of the store's contents, for verification against a
+// replay.
+func (s *Store) Snapshot() map[string]string {
+	return maps.Clone(s.m)
+}
+
+// sliceBounds turns the slice text "i:j" into byte offsets into a value of
+// length n, following Python's s[i:j]: either bound may be omitted (":3",
+// "2:", ":"), a negative bound counts from the end, and bounds beyond the
+// value clamp to it, so "-10:99" is valid; j before i gives the empty string.
+// The text is invalid when it does not have exactly one colon (Python's step,
+// "i:j:k", is not supported) or a bound is not a decimal integer that fits in
+// 64 bits; spaces around a bound are allowed. Slicing is by bytes: workload
+// values are lowercase ASCII, where bytes and characters agree.
+func sliceBounds(text string, n int) (lo, hi int, ok bool) {
+	i, j, found := strings.Cut(text, ":")
+	if !found || strings.Contains(j, ":") {
+		return 0, 0, false
+	}
+	lo, ok = sliceBound(i, 0, n)
+	if !ok {
+		return 0, 0, false
+	}
+	hi, ok = sliceBound(j, n, n)
+	if !ok {
+		return 0, 0, false
+	}
+	return lo, max(lo, hi), true
+}
+
+// sliceBound resolves one bound against a value of length n; def is used when
+// the bound is omitted.
+func sliceBound(text string, def, n int) (int, bool) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return def, true
+	}
+	b, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if b < 0 {
+		b += int64(n)
+	}
+	return int(min(max(b, 0), int64(n))), true
+}

@@ -1,0 +1,63 @@
+package p2p
+
+import "sync/atomic"
+
+// Stats are cumulative counters since New, for metrics and tests.
+type Stats struct {
+	Sent     uint64 // framed stream messages written (Send and request/response)
+	Received uint64 // framed stream messages read and handed to a handler
+
+	SendDrops    uint64 // Send: oldest message dropped because the (peer, protocol) queue was full
+	SendFailures uint64 // Send: message given up after repeated stream errors
+	Unhandled    uint64 // framed message on a protocol with no registered handler
+
+	StreamsOpened   uint64 // outbound streams opened by senders
+	StreamsAccepted uint64 // inbound framed streams accepted by handlers
+
+	GaterRefusals         uint64 // inbound connections from non-members refused
+	NonMemberStreamResets uint64 // member-only streams from non-members reset
+	OversizeMessages      uint64 // framed or pubsub messages over MaxMsgSize refused
+
+	PubsubPublished     uint64 // messages this node published
+	PubsubDelivered     uint64 // messages from others handed to a topic handler
+	PubsubRejects       uint64 // validation Reject (provably invalid input)
+	PubsubIgnores       uint64 // validation Ignore (stale input)
+	PubsubNonMember     uint64 // messages relayed by a non-member, rejected before validation
+	PubsubDrops         uint64 // outbound RPCs dropped (peer queue full) or validation queue full/throttled
+	PubsubDuplicates    uint64 // messages already seen
+	PubsubUndeliverable uint64 // messages dropped because a topic handler fell behind
+}
+
+type counters struct {
+	sent, received, sendDrops, sendFailures, unhandled        atomic.Uint64
+	streamsOpened, streamsAccepted                            atomic.Uint64
+	gaterRefusals, nonMemberStreamResets, oversizeMessages    atomic.Uint64
+	pubsubPublished, pubsubDelivered                          atomic.Uint64
+	pubsubRejects, pubsubIgnores, pubsubNonMember             atomic.Uint64
+	pubsubDrops, pubsubDuplicates, pubsubUndeliverable        atomic.Uint64
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	c := &n.stats
+	return Stats{
+		Sent:                  c.sent.Load(),
+		Received:              c.received.Load(),
+		SendDrops:             c.sendDrops.Load(),
+		SendFailures:          c.sendFailures.Load(),
+		Unhandled:             c.unhandled.Load(),
+		StreamsOpened:         c.streamsOpened.Load(),
+		StreamsAccepted:       c.streamsAccepted.Load(),
+		GaterRefusals:         c.gaterRefusals.Load(),
+		NonMemberStreamResets: c.nonMemberStreamResets.Load(),
+		OversizeMessages:      c.oversizeMessages.Load(),
+		PubsubPublished:       c.pubsubPublished.Load(),
+		PubsubDelivered:       c.pubsubDelivered.Load(),
+		PubsubRejects:         c.pubsubRejects.Load(),
+		PubsubIgnores:         c.pubsubIgnores.Load(),
+		PubsubNonMember:       c.pubsubNonMember.Load(),
+		PubsubDrops:           c.pubsubDrops.Load(),
+		PubsubDuplicates:      c.pubsubDuplicates.Load(),
+		PubsubUndeliverable:   c.pubsubUndeliverable.Load(),
+	}
+}

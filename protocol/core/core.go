@@ -1,0 +1,599 @@
+// Package core is one DiemBFT v4 replica's consensus state machine (paper §3,
+// "Main" and the modules it drives), as pure code: no goroutines, no clock, no
+// I/O. A driver (the simulator or the networked node) feeds it verified
+// messages, client requests and timer expiries, and carries out the actions it
+// returns, in order. Signature checks happen in the driver (types.Committee)
+// before a message reaches the core, so they can run concurrently off the
+// event loop.
+package core
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/diembft/diembft/protocol/blocktree"
+	"github.com/diembft/diembft/protocol/leader"
+	"github.com/diembft/diembft/protocol/ledger"
+	"github.com/diembft/diembft/protocol/mempool"
+	"github.com/diembft/diembft/protocol/pacemaker"
+	"github.com/diembft/diembft/protocol/safety"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// Config configures a core.
+type Config struct {
+	ID        types.ReplicaID
+	Committee *types.Committee
+	Signer    types.Signer
+	Pacemaker pacemaker.Config
+	Election  leader.Mode
+	// WindowSize and ExcludeSize parameterise the reputation election.
+	WindowSize, ExcludeSize int
+	// MaxRequests bounds a block's payload.
+	MaxRequests int
+	// IdleProposeDelay is how long a leader with nothing to order waits before
+	// proposing an empty block. A leader with requests, or with an uncertified
+	// or uncommitted non-empty block near the head, proposes at once. This
+	// keeps an idle cluster from spinning through empty rounds while keeping
+	// the round timers of the others from firing. Must be well below
+	// Pacemaker.RoundTimeout.
+	IdleProposeDelay time.Duration
+	// FetchTimeout is the first block-fetch timeout; it doubles per retry.
+	FetchTimeout time.Duration
+	// Safety is the persisted safety state (zero for a fresh replica).
+	Safety safety.State
+	// Ledger holds committed blocks and execution state; nil means a new
+	// in-memory ledger.
+	Ledger ledger.Ledger
+	// HighQC and HighCommitQC restore the certificates of a restarted replica;
+	// nil means genesis.
+	HighQC, HighCommitQC *types.QC
+	// Control selects deliberately broken safety rules (negative controls in tests).
+	Control safety.Control
+	// FixedLeaders overrides the election for some rounds (tests, Twins).
+	FixedLeaders map[types.Round]types.ReplicaID
+}
+
+// Stats counts what the core did and what it ignored.
+type Stats struct {
+	Proposals, Votes, Timeouts    uint64 // messages processed
+	QCs, TCs                      uint64 // certificates formed here
+	Committed                     uint64 // blocks committed
+	StaleOrWrongLeader            uint64 // proposals ignored
+	VotesRefused, TimeoutsRefused uint64 // safety rules said no
+	Fetches                       uint64 // block requests sent
+	LastCommitByTC                uint64
+}
+
+const (
+	maxFetchBatch   = 100   // blocks per block response
+	maxOrphans      = 10000 // fetched blocks waiting for their parent
+	maxWaitingProps = 16    // proposals waiting for a missing parent
+)
+
+// Core is one replica's consensus state.
+type Core struct {
+	cfg      Config
+	id       types.ReplicaID
+	com      *types.Committee
+	safety   *safety.Rules
+	tree     *blocktree.Tree
+	pm       *pacemaker.Pacemaker
+	election *leader.Election
+	pool     *mempool.Pool
+	ledger   ledger.Ledger
+
+	proposedRound types.Round
+	out           []Action
+	from          types.ReplicaID // sender of the message being processed, a fetch hint
+
+	waiting           map[types.Round]*types.Proposal // proposals whose parent is missing
+	orphans           map[types.Hash]*types.Block     // fetched blocks whose parent is missing
+	fetches           map[types.Hash]*fetch
+	fetchByID         map[uint64]types.Hash
+	nextFetch         uint64
+	pendingCommit     *types.QC // a commit QC whose blocks are being fetched
+	timeoutBroadcasts uint32
+
+	Stats Stats
+}
+
+type fetch struct {
+	id      uint64
+	to      types.ReplicaID
+	attempt int
+}
+
+// New creates a core. Call Start to enter the first round.
+func New(cfg Config) *Core {
+	if cfg.Ledger == nil {
+		cfg.Ledger = ledger.NewMemory()
+	}
+	_, gqc := types.Genesis()
+	if cfg.HighQC == nil {
+		cfg.HighQC = gqc
+	}
+	if cfg.HighCommitQC == nil {
+		cfg.HighCommitQC = gqc
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = cfg.Pacemaker.RoundTimeout / 2
+	}
+	n := cfg.Committee.N()
+	c := &Core{
+		cfg:       cfg,
+		id:        cfg.ID,
+		com:       cfg.Committee,
+		safety:    safety.New(cfg.ID, cfg.Committee.ChainID, cfg.Signer, cfg.Safety),
+		tree:      blocktree.New(cfg.Committee.Quorum(), cfg.Ledger.Last(), cfg.HighQC, cfg.HighCommitQC),
+		pm:        pacemaker.New(cfg.Pacemaker, cfg.Committee.F, cfg.Committee.Quorum()),
+		election:  leader.New(cfg.Election, n, cfg.WindowSize, cfg.ExcludeSize),
+		pool:      mempool.New(0),
+		ledger:    cfg.Ledger,
+		waiting:   map[types.Round]*types.Proposal{},
+		orphans:   map[types.Hash]*types.Block{},
+		fetches:   map[types.Hash]*fetch{},
+		fetchByID: map[uint64]types.Hash{},
+	}
+	c.safety.Control = cfg.Control
+	c.election.Fixed = cfg.FixedLeaders
+	return c
+}
+
+// ID is this replica's id.
+func (c *Core) ID() types.ReplicaID { return c.id }
+
+// CurrentRound is the pacemaker's round.
+func (c *Core) CurrentRound() types.Round { return c.pm.CurrentRound() }
+
+// Leader returns the leader of round r as this replica sees it.
+func (c *Core) Leader(r types.Round) types.ReplicaID { return c.election.Get(r) }
+
+// HighQC is the highest QC known.
+func (c *Core) HighQC() *types.QC { return c.tree.HighQC() }
+
+// HighCommitQC is the highest committing QC known.
+func (c *Core) HighCommitQC() *types.QC { return c.tree.HighCommitQC() }
+
+// Ledger is the core's ledger.
+func (c *Core) Ledger() ledger.Ledger { return c.ledger }
+
+// SafetyState is the current safety data.
+func (c *Core) SafetyState() safety.State { return c.safety.State() }
+
+// PendingRequests is the number of requests in the mempool.
+func (c *Core) PendingRequests() int { return c.pool.Len() }
+
+// Block returns a pending or committed block by id.
+func (c *Core) Block(id types.Hash) (*types.Block, bool) {
+	if b, ok := c.tree.Get(id); ok {
+		return b, true
+	}
+	return c.ledger.CommittedBlock(id)
+}
+
+func (c *Core) emit(a Action) { c.out = append(c.out, a) }
+
+func (c *Core) flush() []Action {
+	out := c.out
+	c.out = nil
+	return out
+}
+
+// Start enters the round after the highest certificate and arms its timer.
+func (c *Core) Start() []Action {
+	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
+		c.enteredRound(false)
+	}
+	return c.flush()
+}
+
+func (c *Core) syncInfo() types.SyncInfo {
+	return types.SyncInfo{HighQC: c.tree.HighQC(), HighCommitQC: c.tree.HighCommitQC(), HighTC: c.pm.HighTC()}
+}
+
+// enteredRound arms the round timer and lets the new leader propose.
+func (c *Core) enteredRound(byTC bool) {
+	r := c.pm.CurrentRound()
+	c.emit(NewRound{Round: r, ByTC: byTC})
+	c.armRoundTimer()
+	c.maybePropose(false)
+}
+
+func (c *Core) armRoundTimer() {
+	r := c.pm.CurrentRound()
+	since := int(r) - int(c.tree.Root().Round) - 3 // a commit trails the round by 2 in steady state
+	c.emit(SetTimer{Timer: Timer{Kind: RoundTimer, ID: uint64(r)}, After: c.pm.RoundTimer(since)})
+}
+
+// processSync handles the certificates carried by every message.
+func (c *Core) processSync(s *types.SyncInfo) {
+	if s.HighCommitQC != nil {
+		c.processCertificateQC(s.HighCommitQC)
+	}
+	if s.HighQC != nil {
+		c.processCertificateQC(s.HighQC)
+	}
+	c.advanceTC(s.HighTC)
+}
+
+func (c *Core) advanceTC(tc *types.TC) {
+	if tc != nil && c.pm.AdvanceTC(tc) {
+		c.enteredRound(true)
+	}
+}
+
+// processCertificateQC is the paper's process_certificate_qc.
+func (c *Core) processCertificateQC(qc *types.QC) {
+	if qc == nil || qc.Round() == 0 {
+		return
+	}
+	c.tree.UpdateHighQC(qc)
+	if qc.LedgerCommitInfo.Commits() {
+		c.tryCommit(qc)
+	}
+	c.election.Update(qc, c.pm.CurrentRound(), c.ledger.CommittedBlock)
+	if c.pm.AdvanceQC(qc.Round()) {
+		c.enteredRound(false)
+	}
+}
+
+// tryCommit applies the 2-chain commit rule: a QC whose LedgerCommitInfo
+// carries a commit state id certifies a block of round r+1 whose parent has
+// round r; that parent and its uncommitted ancestors commit, in order.
+func (c *Core) tryCommit(qc *types.QC) {
+	target := qc.VoteInfo.ParentID
+	if qc.VoteInfo.ParentRound <= c.tree.Root().Round {
+		return
+	}
+	path, missing, ok := c.tree.CommitPath(target)
+	if !ok {
+		if !missing.IsZero() {
+			if c.pendingCommit == nil || qc.Round() > c.pendingCommit.Round() {
+				c.pendingCommit = qc
+			}
+			c.fetch(missing, c.from)
+		}
+		return
+	}
+	for i, b := range path {
+		var by *types.QC
+		if i == len(path)-1 {
+			by = qc
+		}
+		c.ledger.Commit(b, by)
+		c.pool.Commit(b.Payload)
+		c.Stats.Committed++
+		c.emit(Committed{Block: b, QC: by})
+	}
+	for _, id := range c.tree.Prune(path[len(path)-1]) {
+		c.ledger.Forget(id)
+	}
+	if c.pendingCommit != nil && c.pendingCommit.VoteInfo.ParentRound <= c.tree.Root().Round {
+		c.pendingCommit = nil
+	}
+}
+
+// hasWork reports whether the leader should propose now rather than after
+// IdleProposeDelay: requests wait, or one of the two newest certified blocks
+// carries requests that need further QCs to commit everywhere.
+func (c *Core) hasWork() bool {
+	if c.pool.Len() > 0 {
+		return true
+	}
+	for _, b := range c.tree.Branch(c.tree.HighQC().BlockID(), 2) {
+		if len(b.Payload) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// maybePropose is the paper's process_new_round_event for the leader.
+func (c *Core) maybePropose(force bool) {
+	r := c.pm.CurrentRound()
+	if c.election.Get(r) != c.id || c.proposedRound >= r {
+		return
+	}
+	if !force && !c.hasWork() {
+		c.emit(SetTimer{Timer: Timer{Kind: ProposeTimer, ID: uint64(r)}, After: c.cfg.IdleProposeDelay})
+		return
+	}
+	c.proposedRound = r
+	hqc := c.tree.HighQC()
+	inBranch := map[types.RequestKey]bool{}
+	for _, b := range c.tree.Branch(hqc.BlockID(), int(^uint(0)>>1)) {
+		for i := range b.Payload {
+			inBranch[b.Payload[i].Key()] = true
+		}
+	}
+	b := types.Block{
+		Author:  c.id,
+		Round:   r,
+		Payload: c.pool.Take(c.cfg.MaxRequests, func(k types.RequestKey) bool { return inBranch[k] }),
+		QC:      hqc,
+	}
+	b.ID = b.ComputeID()
+	p := &types.Proposal{
+		Block:     b,
+		LastTC:    c.pm.LastRoundTC(),
+		Sync:      c.syncInfo(),
+		Signature: c.cfg.Signer.Sign(types.ProposalSignBytes(c.com.ChainID, b.ID, r)),
+	}
+	c.emit(BroadcastProposal{Proposal: p})
+	c.processProposal(p)
+}
+
+// OnProposal processes a verified proposal (paper: process_proposal_msg).
+func (c *Core) OnProposal(p *types.Proposal) []Action {
+	c.Stats.Proposals++
+	c.processProposal(p)
+	return c.flush()
+}
+
+func (c *Core) processProposal(p *types.Proposal) {
+	b := &p.Block
+	c.from = b.Author
+	c.processSync(&p.Sync)
+	c.processCertificateQC(b.QC)
+	c.advanceTC(p.LastTC)
+	r := c.pm.CurrentRound()
+	if b.Round != r || b.Author != c.election.Get(r) {
+		c.Stats.StaleOrWrongLeader++
+		return
+	}
+	if _, ok := c.tree.Get(b.ParentID()); !ok {
+		// The parent is missing: keep the proposal and fetch the parent from its author.
+		if len(c.waiting) < maxWaitingProps {
+			c.waiting[b.Round] = p
+		}
+		c.fetch(b.ParentID(), b.Author)
+		return
+	}
+	c.executeAndVote(p)
+}
+
+// executeAndVote is execute_and_insert (paper slip fixed: it takes P.block)
+// followed by make_vote and sending the vote to the next leader.
+func (c *Core) executeAndVote(p *types.Proposal) {
+	b := &p.Block
+	st, ok := c.ledger.Speculate(b)
+	if !ok || !c.tree.Add(b) {
+		return
+	}
+	v := c.safety.MakeVote(b, p.LastTC, st, c.ledger.PendingState)
+	if v == nil {
+		c.Stats.VotesRefused++
+		return
+	}
+	c.emit(PersistSafety{State: c.safety.State()})
+	m := &types.VoteMsg{Vote: *v, Sync: c.syncInfo()}
+	next := c.election.Get(b.Round + 1)
+	if next == c.id {
+		c.processVote(m)
+		return
+	}
+	c.emit(SendVote{To: next, Vote: m})
+}
+
+// OnVote processes a verified vote (paper: process_vote_msg).
+func (c *Core) OnVote(m *types.VoteMsg) []Action {
+	c.Stats.Votes++
+	c.from = m.Vote.Sender
+	c.processSync(&m.Sync)
+	c.processVote(m)
+	return c.flush()
+}
+
+func (c *Core) processVote(m *types.VoteMsg) {
+	if c.election.Get(m.Vote.VoteInfo.Round+1) != c.id {
+		return // votes are for the next leader only
+	}
+	if qc := c.tree.AddVote(&m.Vote); qc != nil {
+		c.Stats.QCs++
+		c.processCertificateQC(qc)
+		c.maybePropose(false)
+	}
+}
+
+// OnTimeout processes a verified timeout message (paper: process_timeout_msg).
+func (c *Core) OnTimeout(m *types.TimeoutMsg) []Action {
+	c.Stats.Timeouts++
+	c.from = m.Timeout.Sender
+	c.processSync(&m.Sync)
+	c.processCertificateQC(m.Timeout.HighQC)
+	c.advanceTC(m.LastTC)
+	c.addTimeout(&m.Timeout)
+	return c.flush()
+}
+
+func (c *Core) addTimeout(t *types.TimeoutInfo) {
+	res := c.pm.AddTimeout(t)
+	if res.Join && !c.pm.HasTimeout(t.Round, c.id) {
+		c.localTimeout() // Bracha: f+1 timeouts mean at least one honest replica gave up
+	}
+	if res.TC != nil {
+		c.Stats.TCs++
+		c.advanceTC(res.TC)
+	}
+}
+
+// localTimeout is the paper's local_timeout_round. It re-arms the timer so
+// that the timeout is re-broadcast until the round ends (messages may be lost).
+func (c *Core) localTimeout() {
+	r := c.pm.CurrentRound()
+	lastTC := c.pm.LastRoundTC()
+	c.armRoundTimer()
+	t := c.safety.MakeTimeout(r, c.tree.HighQC(), lastTC)
+	if t == nil {
+		c.Stats.TimeoutsRefused++
+		return
+	}
+	c.emit(PersistSafety{State: c.safety.State()})
+	c.timeoutBroadcasts++
+	c.emit(BroadcastTimeout{Timeout: &types.TimeoutMsg{Timeout: *t, LastTC: lastTC, Sync: c.syncInfo(), Attempt: c.timeoutBroadcasts}})
+	c.addTimeout(t)
+}
+
+// OnRequest adds a verified client request to the mempool.
+func (c *Core) OnRequest(r *types.Request) ([]Action, error) {
+	if err := c.pool.Add(r); err != nil {
+		return nil, err
+	}
+	c.maybePropose(false)
+	return c.flush(), nil
+}
+
+// OnTimer handles an expired timer.
+func (c *Core) OnTimer(t Timer) []Action {
+	switch t.Kind {
+	case RoundTimer:
+		if types.Round(t.ID) == c.pm.CurrentRound() {
+			c.localTimeout()
+		}
+	case ProposeTimer:
+		if types.Round(t.ID) == c.pm.CurrentRound() {
+			c.maybePropose(true)
+		}
+	case FetchTimer:
+		if h, ok := c.fetchByID[t.ID]; ok {
+			f := c.fetches[h]
+			f.attempt++
+			f.to = c.nextPeer(f.to)
+			c.sendFetch(h, f)
+		}
+	}
+	return c.flush()
+}
+
+func (c *Core) nextPeer(p types.ReplicaID) types.ReplicaID {
+	n := types.ReplicaID(c.com.N())
+	p = (p + 1) % n
+	if p == c.id {
+		p = (p + 1) % n
+	}
+	return p
+}
+
+// fetch asks `to` for block id and its ancestors, unless a fetch is running.
+func (c *Core) fetch(id types.Hash, to types.ReplicaID) {
+	if _, ok := c.fetches[id]; ok {
+		return
+	}
+	if _, ok := c.orphans[id]; ok {
+		return
+	}
+	if to == c.id {
+		to = c.nextPeer(to)
+	}
+	c.nextFetch++
+	f := &fetch{id: c.nextFetch, to: to}
+	c.fetches[id] = f
+	c.fetchByID[f.id] = id
+	c.sendFetch(id, f)
+}
+
+func (c *Core) sendFetch(id types.Hash, f *fetch) {
+	c.Stats.Fetches++
+	c.emit(SendBlockRequest{To: f.to, Request: &types.BlockRequest{ID: id, Count: maxFetchBatch}})
+	after := c.cfg.FetchTimeout << min(f.attempt, 6)
+	c.emit(SetTimer{Timer: Timer{Kind: FetchTimer, ID: f.id}, After: after})
+}
+
+// OnBlockRequest answers a block request with the block and its ancestors.
+func (c *Core) OnBlockRequest(from types.ReplicaID, req *types.BlockRequest) []Action {
+	resp := &types.BlockResponse{}
+	id := req.ID
+	for len(resp.Blocks) < int(min(req.Count, maxFetchBatch)) {
+		b, ok := c.Block(id)
+		if !ok || b.Round == 0 {
+			break
+		}
+		resp.Blocks = append(resp.Blocks, *b)
+		id = b.ParentID()
+	}
+	c.emit(SendBlockResponse{To: from, Response: resp})
+	return c.flush()
+}
+
+// OnBlockResponse inserts fetched blocks. The response must have been checked
+// with Committee.VerifyBlockResponse; its first block must be one this replica
+// asked for, which authenticates the whole chain through the block ids.
+func (c *Core) OnBlockResponse(from types.ReplicaID, resp *types.BlockResponse) []Action {
+	if len(resp.Blocks) == 0 {
+		return nil
+	}
+	top := resp.Blocks[0].ID
+	f, ok := c.fetches[top]
+	if !ok {
+		return nil // unsolicited or already answered
+	}
+	delete(c.fetches, top)
+	delete(c.fetchByID, f.id)
+	c.from = from
+	for i := range resp.Blocks {
+		b := resp.Blocks[i]
+		if _, known := c.Block(b.ID); known || b.Round <= c.tree.Root().Round {
+			break
+		}
+		if len(c.orphans) < maxOrphans {
+			c.orphans[b.ID] = &b
+		}
+	}
+	// Insert from the oldest block up; ask for more if the oldest's parent is missing.
+	last := &resp.Blocks[len(resp.Blocks)-1]
+	if _, known := c.Block(last.ParentID()); !known && c.orphans[last.ID] != nil {
+		c.fetch(last.ParentID(), from)
+	}
+	c.adoptOrphans()
+	return c.flush()
+}
+
+// adoptOrphans inserts every fetched block whose parent is now in the tree,
+// processes the QCs they carry (which may commit), and resumes waiting work.
+func (c *Core) adoptOrphans() {
+	for progress := true; progress; {
+		progress = false
+		// Map order is random; the core must be deterministic, so go by round.
+		ids := make([]types.Hash, 0, len(c.orphans))
+		for id := range c.orphans {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b types.Hash) int { return cmp.Compare(c.orphans[a].Round, c.orphans[b].Round) })
+		for _, id := range ids {
+			b := c.orphans[id]
+			if _, ok := c.tree.Get(b.ParentID()); !ok {
+				if b.Round <= c.tree.Root().Round {
+					delete(c.orphans, id)
+				}
+				continue
+			}
+			delete(c.orphans, id)
+			if _, ok := c.ledger.Speculate(b); ok && c.tree.Add(b) {
+				c.processCertificateQC(b.QC)
+				progress = true
+			}
+		}
+	}
+	if pc := c.pendingCommit; pc != nil {
+		c.pendingCommit = nil
+		c.tryCommit(pc)
+	}
+	rounds := make([]types.Round, 0, len(c.waiting))
+	for r := range c.waiting {
+		rounds = append(rounds, r)
+	}
+	slices.Sort(rounds)
+	for _, r := range rounds {
+		p := c.waiting[r]
+		if r < c.pm.CurrentRound() {
+			delete(c.waiting, r)
+			continue
+		}
+		if _, ok := c.tree.Get(p.Block.ParentID()); ok {
+			delete(c.waiting, r)
+			c.executeAndVote(p)
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package types
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+)
+
+// Typed errors for invalid input. Byzantine or malformed messages are answered
+// with one of these (wrapped with context), never with a panic.
+var (
+	ErrInvalidSignature = errors.New("invalid signature")
+	ErrUnknownSigner    = errors.New("signer is not a committee member")
+	ErrDuplicateSigner  = errors.New("duplicate signer in certificate")
+	ErrNoQuorum         = errors.New("certificate below quorum")
+	ErrMalformed        = errors.New("malformed message")
+	ErrBadBlockID       = errors.New("block id does not match contents")
+	ErrTooManyRequests  = errors.New("block payload exceeds max_requests")
+)
+
+// Committee is the static validator set of one chain. Keys[i] is the consensus
+// public key of replica i.
+type Committee struct {
+	ChainID string
+	F       int
+	Keys    []ed25519.PublicKey
+}
+
+// N is the committee size.
+func (c *Committee) N() int { return len(c.Keys) }
+
+// Quorum is the certificate size. For n = 3f+1 it is the paper's 2f+1; for a
+// larger n it is n-f, which still makes any two quorums intersect in f+1
+// replicas (2(n-f) - n = n-2f >= f+1) while f silent replicas cannot block it.
+func (c *Committee) Quorum() int { return c.N() - c.F }
+
+// IsMember reports whether id is a replica of the committee.
+func (c *Committee) IsMember(id ReplicaID) bool { return int(id) < len(c.Keys) }
+
+// VerifySig checks signer's signature over msg.
+func (c *Committee) VerifySig(signer ReplicaID, msg, sig []byte) error {
+	if !c.IsMember(signer) {
+		return fmt.Errorf("%w: %d", ErrUnknownSigner, signer)
+	}
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(c.Keys[signer], msg, sig) {
+		return fmt.Errorf("%w: signer %d", ErrInvalidSignature, signer)
+	}
+	return nil
+}
+
+// Signer signs consensus messages with one replica's key. Only the safety
+// module and the proposer use it.
+type Signer interface {
+	Sign(msg []byte) []byte
+}
+
+// Ed25519Signer is a Signer backed by an ed25519 private key.
+type Ed25519Signer struct{ Key ed25519.PrivateKey }
+
+// Sign implements Signer.
+func (s Ed25519Signer) Sign(msg []byte) []byte { return ed25519.Sign(s.Key, msg) }
+
+// Genesis returns the genesis block and its certificate, identical on every
+// replica. Round-1 blocks extend the genesis QC, which carries no signatures.
+func Genesis() (*Block, *QC) {
+	b := &Block{}
+	b.ID = b.ComputeID()
+	qc := &QC{VoteInfo: VoteInfo{ID: b.ID}}
+	qc.LedgerCommitInfo.VoteInfoHash = qc.VoteInfo.Hash()
+	return b, qc
+}
+
+var genesisBlock, genesisQC = Genesis()
+
+// IsGenesisQC reports whether q is the genesis certificate.
+func IsGenesisQC(q *QC) bool {
+	return q != nil && q.VoteInfo == genesisQC.VoteInfo && q.LedgerCommitInfo == genesisQC.LedgerCommitInfo && len(q.Signatures) == 0
+}
+
+// GenesisID is the id of the genesis block.
+func GenesisID() Hash { return genesisBlock.ID }
+
+// checkSigners verifies that sigs holds at least a quorum of distinct members.
+func (c *Committee) checkSigners(sigs []PartialSig) error {
+	if len(sigs) < c.Quorum() {
+		return fmt.Errorf("%w: %d of %d", ErrNoQuorum, len(sigs), c.Quorum())
+	}
+	seen := make(map[ReplicaID]bool, len(sigs))
+	for _, s := range sigs {
+		if !c.IsMember(s.Signer) {
+			return fmt.Errorf("%w: %d", ErrUnknownSigner, s.Signer)
+		}
+		if seen[s.Signer] {
+			return fmt.Errorf("%w: %d", ErrDuplicateSigner, s.Signer)
+		}
+		seen[s.Signer] = true
+	}
+	return nil
+}
+
+// VerifyQC checks a quorum certificate: the genesis QC, or a quorum of distinct
+// members who signed the same LedgerCommitInfo, which must hash the VoteInfo.
+func (c *Committee) VerifyQC(q *QC) error {
+	if q == nil {
+		return fmt.Errorf("%w: missing QC", ErrMalformed)
+	}
+	if q.VoteInfo.Round == 0 {
+		if IsGenesisQC(q) {
+			return nil
+		}
+		return fmt.Errorf("%w: round-0 QC is not genesis", ErrMalformed)
+	}
+	if q.LedgerCommitInfo.VoteInfoHash != q.VoteInfo.Hash() {
+		return fmt.Errorf("%w: QC vote info hash mismatch", ErrMalformed)
+	}
+	if q.VoteInfo.ParentRound >= q.VoteInfo.Round {
+		return fmt.Errorf("%w: QC parent round %d >= round %d", ErrMalformed, q.VoteInfo.ParentRound, q.VoteInfo.Round)
+	}
+	if err := c.checkSigners(q.Signatures); err != nil {
+		return fmt.Errorf("QC %s: %w", q.VoteInfo.Round, err)
+	}
+	msg := q.LedgerCommitInfo.SignBytes(c.ChainID)
+	for _, s := range q.Signatures {
+		if err := c.VerifySig(s.Signer, msg, s.Sig); err != nil {
+			return fmt.Errorf("QC %s: %w", q.VoteInfo.Round, err)
+		}
+	}
+	return nil
+}
+
+// VerifyTC checks a timeout certificate.
+func (c *Committee) VerifyTC(t *TC) error {
+	if t == nil {
+		return nil
+	}
+	if len(t.TmoHighQCRounds) != len(t.Signatures) {
+		return fmt.Errorf("%w: TC has %d rounds for %d signatures", ErrMalformed, len(t.TmoHighQCRounds), len(t.Signatures))
+	}
+	if err := c.checkSigners(t.Signatures); err != nil {
+		return fmt.Errorf("TC %s: %w", t.Round, err)
+	}
+	for i, s := range t.Signatures {
+		if t.TmoHighQCRounds[i] >= t.Round {
+			return fmt.Errorf("%w: TC high QC round %d >= round %d", ErrMalformed, t.TmoHighQCRounds[i], t.Round)
+		}
+		if err := c.VerifySig(s.Signer, TimeoutSignBytes(c.ChainID, t.Round, t.TmoHighQCRounds[i]), s.Sig); err != nil {
+			return fmt.Errorf("TC %s: %w", t.Round, err)
+		}
+	}
+	return nil
+}
+
+// VerifySync checks every certificate in a SyncInfo.
+func (c *Committee) VerifySync(s *SyncInfo) error {
+	for _, q := range []*QC{s.HighQC, s.HighCommitQC} {
+		if q != nil {
+			if err := c.VerifyQC(q); err != nil {
+				return err
+			}
+		}
+	}
+	return c.VerifyTC(s.HighTC)
+}
+
+// VerifyRequest checks a client request's signature.
+func (c *Committee) VerifyRequest(r *Request) error {
+	if len(r.Client) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: client key length %d", ErrMalformed, len(r.Client))
+	}
+	if len(r.Sig) != ed25519.SignatureSize || !ed25519.Verify(r.Client, r.SignBytes(c.ChainID), r.Sig) {
+		return fmt.Errorf("%w: client request seq %d", ErrInvalidSignature, r.Seq)
+	}
+	return nil
+}
+
+// VerifyProposal checks everything in a proposal that can be checked without
+// consensus state: block id, author signature, certificates and client
+// signatures. maxRequests <= 0 means no limit.
+func (c *Committee) VerifyProposal(p *Proposal, maxRequests int) error {
+	b := &p.Block
+	if !c.IsMember(b.Author) {
+		return fmt.Errorf("proposal: %w: author %d", ErrUnknownSigner, b.Author)
+	}
+	if b.QC == nil || b.Round <= b.QC.VoteInfo.Round {
+		return fmt.Errorf("proposal %s: %w: missing or non-increasing parent QC", b.Round, ErrMalformed)
+	}
+	if maxRequests > 0 && len(b.Payload) > maxRequests {
+		return fmt.Errorf("proposal %s: %w: %d", b.Round, ErrTooManyRequests, len(b.Payload))
+	}
+	if b.ComputeID() != b.ID {
+		return fmt.Errorf("proposal %s: %w", b.Round, ErrBadBlockID)
+	}
+	if err := c.VerifySig(b.Author, ProposalSignBytes(c.ChainID, b.ID, b.Round), p.Signature); err != nil {
+		return fmt.Errorf("proposal %s: %w", b.Round, err)
+	}
+	if err := c.VerifyQC(b.QC); err != nil {
+		return fmt.Errorf("proposal %s: %w", b.Round, err)
+	}
+	if p.LastTC != nil {
+		if p.LastTC.Round+1 != b.Round {
+			return fmt.Errorf("proposal %s: %w: last TC round %d", b.Round, ErrMalformed, p.LastTC.Round)
+		}
+		if err := c.VerifyTC(p.LastTC); err != nil {
+			return fmt.Errorf("proposal %s: %w", b.Round, err)
+		}
+	}
+	if err := c.VerifySync(&p.Sync); err != nil {
+		return fmt.Errorf("proposal %s: %w", b.Round, err)
+	}
+	for i := range b.Payload {
+		if err := c.VerifyRequest(&b.Payload[i]); err != nil {
+			return fmt.Errorf("proposal %s: %w", b.Round, err)
+		}
+	}
+	return nil
+}
+
+// VerifyVote checks a vote's sender and signature.
+func (c *Committee) VerifyVote(m *VoteMsg) error {
+	v := &m.Vote
+	if v.LedgerCommitInfo.VoteInfoHash != v.VoteInfo.Hash() {
+		return fmt.Errorf("vote %s: %w: vote info hash mismatch", v.VoteInfo.Round, ErrMalformed)
+	}
+	if err := c.VerifySig(v.Sender, v.LedgerCommitInfo.SignBytes(c.ChainID), v.Signature); err != nil {
+		return fmt.Errorf("vote %s: %w", v.VoteInfo.Round, err)
+	}
+	if err := c.VerifySync(&m.Sync); err != nil {
+		return fmt.Errorf("vote %s: %w", v.VoteInfo.Round, err)
+	}
+	return nil
+}
+
+// VerifyTimeout checks a timeout message.
+func (c *Committee) VerifyTimeout(m *TimeoutMsg) error {
+	t := &m.Timeout
+	if t.HighQC == nil || t.HighQC.Round() >= t.Round {
+		return fmt.Errorf("timeout %s: %w: missing or too high QC", t.Round, ErrMalformed)
+	}
+	if err := c.VerifySig(t.Sender, TimeoutSignBytes(c.ChainID, t.Round, t.HighQC.Round()), t.Signature); err != nil {
+		return fmt.Errorf("timeout %s: %w", t.Round, err)
+	}
+	if err := c.VerifyQC(t.HighQC); err != nil {
+		return fmt.Errorf("timeout %s: %w", t.Round, err)
+	}
+	if m.LastTC != nil {
+		if err := c.VerifyTC(m.LastTC); err != nil {
+			return fmt.Errorf("timeout %s: %w", t.Round, err)
+		}
+	}
+	if err := c.VerifySync(&m.Sync); err != nil {
+		return fmt.Errorf("timeout %s: %w", t.Round, err)
+	}
+	return nil
+}
+
+// VerifyBlockResponse checks that the blocks form a hash chain (each the parent
+// of the previous) with valid ids and valid embedded QCs. Whether the first
+// block is the one asked for is the requester's check.
+func (c *Committee) VerifyBlockResponse(r *BlockResponse) error {
+	for i := range r.Blocks {
+		b := &r.Blocks[i]
+		if b.QC == nil || b.Round <= b.QC.VoteInfo.Round || !c.IsMember(b.Author) {
+			return fmt.Errorf("block response: %w: block %d", ErrMalformed, i)
+		}
+		if b.ComputeID() != b.ID {
+			return fmt.Errorf("block response: %w", ErrBadBlockID)
+		}
+		if i > 0 && r.Blocks[i-1].ParentID() != b.ID {
+			return fmt.Errorf("block response: %w: not a chain at %d", ErrMalformed, i)
+		}
+		if err := c.VerifyQC(b.QC); err != nil {
+			return fmt.Errorf("block response: %w", err)
+		}
+	}
+	return nil
+}
