@@ -70,8 +70,9 @@ type SetTimer struct {
 // the certificate that committed it (for the committing block) or nil for
 // ancestors committed along with it.
 type Committed struct {
-	Block *types.Block
-	QC    *types.QC
+	Block  *types.Block
+	QC     *types.QC
+	Height uint64 // ledger height of Block (genesis is 0)
 }
 
 // NewRound reports that the replica entered a round (for metrics and traces).

@@ -183,9 +183,8 @@ func (c *Core) flush() []Action {
 
 // Start enters the round after the highest certificate and arms its timer.
 func (c *Core) Start() []Action {
-	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
-		c.enteredRound(false)
-	}
+	c.pm.AdvanceQC(c.tree.HighQC().Round())
+	c.enteredRound(false)
 	return c.flush()
 }
 
@@ -265,7 +264,7 @@ func (c *Core) tryCommit(qc *types.QC) {
 		c.ledger.Commit(b, by)
 		c.pool.Commit(b.Payload)
 		c.Stats.Committed++
-		c.emit(Committed{Block: b, QC: by})
+		c.emit(Committed{Block: b, QC: by, Height: c.ledger.Height()})
 	}
 	for _, id := range c.tree.Prune(path[len(path)-1]) {
 		c.ledger.Forget(id)

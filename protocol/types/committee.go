@@ -2,8 +2,11 @@ package types
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Typed errors for invalid input. Byzantine or malformed messages are answered
@@ -19,11 +22,45 @@ var (
 )
 
 // Committee is the static validator set of one chain. Keys[i] is the consensus
-// public key of replica i.
+// public key of replica i. It is safe for concurrent use.
 type Committee struct {
 	ChainID string
 	F       int
 	Keys    []ed25519.PublicKey
+
+	// cache remembers certificates already verified: every proposal, vote
+	// and timeout carries the same few QCs, and checking their signatures
+	// again each time would dominate the cost of a round.
+	mu    sync.Mutex
+	cache map[Hash]bool
+}
+
+const certCacheSize = 4096
+
+func (c *Committee) cached(k Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cache[k]
+}
+
+func (c *Committee) remember(k Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil || len(c.cache) >= certCacheSize {
+		c.cache = make(map[Hash]bool, certCacheSize)
+	}
+	c.cache[k] = true
+}
+
+// certKey hashes everything a certificate's validity depends on.
+func certKey(domain string, body []byte, sigs []PartialSig) Hash {
+	w := newSigWriter(domain, "")
+	w.bytes(body)
+	for _, s := range sigs {
+		w.u64(uint64(s.Signer))
+		w.bytes(s.Sig)
+	}
+	return sha256.Sum256(w.b)
 }
 
 // N is the committee size.
@@ -120,16 +157,21 @@ func (c *Committee) VerifyQC(q *QC) error {
 		return fmt.Errorf("QC %s: %w", q.VoteInfo.Round, err)
 	}
 	msg := q.LedgerCommitInfo.SignBytes(c.ChainID)
+	key := certKey("qc", msg, q.Signatures)
+	if c.cached(key) {
+		return nil
+	}
 	for _, s := range q.Signatures {
 		if err := c.VerifySig(s.Signer, msg, s.Sig); err != nil {
 			return fmt.Errorf("QC %s: %w", q.VoteInfo.Round, err)
 		}
 	}
+	c.remember(key)
 	return nil
 }
 
 // VerifyTC checks a timeout certificate.
-func (c *Committee) VerifyTC(t *TC) error {
+func (c *Committee) VerifyTC(t *TC) (err error) {
 	if t == nil {
 		return nil
 	}
@@ -139,6 +181,19 @@ func (c *Committee) VerifyTC(t *TC) error {
 	if err := c.checkSigners(t.Signatures); err != nil {
 		return fmt.Errorf("TC %s: %w", t.Round, err)
 	}
+	body := TimeoutSignBytes(c.ChainID, t.Round, 0)
+	for _, r := range t.TmoHighQCRounds {
+		body = binary.BigEndian.AppendUint64(body, uint64(r))
+	}
+	key := certKey("tc", body, t.Signatures)
+	if c.cached(key) {
+		return nil
+	}
+	defer func() {
+		if err == nil {
+			c.remember(key)
+		}
+	}()
 	for i, s := range t.Signatures {
 		if t.TmoHighQCRounds[i] >= t.Round {
 			return fmt.Errorf("%w: TC high QC round %d >= round %d", ErrMalformed, t.TmoHighQCRounds[i], t.Round)
