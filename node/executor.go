@@ -1,0 +1,159 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/diembft/diembft/node/kv"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// executor applies committed blocks to the key-value state machine, appends
+// each executed request to the ledger file (fsync'd per block) and signs the
+// replies. A (client, seq) executes once: a request that appears again, in a
+// later block or after a restart, gets its cached reply.
+type executor struct {
+	id      types.ReplicaID
+	chainID string
+	key     ed25519.PrivateKey
+	file    *os.File
+	kv      *kv.Store
+	height  uint64
+	replies map[types.RequestKey]*types.ClientReply
+
+	mu    sync.Mutex // guards peers: written by the loop, read by nobody else today, kept safe for metrics
+	peers map[string]peer.ID
+}
+
+// LedgerFile is the name of a replica's ledger in its home.
+func LedgerFile(id types.ReplicaID) string { return fmt.Sprintf("replica-%d.ledger", id) }
+
+// LedgerLine formats one executed request (see docs/internal-contracts.md).
+func LedgerLine(client []byte, seq uint64, op string) string {
+	return hex.EncodeToString(client) + "\t" + strconv.FormatUint(seq, 10) + "\t" + op
+}
+
+// canonicalOp parses a request's operation. An operation that does not parse
+// is still ordered (the client signed it) and fails deterministically.
+func canonicalOp(s string) (kv.Op, string, bool) {
+	op, err := kv.ParseOp(s)
+	if err != nil {
+		return kv.Op{}, "invalid(" + strconv.Quote(s) + ")", false
+	}
+	return op, op.String(), true
+}
+
+func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
+	path := filepath.Join(home, LedgerFile(id))
+	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), replies: map[types.RequestKey]*types.ClientReply{}, peers: map[string]peer.ID{}}
+	if err := e.replay(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	e.file = f
+	return e, nil
+}
+
+// replay rebuilds the state machine and the reply cache from the ledger file.
+// A torn last line (a crash in the middle of a write) is cut off.
+func (e *executor) replay(path string) error {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if i := bytes.LastIndexByte(data, '\n'); i+1 != len(data) {
+		if err := os.Truncate(path, int64(i+1)); err != nil {
+			return fmt.Errorf("ledger: repair torn tail: %w", err)
+		}
+		data = data[:i+1]
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), "\t", 3)
+		if len(parts) != 3 {
+			return fmt.Errorf("ledger %s:%d: malformed line", path, e.height+1)
+		}
+		client, err1 := hex.DecodeString(parts[0])
+		seq, err2 := strconv.ParseUint(parts[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("ledger %s:%d: malformed line", path, e.height+1)
+		}
+		result := "fail"
+		if op, err := kv.ParseOp(parts[2]); err == nil {
+			result = e.kv.Apply(op)
+		}
+		e.height++
+		e.remember(client, seq, result)
+	}
+	return sc.Err()
+}
+
+func (e *executor) remember(client []byte, seq uint64, result string) *types.ClientReply {
+	rp := &types.ClientReply{Client: client, Seq: seq, Result: result, Height: e.height, Replica: e.id}
+	rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
+	e.replies[types.RequestKey{Client: string(client), Seq: seq}] = rp
+	return rp
+}
+
+// execute applies a committed block and returns the replies to send.
+func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
+	var out []*types.ClientReply
+	var buf strings.Builder
+	for i := range b.Payload {
+		req := &b.Payload[i]
+		if rp := e.replies[req.Key()]; rp != nil {
+			out = append(out, rp) // already executed: answer again, do not execute twice
+			continue
+		}
+		op, text, ok := canonicalOp(req.Op)
+		result := "fail"
+		if ok {
+			result = e.kv.Apply(op)
+		}
+		e.height++
+		buf.WriteString(LedgerLine(req.Client, req.Seq, text))
+		buf.WriteByte('\n')
+		out = append(out, e.remember(req.Client, req.Seq, result))
+	}
+	if buf.Len() == 0 {
+		return out, nil
+	}
+	if _, err := e.file.WriteString(buf.String()); err != nil {
+		return nil, err
+	}
+	return out, e.file.Sync()
+}
+
+func (e *executor) cached(r *types.Request) *types.ClientReply { return e.replies[r.Key()] }
+
+func (e *executor) clientPeer(client []byte, p peer.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.peers[string(client)] = p
+}
+
+func (e *executor) peerOf(client []byte) (peer.ID, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.peers[string(client)]
+	return p, ok
+}
+
+func (e *executor) close() { e.file.Close() }

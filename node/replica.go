@@ -1,0 +1,378 @@
+// Package node is a running DiemBFT replica: it connects the pure consensus
+// core to the libp2p network, the clock and the disk. One goroutine (the
+// event loop) owns the core and runs every state transition; signature checks
+// run before that, concurrently, in pubsub validators and stream handlers
+// (DESIGN §3). Sends never block the loop: p2p queues them per peer.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/core"
+	"github.com/diembft/diembft/protocol/leader"
+	"github.com/diembft/diembft/protocol/mempool"
+	"github.com/diembft/diembft/protocol/pacemaker"
+	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
+)
+
+var log = logging.Logger("node")
+
+// Params are the protocol parameters every replica of a chain shares (they
+// come from the Olympus roster).
+type Params struct {
+	Delta        time.Duration
+	RoundTimeout time.Duration
+	Backoff      float64
+	BackoffCap   int
+	Election     leader.Mode
+	WindowSize   int
+	ExcludeSize  int
+	MaxRequests  int
+}
+
+// Config is what a replica needs to run.
+type Config struct {
+	ID           types.ReplicaID
+	Home         string // directory for the ledger, safety data and stats
+	ConsensusKey ed25519.PrivateKey
+	Committee    *types.Committee
+	Peers        []peer.ID // libp2p peer id of each replica, by replica id
+	Params       Params
+	Net          *p2p.Node // started, members set, pubsub started
+}
+
+// futureRounds bounds how far ahead of the local round a gossiped message may
+// be and still be accepted (and buffered by the core's pacemaker); anything
+// further is ignored rather than relayed.
+const futureRounds = 1000
+
+// Replica is one running replica.
+type Replica struct {
+	cfg   Config
+	net   *p2p.Node
+	core  *core.Core
+	exec  *executor
+	store *safetyStore
+	m     *metrics
+
+	round atomic.Uint64 // the loop's current round, read by validators
+
+	consensus chan func() // verified consensus messages and timer expiries
+	requests  chan func() // client requests (lower priority)
+
+	voteProto, syncProto, clientProto protocol.ID
+	proposalTopic, timeoutTopic       string
+}
+
+// New opens the replica's home (ledger, safety data) and builds its core.
+func New(cfg Config) (*Replica, error) {
+	store, st, err := openSafetyStore(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	exec, err := openExecutor(cfg.Home, cfg.ID, cfg.Committee.ChainID, cfg.ConsensusKey)
+	if err != nil {
+		return nil, err
+	}
+	p := cfg.Params
+	chain := cfg.Committee.ChainID
+	r := &Replica{
+		cfg:           cfg,
+		net:           cfg.Net,
+		exec:          exec,
+		store:         store,
+		m:             newMetrics(),
+		consensus:     make(chan func(), 4096),
+		requests:      make(chan func(), 4096),
+		voteProto:     p2p.VoteProtocol(chain),
+		syncProto:     p2p.SyncProtocol(chain),
+		clientProto:   p2p.ClientProtocol(chain),
+		proposalTopic: p2p.ProposalTopic(chain),
+		timeoutTopic:  p2p.TimeoutTopic(chain),
+	}
+	r.core = core.New(core.Config{
+		ID:               cfg.ID,
+		Committee:        cfg.Committee,
+		Signer:           types.Ed25519Signer{Key: cfg.ConsensusKey},
+		Pacemaker:        pacemaker.Config{RoundTimeout: p.RoundTimeout, Backoff: p.Backoff, BackoffCap: p.BackoffCap},
+		Election:         p.Election,
+		WindowSize:       p.WindowSize,
+		ExcludeSize:      p.ExcludeSize,
+		MaxRequests:      p.MaxRequests,
+		IdleProposeDelay: p.Delta,
+		Safety:           st,
+	})
+	return r, nil
+}
+
+// Metrics exposes the replica's Prometheus registry (for --metrics).
+func (r *Replica) Metrics() *metrics { return r.m }
+
+// Run subscribes to the network and runs the event loop until ctx ends.
+func (r *Replica) Run(ctx context.Context) error {
+	defer r.exec.close()
+	defer r.writeStats()
+	if err := r.net.Subscribe(r.proposalTopic, r.validateProposal, r.onGossip); err != nil {
+		return err
+	}
+	if err := r.net.Subscribe(r.timeoutTopic, r.validateTimeout, r.onGossip); err != nil {
+		return err
+	}
+	r.net.Handle(r.voteProto, true, r.onVote)
+	r.net.Handle(r.syncProto, true, r.onSync)
+	r.net.Handle(r.clientProto, false, r.onClient)
+
+	r.apply(r.core.Start())
+	stats := time.NewTicker(time.Second)
+	defer stats.Stop()
+	for {
+		// Consensus work first: a backlog of client requests must not delay
+		// votes, proposals and timers.
+		select {
+		case f := <-r.consensus:
+			f()
+			continue
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case f := <-r.consensus:
+			f()
+		case f := <-r.requests:
+			f()
+		case <-stats.C:
+			r.writeStats()
+		}
+	}
+}
+
+// post hands work to the event loop without blocking the caller for long.
+func post(ch chan func(), f func()) { ch <- f }
+
+// --- inbound: validation happens here, off the loop ---
+
+func (r *Replica) senderID(p peer.ID) (types.ReplicaID, bool) {
+	for i, q := range r.cfg.Peers {
+		if q == p {
+			return types.ReplicaID(i), true
+		}
+	}
+	return 0, false
+}
+
+// judge maps a verification error to a pubsub verdict: Reject only for
+// provably invalid messages (bad encoding, bad signature), which also lowers
+// the relaying peer's score.
+func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
+	if err == nil {
+		return pubsub.ValidationAccept
+	}
+	r.m.invalid.WithLabelValues(kind).Inc()
+	log.Debugw("invalid message", "kind", kind, "err", err)
+	return pubsub.ValidationReject
+}
+
+func (r *Replica) roundWindow(round types.Round) bool {
+	cur := types.Round(r.round.Load())
+	return round+2 >= cur && round <= cur+futureRounds
+}
+
+func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResult {
+	p, err := wire.DecodeProposal(data)
+	if err != nil {
+		return r.judge("proposal", err)
+	}
+	if !r.roundWindow(p.Block.Round) {
+		r.m.ignored.WithLabelValues("proposal").Inc()
+		return pubsub.ValidationIgnore
+	}
+	return r.judge("proposal", r.cfg.Committee.VerifyProposal(p, r.cfg.Params.MaxRequests))
+}
+
+func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResult {
+	t, err := wire.DecodeTimeout(data)
+	if err != nil {
+		return r.judge("timeout", err)
+	}
+	if !r.roundWindow(t.Timeout.Round) {
+		r.m.ignored.WithLabelValues("timeout").Inc()
+		return pubsub.ValidationIgnore
+	}
+	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t))
+}
+
+// onGossip receives messages the validators accepted.
+func (r *Replica) onGossip(_ peer.ID, data []byte) {
+	msg, err := wire.Decode(data)
+	if err != nil {
+		return
+	}
+	switch m := msg.(type) {
+	case *types.Proposal:
+		post(r.consensus, func() { r.apply(r.core.OnProposal(m)) })
+	case *types.TimeoutMsg:
+		post(r.consensus, func() { r.apply(r.core.OnTimeout(m)) })
+	}
+}
+
+func (r *Replica) onVote(from peer.ID, data []byte) {
+	v, err := wire.DecodeVote(data)
+	if err == nil {
+		err = r.cfg.Committee.VerifyVote(v)
+	}
+	if err == nil {
+		if id, ok := r.senderID(from); !ok || id != v.Vote.Sender {
+			err = fmt.Errorf("%w: vote from %s signed by %d", types.ErrUnknownSigner, from, v.Vote.Sender)
+		}
+	}
+	if err != nil {
+		r.judge("vote", err)
+		return
+	}
+	post(r.consensus, func() { r.apply(r.core.OnVote(v)) })
+}
+
+func (r *Replica) onSync(from peer.ID, data []byte) {
+	id, ok := r.senderID(from)
+	if !ok {
+		return
+	}
+	msg, err := wire.Decode(data)
+	if err != nil {
+		r.judge("sync", err)
+		return
+	}
+	switch m := msg.(type) {
+	case *types.BlockRequest:
+		post(r.consensus, func() { r.apply(r.core.OnBlockRequest(id, m)) })
+	case *types.BlockResponse:
+		if err := r.cfg.Committee.VerifyBlockResponse(m); err != nil {
+			r.judge("sync", err)
+			return
+		}
+		post(r.consensus, func() { r.apply(r.core.OnBlockResponse(id, m)) })
+	default:
+		r.judge("sync", fmt.Errorf("%w: %T on the sync protocol", types.ErrMalformed, msg))
+	}
+}
+
+func (r *Replica) onClient(from peer.ID, data []byte) {
+	req, err := wire.DecodeClientRequest(data)
+	if err == nil {
+		err = r.cfg.Committee.VerifyRequest(req)
+	}
+	if err != nil {
+		r.judge("client", err)
+		return
+	}
+	post(r.requests, func() {
+		r.exec.clientPeer(req.Client, from)
+		if reply := r.exec.cached(req); reply != nil {
+			r.sendReply(from, reply) // exactly once: a replayed request gets the cached result
+			return
+		}
+		acts, err := r.core.OnRequest(req)
+		if err != nil && !errors.Is(err, mempool.ErrDuplicate) {
+			log.Debugw("request not queued", "seq", req.Seq, "err", err)
+		}
+		r.apply(acts)
+	})
+}
+
+func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
+	data, err := wire.Encode(reply)
+	if err != nil {
+		log.Errorw("encode reply", "err", err)
+		return
+	}
+	r.net.Send(to, r.clientProto, data)
+}
+
+// --- outbound: carry out the core's actions in order ---
+
+func (r *Replica) apply(acts []core.Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case core.PersistSafety:
+			// The vote or timeout that needed this state comes later in the
+			// list: it leaves the process only after the fsync returned.
+			if err := r.store.save(a.State); err != nil {
+				log.Fatalf("persist safety data: %v", err) // cannot vote safely without it
+			}
+		case core.BroadcastProposal:
+			r.publish(r.proposalTopic, a.Proposal)
+		case core.BroadcastTimeout:
+			r.m.timeouts.Inc()
+			r.publish(r.timeoutTopic, a.Timeout)
+		case core.SendVote:
+			r.send(a.To, r.voteProto, a.Vote)
+		case core.SendBlockRequest:
+			r.send(a.To, r.syncProto, a.Request)
+		case core.SendBlockResponse:
+			r.send(a.To, r.syncProto, a.Response)
+		case core.SetTimer:
+			t := a.Timer
+			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
+		case core.Committed:
+			r.commit(a)
+		case core.NewRound:
+			log.Debugw("round", "id", r.cfg.ID, "round", a.Round, "tc", a.ByTC, "leader", r.core.Leader(a.Round), "t", time.Now().Format("05.000"))
+			r.round.Store(uint64(a.Round))
+			r.m.round.Set(float64(a.Round))
+			if a.ByTC {
+				r.m.roundsByTC.Inc()
+			} else {
+				r.m.roundsByQC.Inc()
+			}
+		}
+	}
+}
+
+func (r *Replica) publish(topic string, msg any) {
+	data, err := wire.Encode(msg)
+	if err != nil {
+		log.Errorw("encode", "err", err)
+		return
+	}
+	if err := r.net.Publish(topic, data); err != nil {
+		log.Warnw("publish", "topic", topic, "err", err)
+	}
+}
+
+func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
+	data, err := wire.Encode(msg)
+	if err != nil {
+		log.Errorw("encode", "err", err)
+		return
+	}
+	r.net.Send(r.cfg.Peers[to], pid, data)
+}
+
+func (r *Replica) commit(c core.Committed) {
+	start := time.Now()
+	replies, err := r.exec.execute(c.Block)
+	if err != nil {
+		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
+	}
+	r.m.commits.Inc()
+	r.m.height.Set(float64(r.exec.height))
+	r.m.execLatency.Observe(time.Since(start).Seconds())
+	for _, rp := range replies {
+		if to, ok := r.exec.peerOf(rp.Client); ok {
+			r.sendReply(to, rp)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/leader"
+	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
+)
+
+// cluster starts n replicas on loopback in this process.
+type cluster struct {
+	com   *types.Committee
+	nets  []*p2p.Node
+	homes []string
+	stop  []context.CancelFunc
+	done  []chan error
+	cfgs  []Config
+}
+
+func key(label string, i int) ed25519.PrivateKey {
+	seed := sha256.Sum256(binary.BigEndian.AppendUint64([]byte(label), uint64(i)))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func testParams() Params {
+	return Params{Delta: 20 * time.Millisecond, RoundTimeout: 300 * time.Millisecond, Backoff: 1.2, BackoffCap: 4,
+		Election: leader.Reputation, WindowSize: 5, ExcludeSize: 1, MaxRequests: 100}
+}
+
+func startCluster(t *testing.T, f int) *cluster {
+	t.Helper()
+	n := 3*f + 1
+	c := &cluster{com: &types.Committee{ChainID: "test", F: f}}
+	var infos []peer.AddrInfo
+	for i := 0; i < n; i++ {
+		c.com.Keys = append(c.com.Keys, key("replica", i).Public().(ed25519.PublicKey))
+		net, err := p2p.New(context.Background(), p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, AllowNonMembers: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { net.Close() })
+		c.nets = append(c.nets, net)
+		infos = append(infos, net.AddrInfo())
+	}
+	var peers []peer.ID
+	for _, in := range infos {
+		peers = append(peers, in.ID)
+	}
+	for i, net := range c.nets {
+		net.SetMembers(infos)
+		if err := net.StartPubSub(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		home := t.TempDir()
+		c.homes = append(c.homes, home)
+		c.cfgs = append(c.cfgs, Config{ID: types.ReplicaID(i), Home: home, ConsensusKey: key("replica", i), Committee: c.com, Peers: peers, Params: testParams(), Net: net})
+	}
+	for i := range c.nets {
+		c.start(t, i)
+	}
+	return c
+}
+
+func (c *cluster) start(t *testing.T, i int) {
+	r, err := New(c.cfgs[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for len(c.stop) <= i {
+		c.stop = append(c.stop, nil)
+		c.done = append(c.done, nil)
+	}
+	c.stop[i], c.done[i] = cancel, done
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// testClient sends signed requests to every replica and collects replies.
+type testClient struct {
+	key     ed25519.PrivateKey
+	net     *p2p.Node
+	com     *types.Committee
+	peers   []peer.ID
+	mu      sync.Mutex
+	replies map[uint64]map[types.ReplicaID]*types.ClientReply
+	bad     int
+}
+
+func newTestClient(t *testing.T, c *cluster) *testClient {
+	net, err := p2p.New(context.Background(), p2p.Config{NoListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	tc := &testClient{key: key("client", 0), net: net, com: c.com, replies: map[uint64]map[types.ReplicaID]*types.ClientReply{}}
+	for _, n := range c.nets {
+		tc.peers = append(tc.peers, n.ID())
+		net.Host.Peerstore().AddAddrs(n.ID(), n.Host.Addrs(), time.Hour)
+	}
+	net.Handle(p2p.ClientProtocol(c.com.ChainID), false, func(from peer.ID, data []byte) {
+		rp, err := wire.DecodeClientReply(data)
+		if err != nil || int(rp.Replica) >= len(c.com.Keys) || c.com.VerifySig(rp.Replica, rp.SignBytes(c.com.ChainID), rp.Sig) != nil {
+			tc.mu.Lock()
+			tc.bad++
+			tc.mu.Unlock()
+			return
+		}
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		if tc.replies[rp.Seq] == nil {
+			tc.replies[rp.Seq] = map[types.ReplicaID]*types.ClientReply{}
+		}
+		tc.replies[rp.Seq][rp.Replica] = rp
+	})
+	return tc
+}
+
+func (tc *testClient) submit(seq uint64, op string) {
+	r := &types.Request{Client: tc.key.Public().(ed25519.PublicKey), Seq: seq, Op: op}
+	r.Sig = ed25519.Sign(tc.key, r.SignBytes(tc.com.ChainID))
+	data, _ := wire.Encode(r)
+	for _, p := range tc.peers {
+		tc.net.Send(p, p2p.ClientProtocol(tc.com.ChainID), data)
+	}
+}
+
+// accepted returns the result of seq once f+1 replicas agree on it.
+func (tc *testClient) accepted(seq uint64) (string, bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	count := map[string]int{}
+	for _, rp := range tc.replies[seq] {
+		k := fmt.Sprintf("%s@%d", rp.Result, rp.Height)
+		count[k]++
+		if count[k] >= tc.com.F+1 {
+			return rp.Result, true
+		}
+	}
+	return "", false
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling an in-process condition, not waiting for progress by time
+	}
+}
+
+func TestFourReplicasCommitOnLoopback(t *testing.T) {
+	c := startCluster(t, 1)
+	tc := newTestClient(t, c)
+	const n = 50
+	for i := uint64(1); i <= n; i++ {
+		tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
+	}
+	tc.submit(n+1, "get('k1')")
+	waitFor(t, "all requests accepted", 30*time.Second, func() bool {
+		for i := uint64(1); i <= n+1; i++ {
+			if _, ok := tc.accepted(i); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if res, _ := tc.accepted(n + 1); res != "v46" {
+		t.Fatalf("get returned %q, want v46", res)
+	}
+	// Every replica that has all requests has the same ledger.
+	var ref []byte
+	waitFor(t, "ledgers equal", 10*time.Second, func() bool {
+		for i, h := range c.homes {
+			data, _ := os.ReadFile(filepath.Join(h, LedgerFile(types.ReplicaID(i))))
+			if i == 0 {
+				ref = data
+			} else if string(data) != string(ref) {
+				return false
+			}
+		}
+		return len(ref) > 0
+	})
+}
