@@ -123,6 +123,7 @@ func (r *Replica) Metrics() *metrics { return r.m }
 // Run subscribes to the network and runs the event loop until ctx ends.
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.exec.close()
+	defer r.store.close()
 	defer r.writeStats()
 	if err := r.net.Subscribe(r.proposalTopic, r.validateProposal, r.onGossip); err != nil {
 		return err
@@ -329,7 +330,6 @@ func (r *Replica) apply(acts []core.Action) {
 		case core.Committed:
 			r.commit(a)
 		case core.NewRound:
-			log.Debugw("round", "id", r.cfg.ID, "round", a.Round, "tc", a.ByTC, "leader", r.core.Leader(a.Round), "t", time.Now().Format("05.000"))
 			r.round.Store(uint64(a.Round))
 			r.m.round.Set(float64(a.Round))
 			if a.ByTC {
