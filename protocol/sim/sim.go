@@ -72,6 +72,8 @@ type Config struct {
 	Drop func(now time.Duration, from, to int, msg any) bool
 	// Byzantine, if set, may rewrite the actions of a node before they run.
 	Byzantine func(s *Sim, node int, actions []core.Action) []core.Action
+	// ByzantineNodes are excluded from the honest checks.
+	ByzantineNodes []int
 }
 
 // Partition cuts Group off from the other replicas during [From, To).
@@ -95,6 +97,7 @@ type Result struct {
 	TraceHash  string
 	Heights    []uint64 // committed blocks per node
 	Requests   []int    // committed requests per node
+	Refused    []uint64 // votes the safety rules refused, per node (current incarnation)
 	Rounds     types.Round
 	RoundsByTC int
 	Messages   uint64
@@ -123,7 +126,21 @@ type Sim struct {
 	votes      map[voteKey]types.Hash   // signed votes per (replica, round)
 	violations []string
 	res        Result
+	p4         []p4Check
 }
+
+// p4Check is the paper's property P4: after GST, a block proposed by an
+// honest leader whose two successors are honest commits at every honest
+// replica within 7Δ.
+type p4Check struct {
+	id       types.Hash
+	round    types.Round
+	deadline time.Duration
+}
+
+// P4Settle is how long after GST the simulator starts checking P4, so that
+// messages and fetches started before GST have played out.
+const P4Settle = time.Second
 
 type voteKey struct {
 	id    types.ReplicaID
@@ -169,6 +186,9 @@ func New(cfg Config) *Sim {
 	}
 	for i := 0; i < cfg.N; i++ {
 		s.nodes = append(s.nodes, &node{idx: i, id: types.ReplicaID(i), honest: !twin[types.ReplicaID(i)], seen: map[types.RequestKey]bool{}})
+	}
+	for _, b := range cfg.ByzantineNodes {
+		s.nodes[b].honest = false
 	}
 	for k, t := range cfg.Twins {
 		s.nodes = append(s.nodes, &node{idx: cfg.N + k, id: t, seen: map[types.RequestKey]bool{}})
@@ -287,10 +307,7 @@ func (s *Sim) Run() *Result {
 		s.newCore(n)
 	}
 	for _, c := range s.cfg.Crashes {
-		s.schedule(&event{at: c.At, kind: evCrash, node: c.Node})
-		if c.RestartAt > 0 {
-			s.schedule(&event{at: c.RestartAt, kind: evRestart, node: c.Node})
-		}
+		s.CrashAt(c.Node, c.At, c.RestartAt)
 	}
 	for _, n := range s.nodes {
 		s.apply(n, n.core.Start())
@@ -301,6 +318,7 @@ func (s *Sim) Run() *Result {
 			break
 		}
 		s.now = e.at
+		s.checkP4()
 		s.step(e)
 		if s.done() {
 			break
@@ -313,6 +331,7 @@ func (s *Sim) Run() *Result {
 	for _, n := range s.nodes {
 		s.res.Heights = append(s.res.Heights, n.ledger.Height())
 		s.res.Requests = append(s.res.Requests, n.reqs)
+		s.res.Refused = append(s.res.Refused, n.core.Stats.VotesRefused)
 		s.res.Rounds = max(s.res.Rounds, n.core.CurrentRound())
 	}
 	return &s.res
@@ -409,6 +428,7 @@ func (s *Sim) apply(n *node, acts []core.Action) {
 			n.persisted = a.State
 			s.checkVote(n, a.State.LastVote)
 		case core.BroadcastProposal:
+			s.watchP4(n, a.Proposal)
 			s.broadcast(n, a.Proposal)
 		case core.BroadcastTimeout:
 			s.broadcast(n, a.Timeout)
@@ -610,6 +630,32 @@ func (s *Sim) done() bool {
 	return true
 }
 
+func (s *Sim) watchP4(n *node, p *types.Proposal) {
+	if !n.honest || len(s.cfg.Twins) > 0 || len(p.Block.Payload) == 0 || s.now < s.cfg.GST+P4Settle {
+		return
+	}
+	r := p.Block.Round
+	for _, l := range []types.ReplicaID{n.core.Leader(r + 1), n.core.Leader(r + 2)} {
+		if m := s.nodes[l]; !m.honest || !m.up {
+			return
+		}
+	}
+	s.p4 = append(s.p4, p4Check{id: p.Block.ID, round: r, deadline: s.now + 7*s.cfg.Delta})
+}
+
+func (s *Sim) checkP4() {
+	for len(s.p4) > 0 && s.p4[0].deadline < s.now {
+		c := s.p4[0]
+		s.p4 = s.p4[1:]
+		for _, n := range s.liveNodes() {
+			if _, ok := n.ledger.CommittedBlock(c.id); !ok {
+				s.violate("P4: block %s of round %d (honest leaders after GST) not committed by replica %d within 7Δ", c.id, c.round, n.idx)
+				return
+			}
+		}
+	}
+}
+
 func (s *Sim) checkLiveness() {
 	if len(s.violations) > 0 {
 		return
@@ -639,4 +685,18 @@ func describe(msg any) string {
 		return fmt.Sprintf("R %d", m.Seq)
 	}
 	return "?"
+}
+
+// SendAfter puts msg from node from to node to on the network after delay
+// (for Byzantine hooks that want to time their messages).
+func (s *Sim) SendAfter(from, to int, msg any, delay time.Duration) {
+	s.schedule(&event{at: s.now + delay, kind: evDeliver, node: to, from: from, msg: msg})
+}
+
+// CrashAt crashes node at the virtual time at and restarts it at restartAt (0 = never).
+func (s *Sim) CrashAt(node int, at, restartAt time.Duration) {
+	s.schedule(&event{at: at, kind: evCrash, node: node})
+	if restartAt > 0 {
+		s.schedule(&event{at: restartAt, kind: evRestart, node: node})
+	}
 }
