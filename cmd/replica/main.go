@@ -1,0 +1,162 @@
+// Command replica runs one DiemBFT replica: it reads its home directory
+// (written by `diembft testnet` or by Olympus in local mode), registers its
+// listen addresses with Olympus, waits for the signed roster, and runs the
+// consensus event loop until SIGINT or SIGTERM. Started again on the same
+// home it resumes from its disk (spec/config.md §1).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/diembft/diembft/node"
+	"github.com/diembft/diembft/olympus"
+	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/leader"
+)
+
+type usageError struct{ error }
+
+func main() {
+	var home, olympusAddr, metricsAddr, logLevel string
+	var listen []string
+	var joinTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:           "replica --home DIR --olympus MULTIADDR",
+		Short:         "Run one DiemBFT replica",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := p2p.SetupLogging(logLevel); err != nil {
+				return usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			if home == "" {
+				return usageError{errors.New("--home is required")}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, home, olympusAddr, listen, metricsAddr, joinTimeout)
+		},
+	}
+	cmd.Flags().StringVar(&home, "home", "", "replica home directory (from `diembft testnet` or Olympus local mode)")
+	cmd.Flags().StringVar(&olympusAddr, "olympus", "", "Olympus multiaddr ending in /p2p/<peer-id> (default: the one in the home's replica.toml)")
+	cmd.Flags().StringSliceVar(&listen, "listen", nil, "listen multiaddr(s) (default: those in replica.toml)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on this host:port")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().DurationVar(&joinTimeout, "join-timeout", 2*time.Minute, "how long to wait for Olympus and the other replicas")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "replica:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr string, joinTimeout time.Duration) error {
+	home, err := olympus.LoadReplicaHome(homeDir)
+	if err != nil {
+		return err
+	}
+	if olympusAddr == "" {
+		olympusAddr = home.Olympus
+	}
+	if olympusAddr == "" {
+		return usageError{errors.New("--olympus is required (the home's replica.toml names none)")}
+	}
+	if _, err := p2p.ParsePinned(olympusAddr); err != nil {
+		return usageError{fmt.Errorf("--olympus: %w", err)}
+	}
+	if len(listen) == 0 {
+		listen = home.Listen
+	}
+	net, err := p2p.New(ctx, p2p.Config{ListenAddrs: listen, HostKey: home.HostKey, AllowNonMembers: true})
+	if err != nil {
+		return err
+	}
+	defer net.Close()
+
+	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	var addrs []string
+	for _, a := range net.Host.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	if err := olympus.Register(joinCtx, net, olympusAddr, home.ID, addrs); err != nil {
+		return fmt.Errorf("register with olympus: %w", err)
+	}
+	roster, err := olympus.FetchRoster(joinCtx, net, olympusAddr)
+	if err != nil {
+		return fmt.Errorf("roster: %w", err)
+	}
+	if roster.ChainID != home.ChainID {
+		return fmt.Errorf("roster is for chain %q, this home is for %q", roster.ChainID, home.ChainID)
+	}
+	if int(home.ID) >= len(roster.Members) || roster.Members[home.ID].PeerID != net.ID() ||
+		!roster.Members[home.ID].ConsensusKey.Equal(home.ConsensusKey.Public()) {
+		return fmt.Errorf("roster does not list this replica (id %d, peer %s) with this home's keys", home.ID, net.ID())
+	}
+	infos, err := roster.AddrInfos()
+	if err != nil {
+		return err
+	}
+	net.SetMembers(infos)
+	if err := net.StartPubSub(ctx); err != nil {
+		return err
+	}
+	params, err := nodeParams(roster.Params)
+	if err != nil {
+		return err
+	}
+	var peers []peer.ID
+	for _, m := range roster.Members {
+		peers = append(peers, m.PeerID)
+	}
+	r, err := node.New(node.Config{
+		ID: home.ID, Home: home.Dir, ConsensusKey: home.ConsensusKey,
+		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
+	})
+	if err != nil {
+		return err
+	}
+	if metricsAddr != "" {
+		srv := &http.Server{Addr: metricsAddr, Handler: r.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintln(os.Stderr, "replica: metrics:", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	fmt.Printf("replica %d (%s) running on %s\n", home.ID, net.ID(), strings.Join(addrs, " "))
+	return r.Run(ctx)
+}
+
+func nodeParams(p olympus.Params) (node.Params, error) {
+	mode := leader.Reputation
+	switch p.Election {
+	case "reputation", "":
+	case "round-robin":
+		mode = leader.RoundRobin
+	default:
+		return node.Params{}, fmt.Errorf("roster: unknown election %q", p.Election)
+	}
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	return node.Params{
+		Delta: ms(p.DeltaMs), RoundTimeout: ms(p.RoundTimeoutMs), Backoff: p.Backoff, BackoffCap: p.BackoffCap,
+		Election: mode, WindowSize: p.WindowSize, ExcludeSize: p.ExcludeSize, MaxRequests: p.MaxRequests,
+	}, nil
+}
