@@ -134,6 +134,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.net.Handle(r.voteProto, true, r.onVote)
 	r.net.Handle(r.syncProto, true, r.onSync)
 	r.net.Handle(r.clientProto, false, r.onClient)
+	r.awaitGossipPeers(ctx)
 
 	r.apply(r.core.Start())
 	stats := time.NewTicker(time.Second)
@@ -156,6 +157,32 @@ func (r *Replica) Run(ctx context.Context) error {
 			f()
 		case <-stats.C:
 			r.writeStats()
+		}
+	}
+}
+
+// awaitGossipPeers waits, at start-up only, until the other replicas'
+// subscriptions to both topics are known: gossipsub publishes only to peers it
+// knows subscribe, so a proposal sent earlier would be lost and round 1 would
+// end in a timeout. It waits for all peers for a short while, then for a
+// quorum, and then gives up and lets timeouts and sync do their work.
+func (r *Replica) awaitGossipPeers(ctx context.Context) {
+	all := len(r.cfg.Peers) - 1
+	quorum := r.cfg.Committee.Quorum() - 1
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		have := min(len(r.net.TopicPeers(r.proposalTopic)), len(r.net.TopicPeers(r.timeoutTopic)))
+		waited := time.Since(start)
+		if have >= all || (have >= quorum && waited > 2*time.Second) || waited > 30*time.Second {
+			log.Infow("gossip peers", "have", have, "of", all, "waited", waited)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
