@@ -389,12 +389,14 @@ func TestLegacy(t *testing.T) {
 }
 
 // TestLegacySpecExample: the spec's example declares three clients but gives
-// workloads for two, which is refused with the missing client named.
+// workloads for two; the third runs the default workload with its own seed.
 func TestLegacySpecExample(t *testing.T) {
-	_, err := Load("testdata/spec_example.legacy")
-	want := "testdata/spec_example.legacy:3: num_client = 3 but client 2 has no workload[2]"
-	if err == nil || err.Error() != want {
-		t.Fatalf("error %v, want %q", err, want)
+	c, err := Load("testdata/spec_example.legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Clients) != 3 || c.Clients[2].Workload[0] != "pseudorandom(235,100)" {
+		t.Fatalf("clients %+v", c.Clients)
 	}
 }
 
@@ -410,8 +412,6 @@ func TestLegacyErrors(t *testing.T) {
 		{"not integer", "t = one\n", `:1: t: "one" is not an integer`},
 		{"duplicate", base + "workload[0] = get('a')\nworkload[ 0 ] = get('b')\n", ":4: workload[0] is already set on line 3"},
 		{"num_client zero", "num_client = 0\n", ":1: num_client must be from 1 to 1000"},
-		{"missing workload", "num_client = 2\nworkload[1] = get('a')\n", ":1: num_client = 2 but client 0 has no workload[0]"},
-		{"missing workload inferred", "t = 1\nworkload[1] = get('a')\n", ": client 0 has no workload[0]"},
 		{"extra workload", "num_client = 1\nworkload[0] = get('a')\nworkload[3] = get('a')\n", ":3: workload[3]: client 3 does not exist (num_client = 1)"},
 		{"huge index", "workload[99999999999999999999] = get('a')\n", ":1: workload[99999999999999999999]: index 99999999999999999999 is too large"},
 		{"bad workload", base + "workload[0] = get(a)\n", ":3: workload[0]: bad workload: bad operation: operation 1: get argument 1: expected a quoted string"},
