@@ -79,7 +79,9 @@ type LedgerLine struct {
 	Op     string
 }
 
-func (l LedgerLine) String() string { return l.Client + "\t" + strconv.FormatUint(l.Seq, 10) + "\t" + l.Op }
+func (l LedgerLine) String() string {
+	return l.Client + "\t" + strconv.FormatUint(l.Seq, 10) + "\t" + l.Op
+}
 
 // ErrBadLedger is wrapped by errors about ledger file content.
 var ErrBadLedger = errors.New("bad ledger")
