@@ -55,6 +55,7 @@ type options struct {
 	verify        bool
 	deadline      time.Duration
 	olympusWait   time.Duration
+	verifyWait    time.Duration
 	noProgress    bool
 	quietProgress bool
 }
@@ -101,7 +102,8 @@ operations separated by semicolons, e.g. "put('movie','star'); get('movie')".`,
 	f.StringVar(&opts.key, "key", "", "signing key file (hex ed25519 seed); created if missing (default: a fresh key)")
 	f.StringVar(&opts.results, "results", "", "write each accepted result to this file as a JSON line")
 	f.StringVar(&opts.logLevel, "log-level", "error", "log level: debug, info, warn or error")
-	f.BoolVar(&opts.verify, "verify", false, "after the run, check the accepted results against the replicas' agreed ledger (not implemented yet)")
+	f.BoolVar(&opts.verify, "verify", false, "after the run, read the ledger from the replicas (what f+1 report identically) and check every accepted result against a replay of it")
+	f.DurationVar(&opts.verifyWait, "verify-timeout", 60*time.Second, "how long --verify may take to read the ledger")
 	f.DurationVar(&opts.deadline, "deadline", 0, "give up after this long (e.g. 2m; default: no limit)")
 	f.DurationVar(&opts.olympusWait, "olympus-timeout", 60*time.Second, "how long to wait for Olympus's roster (it answers once every replica registered)")
 	f.BoolVar(&opts.noProgress, "no-progress", false, "no progress bar, even on a terminal")
@@ -172,12 +174,8 @@ func checkOptions(o *options) ([]kv.Op, error) {
 	if o.deadline < 0 || o.olympusWait <= 0 {
 		return nil, usagef("--deadline and --olympus-timeout must be positive")
 	}
-	if o.verify {
-		// The replicas do not serve their ledger to clients yet (no ledger
-		// request on the client protocol); a launcher run is verified by
-		// `diembft verify RUN_DIR` from the ledger files instead.
-		return nil, usagef("--verify is not implemented yet: replicas do not serve their ledger to clients; " +
-			"verify a launcher run with `diembft verify RUN_DIR`")
+	if o.verifyWait <= 0 {
+		return nil, usagef("--verify-timeout must be positive")
 	}
 	return ops, nil
 }
@@ -227,16 +225,21 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 	bar := newProgress(stderr, len(ops), !o.noProgress && isTerminal(stderr))
 	var writeErr error
 	var cl *client.Client
+	var accepted []client.Record
 	cfg := client.Config{
 		Key:         key,
 		Concurrency: o.concurrency,
 		Timeout:     time.Duration(o.timeoutMs) * time.Millisecond,
 		OnAccept: func(r client.Result) {
 			bar.add()
+			rec := client.NewRecord(cl.PublicKey(), r)
+			if o.verify {
+				accepted = append(accepted, rec)
+			}
 			if results == nil || writeErr != nil {
 				return
 			}
-			line, err := json.Marshal(client.NewRecord(cl.PublicKey(), r))
+			line, err := json.Marshal(rec)
 			if err == nil {
 				_, err = results.Write(append(line, '\n'))
 			}
@@ -260,8 +263,12 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 			return fmt.Errorf("--results %s: %w", o.results, err)
 		}
 	}
+	var verifyErr error
+	if o.verify && len(accepted) > 0 && ctx.Err() == nil {
+		verifyErr = verifyResults(ctx, cl, accepted, o.verifyWait, stdout)
+	}
 	if sum.Committed == sum.Total {
-		return nil
+		return verifyErr
 	}
 	why := "stopped"
 	switch {
@@ -273,6 +280,28 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 		why = runErr.Error()
 	}
 	return fmt.Errorf("%s: only %d of %d requests committed", why, sum.Committed, sum.Total)
+}
+
+// verifyResults reads the ledger from the replicas up to the highest height
+// of an accepted result and checks every accepted result against a replay
+// of it (spec §1, bin/client --verify).
+func verifyResults(ctx context.Context, cl *client.Client, accepted []client.Record, wait time.Duration, stdout io.Writer) error {
+	var upTo uint64
+	for _, r := range accepted {
+		upTo = max(upTo, r.Height)
+	}
+	vctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	ledger, err := cl.FetchLedger(vctx, upTo)
+	if err != nil {
+		return fmt.Errorf("--verify: cannot read the agreed ledger (do the replicas serve ledger requests?): %w", err)
+	}
+	verified, problems := client.CheckResults(ledger, accepted)
+	fmt.Fprintf(stdout, "verify: %d/%d accepted results equal a replay of the agreed ledger (height %d)\n", verified, len(accepted), len(ledger))
+	if len(problems) > 0 {
+		return fmt.Errorf("--verify: %d accepted results do not match the agreed ledger; first: %v", len(problems), problems[0])
+	}
+	return nil
 }
 
 // fetchRoster gets and checks the signed roster from Olympus and turns it

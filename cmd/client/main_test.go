@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,9 @@ type fakeCommittee struct {
 	done   map[string][2]string // client/seq -> result, height
 	// liar, if >= 0, is a replica that answers every request with "evil".
 	liar int
+	// noLedger makes the replicas ignore ledger requests, as replicas
+	// that do not serve them do.
+	noLedger atomic.Bool
 }
 
 func startCommittee(t *testing.T, liar int) *fakeCommittee {
@@ -71,6 +75,18 @@ func startCommittee(t *testing.T, liar int) *fakeCommittee {
 		t.Cleanup(func() { n.Close() })
 		com := &types.Committee{ChainID: "client-test", F: 1}
 		n.Handle(pid, false, func(from peer.ID, data []byte) {
+			if client.IsLedgerRequest(data) {
+				if fc.noLedger.Load() {
+					return
+				}
+				out, err := fc.ledgerChunk(data, i == fc.liar)
+				if err != nil {
+					t.Errorf("replica %d: ledger request: %v", i, err)
+					return
+				}
+				n.Send(from, pid, out)
+				return
+			}
 			req, err := wire.DecodeClientRequest(data)
 			if err != nil || com.VerifyRequest(req) != nil {
 				t.Errorf("replica %d: bad request (%v)", i, err)
@@ -123,6 +139,26 @@ func (fc *fakeCommittee) commit(req *types.Request) (string, uint64) {
 	return res, h
 }
 
+// ledgerChunk answers a ledger request from the shared ledger; a liar
+// reports a different operation on every line.
+func (fc *fakeCommittee) ledgerChunk(data []byte, lie bool) ([]byte, error) {
+	req, err := client.DecodeLedgerRequest(data)
+	if err != nil {
+		return nil, err
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	m := &client.LedgerChunk{From: req.From, Height: uint64(len(fc.ledger))}
+	for h := req.From; h < uint64(len(fc.ledger)) && len(m.Lines) < int(req.Max); h++ {
+		l := fc.ledger[h]
+		if lie {
+			l.Op = "put('evil','twin')"
+		}
+		m.Lines = append(m.Lines, l.String())
+	}
+	return client.EncodeLedgerChunk(m)
+}
+
 func runMain(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
@@ -135,11 +171,11 @@ func TestClientAgainstOlympusAndFakeReplicas(t *testing.T) {
 	results := filepath.Join(t.TempDir(), "results.jsonl")
 	keyFile := filepath.Join(t.TempDir(), "client.key")
 	code, out, errOut := runMain(t, "--olympus", fc.addr, "--workload", "pseudorandom(3,10)", "--count", "25",
-		"--concurrency", "4", "--timeout-ms", "2000", "--results", results, "--key", keyFile, "--olympus-timeout", "10s")
+		"--concurrency", "4", "--timeout-ms", "2000", "--results", results, "--key", keyFile, "--olympus-timeout", "10s", "--verify")
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	if !strings.Contains(out, "25/25 committed") {
+	if !strings.Contains(out, "25/25 committed") || !strings.Contains(out, "verify: 25/25 accepted results equal a replay of the agreed ledger (height 25)") {
 		t.Errorf("summary %q", out)
 	}
 	f, err := os.Open(results)
@@ -167,6 +203,17 @@ func TestClientAgainstOlympusAndFakeReplicas(t *testing.T) {
 		if l.Seq != r.Seq || l.Op != r.Op || replay[r.Height-1] != r.Result {
 			t.Errorf("record %+v does not match ledger line %+v (replay %q)", r, l, replay[r.Height-1])
 		}
+	}
+}
+
+func TestClientVerifyNeedsLedgerFromReplicas(t *testing.T) {
+	fc := startCommittee(t, -1)
+	fc.noLedger.Store(true)
+	code, out, errOut := runMain(t, "--olympus", fc.addr, "--workload", "put('a','b'); get('a')", "--verify", "--verify-timeout", "500ms", "--timeout-ms", "100")
+	t.Logf("stderr: %s", errOut)
+	if code != exitFail || !strings.Contains(out, "2/2 committed") || strings.Count(errOut, "\n") != 1 ||
+		!strings.Contains(errOut, "--verify: cannot read the agreed ledger") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -225,7 +272,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{"--olympus", pinned, "--workload", "gt('a')"},
 		{"--olympus", pinned, "--workload", "get('a')", "--concurrency", "0"},
 		{"--olympus", pinned, "--workload", "get('a')", "--timeout-ms", "x"},
-		{"--olympus", pinned, "--workload", "get('a')", "--verify"},
+		{"--olympus", pinned, "--workload", "get('a')", "--verify-timeout", "0s"},
 		{"--olympus", pinned, "--workload", "get('a')", "--log-level", "loud"},
 		{"--olympus", pinned, "--workload", "get('a')", "--workload-file", "f"},
 		{"--bogus"},

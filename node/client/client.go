@@ -139,12 +139,13 @@ type Stats struct {
 	BadSignature    uint64 // replies whose signature does not verify with the named replica's key
 	Stale           uint64 // valid replies for a request no longer in flight (late or duplicate)
 	Conflicting     uint64 // a replica's second, different answer for the same request
+	UnknownPeer     uint64 // ledger chunks from a peer outside the roster
 }
 
 type counters struct {
 	sent, retransmissions, replies       atomic.Uint64
 	malformed, wrongClient, badSignature atomic.Uint64
-	stale, conflicting                   atomic.Uint64
+	stale, conflicting, unknownPeer      atomic.Uint64
 }
 
 // Summary is the outcome of Run.
@@ -199,6 +200,9 @@ type Client struct {
 	stopped chan struct{} // closed when Run returns: Deliver stops queueing
 	ran     atomic.Bool
 
+	peers  map[peer.ID]types.ReplicaID // who is who, for unsigned ledger chunks
+	chunks chan chunkFrom              // for FetchLedger
+
 	stats counters
 }
 
@@ -227,7 +231,13 @@ func New(roster Roster, tr Transport, cfg Config) (*Client, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("client: signing key of %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
+	peers := make(map[peer.ID]types.ReplicaID, len(roster.Replicas))
+	for _, r := range roster.Replicas {
+		peers[r.Peer.ID] = r.ID
+	}
 	return &Client{
+		peers:   peers,
+		chunks:  make(chan chunkFrom, 4*len(roster.Replicas)),
 		roster:  roster,
 		chainID: roster.Committee.ChainID,
 		tr:      tr,
@@ -254,6 +264,7 @@ func (c *Client) Stats() Stats {
 		BadSignature:    s.badSignature.Load(),
 		Stale:           s.stale.Load(),
 		Conflicting:     s.conflicting.Load(),
+		UnknownPeer:     s.unknownPeer.Load(),
 	}
 }
 
@@ -261,8 +272,13 @@ func (c *Client) Stats() Stats {
 // decodes it and checks the replica's signature on the caller's goroutine (so
 // replies from different replicas are verified in parallel), then queues it
 // for Run. Anything that fails a check is counted and dropped. It blocks while
-// Run's queue is full and returns at once after Run has returned.
+// Run's queue is full and returns at once after Run has returned. Ledger
+// chunks go to FetchLedger.
 func (c *Client) Deliver(from peer.ID, data []byte) {
+	if code, _ := wire.Code(data); code == CodeLedgerChunk {
+		c.deliverChunk(from, data)
+		return
+	}
 	r, err := wire.DecodeClientReply(data)
 	if err != nil {
 		c.stats.malformed.Add(1)

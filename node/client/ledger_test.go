@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/diembft/diembft/node/kv"
+)
+
+func ledgerLines(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, LedgerLine{Client: hex.EncodeToString(make([]byte, 32)), Seq: uint64(i + 1), Op: fmt.Sprintf("put('k','%d')", i)}.String())
+	}
+	return out
+}
+
+func TestAnswerLedgerRequestFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replica-0.ledger")
+	lines := ledgerLines(5)
+	// The last line is being appended: it has no newline yet.
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(from uint64, max uint32) *LedgerChunk {
+		t.Helper()
+		req, err := EncodeLedgerRequest(&LedgerRequest{From: from, Max: max})
+		if err != nil || !IsLedgerRequest(req) {
+			t.Fatalf("encode: %v", err)
+		}
+		out, err := AnswerLedgerRequest(path, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := DecodeLedgerChunk(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := ask(0, 2); m.Height != 4 || m.From != 0 || !slices.Equal(m.Lines, lines[:2]) {
+		t.Errorf("from 0 max 2: %+v", m)
+	}
+	if m := ask(2, 0); m.Height != 4 || !slices.Equal(m.Lines, lines[2:4]) {
+		t.Errorf("from 2: %+v", m)
+	}
+	if m := ask(9, 10); m.Height != 4 || len(m.Lines) != 0 {
+		t.Errorf("from 9: %+v", m)
+	}
+	req, _ := EncodeLedgerRequest(&LedgerRequest{})
+	out, err := AnswerLedgerRequest(filepath.Join(t.TempDir(), "none"), req)
+	if m, derr := DecodeLedgerChunk(out); err != nil || derr != nil || m.Height != 0 {
+		t.Errorf("missing file: %v %v %+v", err, derr, m)
+	}
+	if _, err := AnswerLedgerRequest(path, []byte{CodeLedgerRequest, 0xff}); err == nil {
+		t.Error("a malformed request was answered")
+	}
+}
+
+// ledgerTransport answers LedgerRequests from per-replica ledgers.
+type ledgerTransport struct {
+	c       *committee
+	cl      *Client
+	ledgers [][]string
+}
+
+func (t *ledgerTransport) Send(to peer.ID, data []byte) {
+	req, err := DecodeLedgerRequest(data)
+	if err != nil {
+		return
+	}
+	i := t.c.index(to)
+	l := t.ledgers[i]
+	m := &LedgerChunk{From: req.From, Height: uint64(len(l))}
+	if req.From < uint64(len(l)) {
+		m.Lines = l[req.From:min(uint64(len(l)), req.From+uint64(req.Max))]
+	}
+	out, err := EncodeLedgerChunk(m)
+	if err != nil {
+		panic(err)
+	}
+	go t.cl.Deliver(to, out)
+}
+
+func TestFetchLedgerKeepsWhatFPlusOneAgreeOn(t *testing.T) {
+	c := newCommittee(1)
+	honest := ledgerLines(7)
+	lie := slices.Clone(honest)
+	lie[1] = LedgerLine{Client: hex.EncodeToString(make([]byte, 32)), Seq: 2, Op: "put('k','evil')"}.String()
+	tr := &ledgerTransport{c: c, ledgers: [][]string{lie, honest, honest[:3], honest}}
+	cl, err := New(c.roster(), tr, Config{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.cl = cl
+	// A chunk from outside the roster is ignored.
+	junk, _ := EncodeLedgerChunk(&LedgerChunk{Lines: lie})
+	cl.Deliver(peer.ID("stranger"), junk)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := cl.FetchLedger(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range got {
+		if l.String() != honest[i] {
+			t.Fatalf("height %d: %s, want %s", i+1, l, honest[i])
+		}
+	}
+	if cl.Stats().UnknownPeer != 1 {
+		t.Errorf("stats %+v", cl.Stats())
+	}
+
+	// Lines only f replicas hold (the liar's extra ones) never count.
+	tr.ledgers = [][]string{append(slices.Clone(honest), ledgerLines(9)[7:]...), honest, honest, honest}
+	short, sc := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer sc()
+	if _, err := cl.FetchLedger(short, 9); !errors.Is(err, ErrNoLedgerQuorum) {
+		t.Errorf("fetching beyond what f+1 hold: %v", err)
+	}
+}
+
+func TestCheckResults(t *testing.T) {
+	o, _ := kv.ParseOps("put('a','b'); append('a','c'); get('a')")
+	key := hex.EncodeToString(make([]byte, 32))
+	var ledger []LedgerLine
+	var recs []Record
+	store := kv.New()
+	for i, op := range o {
+		ledger = append(ledger, LedgerLine{Client: key, Seq: uint64(i + 1), Op: op.String()})
+		recs = append(recs, Record{Client: key, Seq: uint64(i + 1), Op: op.String(), Result: store.Apply(op), Height: uint64(i + 1)})
+	}
+	if v, probs := CheckResults(ledger, recs); v != 3 || len(probs) != 0 {
+		t.Fatalf("honest: %d verified, %v", v, probs)
+	}
+	recs[2].Result = "ab"
+	recs[1].Height = 9
+	v, probs := CheckResults(ledger, recs)
+	if v != 1 || len(probs) != 2 || !strings.Contains(probs[1].Error(), `accepted result "ab", but a replay of the ledger gives "bc"`) {
+		t.Errorf("%d verified, %v", v, probs)
+	}
+}
+
+func TestLedgerAndResultsFiles(t *testing.T) {
+	key := hex.EncodeToString(make([]byte, 32))
+	text := key + "\t1\tput('a','b')\n" + key + "\t2\tput('a','b')\n" + key + "\t1\tput('a','b')\n" + key + "\t3\tbogus\n" + key + "\t4\tget('a"
+	l, err := ReadLedger(strings.NewReader(text))
+	if err != nil || len(l) != 4 {
+		t.Fatalf("ReadLedger: %d lines, %v", len(l), err)
+	}
+	res, dups, bad := Replay(l)
+	if !slices.Equal(res, []string{"OK", "OK", "", "fail"}) || !slices.Equal(dups, []uint64{3}) || !slices.Equal(bad, []uint64{4}) {
+		t.Errorf("Replay = %q, dups %v, bad %v", res, dups, bad)
+	}
+	for _, badLine := range []string{"x\t1\tget('a')\n", key + "\tone\tget('a')\n", key + " 1 get('a')\n"} {
+		if _, err := ReadLedger(strings.NewReader(badLine)); !errors.Is(err, ErrBadLedger) {
+			t.Errorf("ReadLedger(%q) = %v", badLine, err)
+		}
+	}
+	recs, err := ReadRecords(strings.NewReader(`{"client":"ab","seq":1,"op":"get('a')","result":"","height":3,"submitted_ms":5,"latency_ms":1.5}` + "\n" + `{"client":"ab","se`))
+	if err != nil || len(recs) != 1 || recs[0].Height != 3 || recs[0].LatencyMs != 1.5 {
+		t.Errorf("ReadRecords: %+v, %v", recs, err)
+	}
+	if _, err := ReadRecords(strings.NewReader("{bad\n{}\n")); err == nil {
+		t.Error("a bad line that is not the last was accepted")
+	}
+}
