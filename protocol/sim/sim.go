@@ -74,6 +74,12 @@ type Config struct {
 	Byzantine func(s *Sim, node int, actions []core.Action) []core.Action
 	// ByzantineNodes are excluded from the honest checks.
 	ByzantineNodes []int
+	// StopAtRound > 0 switches to round-bounded runs (Twins): the run ends
+	// with success once every honest replica committed a block of a round
+	// after HealAfterRound, and with failure once an honest replica passes
+	// StopAtRound without that. The request and GST checks are off.
+	StopAtRound    types.Round
+	HealAfterRound types.Round
 }
 
 // Partition cuts Group off from the other replicas during [From, To).
@@ -101,6 +107,9 @@ type Result struct {
 	Rounds     types.Round
 	RoundsByTC int
 	Messages   uint64
+	// CommittedAfterHeal: every honest replica committed a block of a round
+	// after HealAfterRound (round-bounded runs).
+	CommittedAfterHeal bool
 	Time       time.Duration
 	Steps      uint64
 }
@@ -320,11 +329,21 @@ func (s *Sim) Run() *Result {
 		s.now = e.at
 		s.checkP4()
 		s.step(e)
+		if s.cfg.StopAtRound > 0 {
+			if s.healed() || s.maxHonestRound() > s.cfg.StopAtRound {
+				break
+			}
+			continue
+		}
 		if s.done() {
 			break
 		}
 	}
-	s.checkLiveness()
+	if s.cfg.StopAtRound > 0 {
+		s.res.CommittedAfterHeal = s.healed()
+	} else {
+		s.checkLiveness()
+	}
 	s.res.Violations = s.violations
 	s.res.TraceHash = fmt.Sprintf("%x", s.trace.Sum(nil)[:8])
 	s.res.Time = s.now
@@ -655,6 +674,29 @@ func (s *Sim) checkP4() {
 		}
 	}
 }
+
+// healed: every honest replica committed a block proposed after HealAfterRound.
+func (s *Sim) healed() bool {
+	for _, n := range s.nodes {
+		if n.honest && n.ledger.Last().Round <= s.cfg.HealAfterRound {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Sim) maxHonestRound() types.Round {
+	var r types.Round
+	for _, n := range s.nodes {
+		if n.honest {
+			r = max(r, n.core.CurrentRound())
+		}
+	}
+	return r
+}
+
+// NodeRound is node i's current round.
+func (s *Sim) NodeRound(i int) types.Round { return s.nodes[i].core.CurrentRound() }
 
 func (s *Sim) checkLiveness() {
 	if len(s.violations) > 0 {
