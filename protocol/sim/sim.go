@@ -110,8 +110,8 @@ type Result struct {
 	// CommittedAfterHeal: every honest replica committed a block of a round
 	// after HealAfterRound (round-bounded runs).
 	CommittedAfterHeal bool
-	Time       time.Duration
-	Steps      uint64
+	Time               time.Duration
+	Steps              uint64
 }
 
 // OK reports whether the run broke no invariant.
