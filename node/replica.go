@@ -66,6 +66,7 @@ type Replica struct {
 	exec  *executor
 	store *safetyStore
 	m     *metrics
+	tl    *timeline
 
 	round atomic.Uint64 // the loop's current round, read by validators
 
@@ -86,6 +87,10 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	tl, err := openTimeline(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
 	p := cfg.Params
 	chain := cfg.Committee.ChainID
 	r := &Replica{
@@ -93,6 +98,7 @@ func New(cfg Config) (*Replica, error) {
 		net:           cfg.Net,
 		exec:          exec,
 		store:         store,
+		tl:            tl,
 		m:             newMetrics(),
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
@@ -124,6 +130,8 @@ func (r *Replica) Metrics() *metrics { return r.m }
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.exec.close()
 	defer r.store.close()
+	defer r.tl.close()
+	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "start", Height: r.exec.height})
 	defer r.writeStats()
 	if err := r.net.Subscribe(r.proposalTopic, r.validateProposal, r.onGossip); err != nil {
 		return err
@@ -157,6 +165,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			f()
 		case <-stats.C:
 			r.writeStats()
+			r.tl.flush()
 		}
 	}
 }
@@ -358,6 +367,7 @@ func (r *Replica) apply(acts []core.Action) {
 			r.commit(a)
 		case core.NewRound:
 			r.round.Store(uint64(a.Round))
+			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC})
 			r.m.round.Set(float64(a.Round))
 			if a.ByTC {
 				r.m.roundsByTC.Inc()
@@ -395,6 +405,7 @@ func (r *Replica) commit(c core.Committed) {
 		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
 	}
 	r.m.commits.Inc()
+	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(c.Block.Round), Height: r.exec.height, Requests: len(c.Block.Payload)})
 	r.m.height.Set(float64(r.exec.height))
 	r.m.execLatency.Observe(time.Since(start).Seconds())
 	for _, rp := range replies {
