@@ -281,10 +281,18 @@ func (c *Core) hasWork() bool {
 	if c.pool.Len() > 0 {
 		return true
 	}
-	for _, b := range c.tree.Branch(c.tree.HighQC().BlockID(), 2) {
+	// The parent may already be committed here (forming the QC committed it)
+	// while the others learn that only from the next proposal.
+	id := c.tree.HighQC().BlockID()
+	for range 2 {
+		b, ok := c.Block(id)
+		if !ok {
+			return false
+		}
 		if len(b.Payload) > 0 {
 			return true
 		}
+		id = b.ParentID()
 	}
 	return false
 }
@@ -299,8 +307,12 @@ func (c *Core) maybePropose(force bool) {
 		c.emit(SetTimer{Timer: Timer{Kind: ProposeTimer, ID: uint64(r)}, After: c.cfg.IdleProposeDelay})
 		return
 	}
-	c.proposedRound = r
 	hqc := c.tree.HighQC()
+	if _, ok := c.tree.Get(hqc.BlockID()); !ok {
+		c.fetch(hqc.BlockID(), c.from) // its requests are unknown: proposing now could order them again
+		return
+	}
+	c.proposedRound = r
 	inBranch := map[types.RequestKey]bool{}
 	for _, b := range c.tree.Branch(hqc.BlockID(), int(^uint(0)>>1)) {
 		for i := range b.Payload {
@@ -595,4 +607,5 @@ func (c *Core) adoptOrphans() {
 			c.executeAndVote(p)
 		}
 	}
+	c.maybePropose(false)
 }

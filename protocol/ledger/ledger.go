@@ -50,6 +50,10 @@ func StateAfter(parent types.Hash, b *types.Block) types.Hash {
 	return out
 }
 
+// GenesisState is the state id before any request. It must not be the zero
+// hash, which a vote's CommitStateID uses for ⊥ ("commits nothing").
+var GenesisState = types.Hash(sha256.Sum256([]byte("diembft/state/genesis/v1")))
+
 // Memory is an in-memory Ledger.
 type Memory struct {
 	states    map[types.Hash]types.Hash
@@ -61,7 +65,7 @@ type Memory struct {
 func NewMemory() *Memory {
 	g, _ := types.Genesis()
 	return &Memory{
-		states:    map[types.Hash]types.Hash{g.ID: types.ZeroHash},
+		states:    map[types.Hash]types.Hash{g.ID: GenesisState},
 		committed: map[types.Hash]*types.Block{g.ID: g},
 		chain:     []*types.Block{g},
 	}
