@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -22,6 +23,9 @@ const memberTag = "diembft-member"
 const (
 	reconnectMin = 100 * time.Millisecond
 	reconnectMax = 10 * time.Second
+	// stableConn is how long a member connection must last before a drop
+	// counts as new trouble (immediate redial) rather than more of the same.
+	stableConn = 10 * time.Second
 )
 
 type membership struct {
@@ -109,7 +113,8 @@ func (n *Node) keepConnected() {
 
 	type dialState struct {
 		backoff time.Duration
-		next    time.Time
+		next    time.Time // no dial before this
+		since   time.Time // when we last saw the member connected
 		dialing bool
 	}
 	type dialResult struct {
@@ -141,8 +146,19 @@ func (n *Node) keepConnected() {
 				continue
 			}
 			if n.Host.Network().Connectedness(m.ID) == network.Connected {
-				st.backoff = 0
+				if st.since.IsZero() {
+					st.since = now
+				}
 				continue
+			}
+			// Forget the backoff only after a connection that lasted: a
+			// successful dial that the remote drops at once (its gater does
+			// not know us yet) must not turn into a tight redial loop.
+			if !st.since.IsZero() {
+				if now.Sub(st.since) >= stableConn {
+					st.backoff, st.next = 0, time.Time{}
+				}
+				st.since = time.Time{}
 			}
 			if now.Before(st.next) {
 				if earliest.IsZero() || st.next.Before(earliest) {
@@ -155,7 +171,12 @@ func (n *Node) keepConnected() {
 			n.spawn(func() {
 				// Our own backoff replaces the swarm's (quadratic, up to
 				// 5 minutes), which would keep a restarted replica away.
-				ctx, cancel := context.WithTimeout(network.WithForceDirectDial(n.ctx, "diembft member"), DefaultDialTimeout)
+				// (network.WithForceDirectDial would skip it too, but in
+				// go-libp2p v0.51 it panics on a dial racing host Close.)
+				if sw, ok := n.Host.Network().(*swarm.Swarm); ok {
+					sw.Backoff().Clear(info.ID)
+				}
+				ctx, cancel := context.WithTimeout(n.ctx, DefaultDialTimeout)
 				err := n.Host.Connect(ctx, info)
 				cancel()
 				select {
@@ -185,19 +206,17 @@ func (n *Node) keepConnected() {
 		case r := <-results:
 			st := states[r.id]
 			if st == nil {
-				st = &dialState{}
-				states[r.id] = st
-			}
-			st.dialing = false
-			if r.err == nil {
-				st.backoff = 0
 				continue
 			}
+			st.dialing = false
+			// Every dial, successful or not, pushes the next one back.
 			st.backoff = min(max(2*st.backoff, reconnectMin), reconnectMax)
 			// Jitter so that replicas restarting together do not dial in lockstep.
 			jitter := time.Duration(rand.Int64N(int64(st.backoff) / 4))
 			st.next = time.Now().Add(st.backoff + jitter)
-			log.Debugw("member dial failed", "peer", r.id, "retry_in", st.backoff+jitter, "err", r.err)
+			if r.err != nil {
+				log.Debugw("member dial failed", "peer", r.id, "retry_in", st.backoff+jitter, "err", r.err)
+			}
 		}
 	}
 }

@@ -36,14 +36,14 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 )
 
-// DefaultListenAddrs is used when Config.ListenAddrs is empty: TCP and QUIC
+// defaultListenAddrs is used when Config.ListenAddrs is empty: TCP and QUIC
 // on loopback with OS-chosen ports, which is what tests and local runs want.
-var DefaultListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+var defaultListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 
 // Config for a host.
 type Config struct {
 	// ListenAddrs are multiaddrs to listen on (TCP and QUIC transports only).
-	// Empty means DefaultListenAddrs. Every address must bind, so a busy port
+	// Empty means TCP and QUIC on 127.0.0.1 with OS-chosen ports. Every address must bind, so a busy port
 	// is an error rather than a silently missing transport.
 	ListenAddrs []string
 	// NoListen makes a dial-only host (a client): ListenAddrs is ignored.
@@ -81,7 +81,7 @@ func (c *Config) setDefaults() {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if len(c.ListenAddrs) == 0 {
-		c.ListenAddrs = DefaultListenAddrs
+		c.ListenAddrs = defaultListenAddrs
 	}
 }
 
@@ -109,10 +109,12 @@ type Node struct {
 	inbound  map[streamKey]*inboundStream
 	queues   map[streamKey]*sendQueue
 
-	psMu   sync.Mutex
-	ps     *pubsub.PubSub
-	psCtx  context.Context
-	topics map[string]*pubsub.Topic
+	psMu       sync.Mutex
+	ps         *pubsub.PubSub
+	psCtx      context.Context
+	psTracer   *tracer
+	topics     map[string]*pubsub.Topic
+	subscribed map[string]bool // topics passed to Subscribe
 }
 
 // New builds and starts a host listening on cfg.ListenAddrs. ctx is used only
@@ -141,18 +143,21 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n := &Node{
-		cfg:      cfg,
-		handlers: make(map[protocol.ID]*streamHandler),
-		inbound:  make(map[streamKey]*inboundStream),
-		queues:   make(map[streamKey]*sendQueue),
-		topics:   make(map[string]*pubsub.Topic),
+		cfg:        cfg,
+		handlers:   make(map[protocol.ID]*streamHandler),
+		inbound:    make(map[streamKey]*inboundStream),
+		queues:     make(map[streamKey]*sendQueue),
+		topics:     make(map[string]*pubsub.Topic),
+		subscribed: make(map[string]bool),
 	}
 	n.members.init()
 	n.ctx, n.stop = context.WithCancel(context.Background())
 
-	// Low/high water marks only trim non-members (clients); members are
-	// protected in SetMembers.
-	cm, err := connmgr.NewConnManager(128, 512, connmgr.WithGracePeriod(time.Minute))
+	// The watermarks only ever trim non-members (clients): members are
+	// protected in SetMembers. High stays under the resource manager's
+	// autoscaled connection limit (about 500 on small machines), or libp2p
+	// warns that the two conflict.
+	cm, err := connmgr.NewConnManager(256, 384, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		n.stop()
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -224,11 +229,10 @@ func (n *Node) Close() error {
 	n.lifeMu.Unlock()
 
 	n.stop()
-	err := n.Host.Close() // resets every stream, so read loops return
+	// Closing the host resets every stream, so read loops return, and
+	// closes the connection manager.
+	err := n.Host.Close()
 	n.wg.Wait()
-	if cerr := n.cm.Close(); err == nil {
-		err = cerr
-	}
 	return err
 }
 

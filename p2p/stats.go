@@ -11,8 +11,9 @@ type Stats struct {
 	SendFailures uint64 // Send: message given up after repeated stream errors
 	Unhandled    uint64 // framed message on a protocol with no registered handler
 
-	StreamsOpened   uint64 // outbound streams opened by senders
-	StreamsAccepted uint64 // inbound framed streams accepted by handlers
+	StreamsOpened   uint64 // outbound streams opened by Send and Request
+	StreamsAccepted uint64 // inbound streams accepted by Handle and HandleRequest handlers
+	StreamErrors    uint64 // framed streams torn down by an error (a reset by either side, a bad frame)
 
 	GaterRefusals         uint64 // inbound connections from non-members refused
 	NonMemberStreamResets uint64 // member-only streams from non-members reset
@@ -26,15 +27,17 @@ type Stats struct {
 	PubsubDrops         uint64 // outbound RPCs dropped (peer queue full) or validation queue full/throttled
 	PubsubDuplicates    uint64 // messages already seen
 	PubsubUndeliverable uint64 // messages dropped because a topic handler fell behind
+	PubsubRepairs       uint64 // members reconnected because pubsub lost track of them (see watchPubsub)
 }
 
 type counters struct {
-	sent, received, sendDrops, sendFailures, unhandled        atomic.Uint64
-	streamsOpened, streamsAccepted                            atomic.Uint64
-	gaterRefusals, nonMemberStreamResets, oversizeMessages    atomic.Uint64
-	pubsubPublished, pubsubDelivered                          atomic.Uint64
-	pubsubRejects, pubsubIgnores, pubsubNonMember             atomic.Uint64
-	pubsubDrops, pubsubDuplicates, pubsubUndeliverable        atomic.Uint64
+	sent, received, sendDrops, sendFailures, unhandled     atomic.Uint64
+	streamsOpened, streamsAccepted, streamErrors           atomic.Uint64
+	gaterRefusals, nonMemberStreamResets, oversizeMessages atomic.Uint64
+	pubsubPublished, pubsubDelivered                       atomic.Uint64
+	pubsubRejects, pubsubIgnores, pubsubNonMember          atomic.Uint64
+	pubsubDrops, pubsubDuplicates, pubsubUndeliverable     atomic.Uint64
+	pubsubRepairs                                          atomic.Uint64
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -48,6 +51,7 @@ func (n *Node) Stats() Stats {
 		Unhandled:             c.unhandled.Load(),
 		StreamsOpened:         c.streamsOpened.Load(),
 		StreamsAccepted:       c.streamsAccepted.Load(),
+		StreamErrors:          c.streamErrors.Load(),
 		GaterRefusals:         c.gaterRefusals.Load(),
 		NonMemberStreamResets: c.nonMemberStreamResets.Load(),
 		OversizeMessages:      c.oversizeMessages.Load(),
@@ -59,5 +63,6 @@ func (n *Node) Stats() Stats {
 		PubsubDrops:           c.pubsubDrops.Load(),
 		PubsubDuplicates:      c.pubsubDuplicates.Load(),
 		PubsubUndeliverable:   c.pubsubUndeliverable.Load(),
+		PubsubRepairs:         c.pubsubRepairs.Load(),
 	}
 }
