@@ -42,9 +42,10 @@ var defaultListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/
 
 // Config for a host.
 type Config struct {
-	// ListenAddrs are multiaddrs to listen on (TCP and QUIC transports only).
-	// Empty means TCP and QUIC on 127.0.0.1 with OS-chosen ports. Every address must bind, so a busy port
-	// is an error rather than a silently missing transport.
+	// ListenAddrs are multiaddrs to listen on (TCP and QUIC transports
+	// only). Empty means TCP and QUIC on 127.0.0.1 with OS-chosen ports.
+	// Every address must bind, so a busy port is an error rather than a
+	// silently missing transport.
 	ListenAddrs []string
 	// NoListen makes a dial-only host (a client): ListenAddrs is ignored.
 	// Replies reach it on the streams it opened itself (see Send).
