@@ -67,6 +67,8 @@ type Replica struct {
 	core  *core.Core
 	exec  *executor
 	store *safetyStore
+	bs    *blockStore
+	led   *storeLedger
 	m     *metrics
 	tl    *timeline
 
@@ -93,6 +95,15 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	bs, err := openBlockStore(cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := bs.recover()
+	if err != nil {
+		bs.close()
+		return nil, err
+	}
 	p := cfg.Params
 	chain := cfg.Committee.ChainID
 	r := &Replica{
@@ -100,6 +111,8 @@ func New(cfg Config) (*Replica, error) {
 		net:           cfg.Net,
 		exec:          exec,
 		store:         store,
+		bs:            bs,
+		led:           rec.ledger,
 		tl:            tl,
 		m:             newMetrics(),
 		consensus:     make(chan func(), 4096),
@@ -121,7 +134,14 @@ func New(cfg Config) (*Replica, error) {
 		MaxRequests:      p.MaxRequests,
 		IdleProposeDelay: p.Delta,
 		Safety:           st,
+		Ledger:           rec.ledger,
+		HighQC:           rec.highQC,
+		HighCommitQC:     rec.highCommitQC,
+		Pending:          rec.pending,
 	})
+	if h := rec.ledger.Height(); h > 0 {
+		log.Infow("restored from disk", "blocks", h, "pending", len(rec.pending), "requests", exec.height, "high_qc", rec.highQC.Round())
+	}
 	return r, nil
 }
 
@@ -132,6 +152,7 @@ func (r *Replica) Metrics() *metrics { return r.m }
 func (r *Replica) Run(ctx context.Context) error {
 	defer r.exec.close()
 	defer r.store.close()
+	defer r.bs.close()
 	defer r.tl.close()
 	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "start", Height: r.exec.height})
 	defer r.writeStats()
@@ -354,6 +375,15 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 // --- outbound: carry out the core's actions in order ---
 
 func (r *Replica) apply(acts []core.Action) {
+	moved := false
+	defer func() {
+		if moved {
+			// Not synced: losing it only costs a fetch after a restart.
+			if err := r.bs.saveHead(r.core.PendingBlocks(), r.core.HighQC(), r.core.HighCommitQC()); err != nil {
+				log.Warnw("block store", "err", err)
+			}
+		}
+	}()
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.PersistSafety:
@@ -379,6 +409,7 @@ func (r *Replica) apply(acts []core.Action) {
 		case core.Committed:
 			r.commit(a)
 		case core.NewRound:
+			moved = true
 			r.round.Store(uint64(a.Round))
 			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC})
 			r.m.round.Set(float64(a.Round))
@@ -414,6 +445,9 @@ func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
 func (r *Replica) commit(c core.Committed) {
 	start := time.Now()
 	replies, err := r.exec.execute(c.Block)
+	if err == nil {
+		err = r.led.flush() // after the ledger file's fsync: the block store never runs ahead of it
+	}
 	if err != nil {
 		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
 	}

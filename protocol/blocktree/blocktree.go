@@ -53,6 +53,17 @@ func (t *Tree) Get(id types.Hash) (*types.Block, bool) {
 	return b, ok
 }
 
+// Pending returns the blocks above the root, in no particular order.
+func (t *Tree) Pending() []*types.Block {
+	out := make([]*types.Block, 0, len(t.blocks))
+	for id, b := range t.blocks {
+		if id != t.root.ID {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // Len is the number of pending blocks, root included.
 func (t *Tree) Len() int { return len(t.blocks) }
 

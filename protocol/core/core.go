@@ -49,6 +49,9 @@ type Config struct {
 	// HighQC and HighCommitQC restore the certificates of a restarted replica;
 	// nil means genesis.
 	HighQC, HighCommitQC *types.QC
+	// Pending restores a restarted replica's uncommitted blocks (any order;
+	// those that no longer extend the ledger are dropped).
+	Pending []*types.Block
 	// Control selects deliberately broken safety rules (negative controls in tests).
 	Control safety.Control
 	// FixedLeaders overrides the election for some rounds (tests, Twins).
@@ -138,6 +141,13 @@ func New(cfg Config) *Core {
 	}
 	c.safety.Control = cfg.Control
 	c.election.Fixed = cfg.FixedLeaders
+	pending := slices.Clone(cfg.Pending)
+	slices.SortFunc(pending, func(a, b *types.Block) int { return cmp.Compare(a.Round, b.Round) })
+	for _, b := range pending {
+		if _, ok := c.ledger.Speculate(b); ok {
+			c.tree.Add(b)
+		}
+	}
 	return c
 }
 
@@ -164,6 +174,9 @@ func (c *Core) SafetyState() safety.State { return c.safety.State() }
 
 // PendingRequests is the number of requests in the mempool.
 func (c *Core) PendingRequests() int { return c.pool.Len() }
+
+// PendingBlocks returns the uncommitted blocks of the tree (for persistence).
+func (c *Core) PendingBlocks() []*types.Block { return c.tree.Pending() }
 
 // Block returns a pending or committed block by id.
 func (c *Core) Block(id types.Hash) (*types.Block, bool) {

@@ -157,15 +157,18 @@ type voteKey struct {
 }
 
 type node struct {
-	idx        int
-	id         types.ReplicaID
-	honest     bool // not a twin and not Byzantine: safety and liveness are checked on it
-	core       *core.Core
-	ledger     *ledger.Memory
-	up         bool
-	everDown   bool
-	epoch      int // bumped on crash so that the dead incarnation's timers are void
-	persisted  safety.State
+	idx       int
+	id        types.ReplicaID
+	honest    bool // not a twin and not Byzantine: safety and liveness are checked on it
+	core      *core.Core
+	ledger    *ledger.Memory
+	up        bool
+	everDown  bool
+	epoch     int // bumped on crash so that the dead incarnation's timers are void
+	persisted safety.State
+	// head is what the block store held at the crash: uncommitted blocks
+	// and the high certificates (nil before the first crash).
+	head       *core.Config
 	reqs       int // distinct committed requests
 	seen       map[types.RequestKey]bool
 	lastCommit time.Duration // virtual time of the last commit
@@ -242,7 +245,7 @@ func (s *Sim) newCore(n *node) {
 	if s.cfg.NoPersist {
 		st = safety.State{}
 	}
-	n.core = core.New(core.Config{
+	cfg := core.Config{
 		ID:               n.id,
 		Committee:        s.com,
 		Signer:           s.signer(n.id),
@@ -256,7 +259,11 @@ func (s *Sim) newCore(n *node) {
 		Ledger:           led,
 		Control:          s.cfg.Control,
 		FixedLeaders:     s.cfg.FixedLeaders,
-	})
+	}
+	if n.head != nil {
+		cfg.HighQC, cfg.HighCommitQC, cfg.Pending = n.head.HighQC, n.head.HighCommitQC, n.head.Pending
+	}
+	n.core = core.New(cfg)
 	n.up = true
 }
 
@@ -369,6 +376,7 @@ func (s *Sim) step(e *event) {
 			s.record("crash", e.node, "")
 			n.up, n.everDown = false, true
 			n.epoch++
+			n.head = &core.Config{HighQC: n.core.HighQC(), HighCommitQC: n.core.HighCommitQC(), Pending: n.core.PendingBlocks()}
 		}
 	case evRestart:
 		if !n.up {

@@ -1,0 +1,320 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/diembft/diembft/protocol/ledger"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// BlockStoreFile is the name of the block store in a replica's home.
+const BlockStoreFile = "blocks.db"
+
+var (
+	bucketChain   = []byte("chain")   // height (8 bytes) -> committed block
+	bucketIndex   = []byte("index")   // block id -> height (8) ‖ state id (32)
+	bucketPending = []byte("pending") // block id -> uncommitted block
+	bucketMeta    = []byte("meta")    // "high_qc", "high_commit_qc"
+)
+
+// blockStore keeps committed blocks, the uncommitted ones and the high
+// certificates in bbolt, so a restarted replica rebuilds its block tree and
+// round from disk instead of fetching its whole history from peers.
+//
+// It is opened with NoSync: nothing in it is needed for safety (the safety
+// file and the ledger file are fsync'd before they matter, and anything
+// missing here is fetched again from peers). The database is synced when a
+// block commits, right after the ledger file, so a committed chain survives
+// power loss too; if the file is damaged anyway it is moved aside and the
+// replica catches up from the network.
+type blockStore struct {
+	db *bolt.DB
+}
+
+var enc, _ = cbor.CoreDetEncOptions().EncMode()
+
+func openBlockStore(home string) (*blockStore, error) {
+	path := filepath.Join(home, BlockStoreFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
+		}
+		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+		log.Errorw("block store unreadable; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("block store: %w", err)
+		}
+		if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true}); err != nil {
+			return nil, fmt.Errorf("block store: %w", err)
+		}
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketChain, bucketIndex, bucketPending, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("block store: %w", err)
+	}
+	return &blockStore{db: db}, nil
+}
+
+func (s *blockStore) close() error { return s.db.Close() }
+
+func decodeBlock(data []byte) (*types.Block, error) {
+	var b types.Block
+	if err := cbor.Unmarshal(data, &b); err != nil {
+		return nil, err
+	}
+	if b.ComputeID() != b.ID {
+		return nil, types.ErrBadBlockID
+	}
+	return &b, nil
+}
+
+func decodeQC(data []byte) (*types.QC, error) {
+	var q types.QC
+	if err := cbor.Unmarshal(data, &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// recovered is what a restart reads back.
+type recovered struct {
+	ledger               *storeLedger
+	highQC, highCommitQC *types.QC
+	pending              []*types.Block
+}
+
+func (s *blockStore) recover() (*recovered, error) {
+	rec := &recovered{}
+	led := &storeLedger{store: s, states: map[types.Hash]types.Hash{}, recent: map[types.Hash]*types.Block{}}
+	g, _ := types.Genesis()
+	led.states[g.ID] = ledger.GenesisState
+	led.last, led.lastState = g, ledger.GenesisState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		chain := tx.Bucket(bucketChain)
+		if k, v := chain.Cursor().Last(); k != nil {
+			b, err := decodeBlock(v)
+			if err != nil {
+				return fmt.Errorf("last committed block: %w", err)
+			}
+			ix := tx.Bucket(bucketIndex).Get(b.ID[:])
+			if len(ix) != 40 {
+				return errors.New("index entry missing for the last committed block")
+			}
+			led.height = binary.BigEndian.Uint64(k)
+			led.last = b
+			copy(led.lastState[:], ix[8:])
+			led.states[b.ID] = led.lastState
+		}
+		meta := tx.Bucket(bucketMeta)
+		var err error
+		if v := meta.Get([]byte("high_qc")); v != nil {
+			if rec.highQC, err = decodeQC(v); err != nil {
+				return err
+			}
+		}
+		if v := meta.Get([]byte("high_commit_qc")); v != nil {
+			if rec.highCommitQC, err = decodeQC(v); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+			b, err := decodeBlock(v)
+			if err != nil {
+				return err
+			}
+			if b.Round > led.last.Round {
+				rec.pending = append(rec.pending, b)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("block store: %w", err)
+	}
+	rec.ledger = led
+	return rec, nil
+}
+
+// saveHead records the uncommitted blocks and the high certificates (not
+// synced: a loss only costs a fetch after restart).
+func (s *blockStore) saveHead(pending []*types.Block, highQC, highCommitQC *types.QC) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		pb := tx.Bucket(bucketPending)
+		keep := map[string]bool{}
+		for _, b := range pending {
+			keep[string(b.ID[:])] = true
+			if pb.Get(b.ID[:]) != nil {
+				continue
+			}
+			data, err := enc.Marshal(b)
+			if err != nil {
+				return err
+			}
+			if err := pb.Put(b.ID[:], data); err != nil {
+				return err
+			}
+		}
+		var stale [][]byte
+		_ = pb.ForEach(func(k, _ []byte) error {
+			if !keep[string(k)] {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := pb.Delete(k); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		for name, qc := range map[string]*types.QC{"high_qc": highQC, "high_commit_qc": highCommitQC} {
+			data, err := enc.Marshal(qc)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put([]byte(name), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// storeLedger is the replica's ledger.Ledger: speculative states in memory,
+// committed blocks in the block store with the most recent ones cached (the
+// reputation election and block retrieval read them).
+type storeLedger struct {
+	store     *blockStore
+	states    map[types.Hash]types.Hash
+	recent    map[types.Hash]*types.Block
+	order     []types.Hash // recent, oldest first
+	height    uint64
+	last      *types.Block
+	lastState types.Hash
+	pendingTx []committedBlock // committed since the last flush
+}
+
+type committedBlock struct {
+	b     *types.Block
+	state types.Hash
+}
+
+const recentBlocks = 1024
+
+func (l *storeLedger) Speculate(b *types.Block) (types.Hash, bool) {
+	if st, ok := l.states[b.ID]; ok {
+		return st, true
+	}
+	parent, ok := l.states[b.ParentID()]
+	if !ok {
+		return types.Hash{}, false
+	}
+	st := ledger.StateAfter(parent, b)
+	l.states[b.ID] = st
+	return st, true
+}
+
+func (l *storeLedger) PendingState(id types.Hash) (types.Hash, bool) {
+	st, ok := l.states[id]
+	return st, ok
+}
+
+func (l *storeLedger) Commit(b *types.Block, _ *types.QC) {
+	l.height++
+	l.last = b
+	l.lastState = l.states[b.ID]
+	l.remember(b)
+	l.pendingTx = append(l.pendingTx, committedBlock{b, l.lastState})
+	// The parent's speculative state is no longer needed: nothing new can extend it.
+	if p := b.ParentID(); p != b.ID {
+		delete(l.states, p)
+	}
+}
+
+func (l *storeLedger) remember(b *types.Block) {
+	l.recent[b.ID] = b
+	l.order = append(l.order, b.ID)
+	if len(l.order) > recentBlocks {
+		delete(l.recent, l.order[0])
+		l.order = l.order[1:]
+	}
+}
+
+// flush writes the blocks committed since the last flush and syncs the
+// store; the replica calls it after the ledger file's fsync.
+func (l *storeLedger) flush() error {
+	if len(l.pendingTx) == 0 {
+		return nil
+	}
+	h := l.height - uint64(len(l.pendingTx))
+	err := l.store.db.Update(func(tx *bolt.Tx) error {
+		chain, index, pending := tx.Bucket(bucketChain), tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
+		for _, c := range l.pendingTx {
+			b := c.b
+			h++
+			data, err := enc.Marshal(b)
+			if err != nil {
+				return err
+			}
+			key := binary.BigEndian.AppendUint64(nil, h)
+			if err := chain.Put(key, data); err != nil {
+				return err
+			}
+			if err := index.Put(b.ID[:], append(key, c.state[:]...)); err != nil {
+				return err
+			}
+			if err := pending.Delete(b.ID[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	l.pendingTx = l.pendingTx[:0]
+	return l.store.db.Sync()
+}
+
+func (l *storeLedger) Forget(id types.Hash) { delete(l.states, id) }
+
+func (l *storeLedger) CommittedBlock(id types.Hash) (*types.Block, bool) {
+	if b, ok := l.recent[id]; ok {
+		return b, true
+	}
+	if g, _ := types.Genesis(); id == g.ID {
+		return g, true
+	}
+	var b *types.Block
+	_ = l.store.db.View(func(tx *bolt.Tx) error {
+		ix := tx.Bucket(bucketIndex).Get(id[:])
+		if len(ix) != 40 {
+			return nil
+		}
+		if v := tx.Bucket(bucketChain).Get(ix[:8]); v != nil {
+			b, _ = decodeBlock(v)
+		}
+		return nil
+	})
+	return b, b != nil
+}
+
+func (l *storeLedger) Height() uint64     { return l.height }
+func (l *storeLedger) Last() *types.Block { return l.last }
