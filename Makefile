@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-.PHONY: all build run test sim lint fuzz clean
+.PHONY: all build run test sim twins lint fuzz clean report-screenshot
 
 all: build
 
@@ -29,6 +29,13 @@ test:
 sim:
 	$(GO) test ./protocol/sim -run TestRandomFaults -seeds $(SEEDS) -v
 
+# Twins scenarios for n = 4 with one twin (sampled with SEED); the long form of
+# the 2,000 that make test runs.
+N    ?= 20000
+SEED ?= 1
+twins: build
+	$(BIN)/diembft twins --generate $(N) --seed $(SEED)
+
 lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
@@ -44,6 +51,23 @@ fuzz:
 			$(GO) test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
 		done; \
 	done
+
+# Writes RUN's report.html again and renders it with headless Chromium into
+# RUN/report.png (1280x2400): `make report-screenshot RUN=runs/default-...`.
+# Needs chromium (Debian: apt-get install -y chromium).
+CHROMIUM       ?= chromium
+CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync
+report-screenshot: build
+	@test -n "$(RUN)" || { echo "usage: make report-screenshot RUN=<run directory>" >&2; exit 2; }
+	$(BIN)/diembft report $(RUN)
+	@profile=$$(mktemp -d); \
+	$(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile --window-size=1280,2400 \
+		--screenshot=$(abspath $(RUN))/report.png file://$(abspath $(RUN))/report.html 2>$$profile.log; \
+	status=$$?; rm -rf $$profile; \
+	if [ $$status -ne 0 ]; then cat $$profile.log >&2; rm -f $$profile.log; echo "$(CHROMIUM) failed (exit $$status)" >&2; exit $$status; fi; \
+	rm -f $$profile.log; \
+	echo "screenshot: $(abspath $(RUN))/report.png"
 
 clean:
 	rm -rf $(BIN)
