@@ -72,6 +72,8 @@ type Config struct {
 	Drop func(now time.Duration, from, to int, msg any) bool
 	// Byzantine, if set, may rewrite the actions of a node before they run.
 	Byzantine func(s *Sim, node int, actions []core.Action) []core.Action
+	// Trace, if set, receives every event of the run as a line (debugging).
+	Trace func(line string)
 	// ByzantineNodes are excluded from the honest checks.
 	ByzantineNodes []int
 	// StopAtRound > 0 switches to round-bounded runs (Twins): the run ends
@@ -365,6 +367,9 @@ func (s *Sim) Run() *Result {
 
 func (s *Sim) record(kind string, node int, detail string) {
 	fmt.Fprintf(s.trace, "%d|%s|%d|%s\n", s.now, kind, node, detail)
+	if s.cfg.Trace != nil {
+		s.cfg.Trace(fmt.Sprintf("%v %s node=%d %s", s.now, kind, node, detail))
+	}
 }
 
 func (s *Sim) step(e *event) {
@@ -661,19 +666,31 @@ func (s *Sim) watchP4(n *node, p *types.Proposal) {
 	if !n.honest || len(s.cfg.Twins) > 0 || len(p.Block.Payload) == 0 || s.now < s.cfg.GST+P4Settle {
 		return
 	}
-	r := p.Block.Round
-	for _, l := range []types.ReplicaID{n.core.Leader(r + 1), n.core.Leader(r + 2)} {
-		if m := s.nodes[l]; !m.honest || !m.up {
-			return
+	s.p4 = append(s.p4, p4Check{id: p.Block.ID, round: p.Block.Round, deadline: s.now + 7*s.cfg.Delta})
+}
+
+// honestLeaders reports whether every live honest replica sees honest, live
+// leaders for rounds r+1 and r+2. The leader of r+2 is elected from the QC of
+// round r (reputation), so it is judged when the check is due, not when the
+// block is proposed.
+func (s *Sim) honestLeaders(r types.Round) bool {
+	for _, n := range s.liveNodes() {
+		for _, l := range []types.ReplicaID{n.core.Leader(r + 1), n.core.Leader(r + 2)} {
+			if m := s.nodes[l]; !m.honest || !m.up {
+				return false
+			}
 		}
 	}
-	s.p4 = append(s.p4, p4Check{id: p.Block.ID, round: r, deadline: s.now + 7*s.cfg.Delta})
+	return true
 }
 
 func (s *Sim) checkP4() {
 	for len(s.p4) > 0 && s.p4[0].deadline < s.now {
 		c := s.p4[0]
 		s.p4 = s.p4[1:]
+		if !s.honestLeaders(c.round) {
+			continue
+		}
 		for _, n := range s.liveNodes() {
 			if _, ok := n.ledger.CommittedBlock(c.id); !ok {
 				s.violate("P4: block %s of round %d (honest leaders after GST) not committed by replica %d within 7Δ", c.id, c.round, n.idx)
