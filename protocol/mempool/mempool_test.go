@@ -1,0 +1,172 @@
+package mempool_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+
+	"github.com/diembft/diembft/protocol/mempool"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+func req(client string, seq uint64) *types.Request {
+	return &types.Request{Client: []byte(client), Seq: seq, Op: fmt.Sprintf("put('%s','%d')", client, seq)}
+}
+
+func keys(rs []types.Request) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s%d", r.Client, r.Seq))
+	}
+	return out
+}
+
+func TestDedup(t *testing.T) {
+	p := mempool.New(0)
+	steps := []struct {
+		op     string // add or commit
+		client string
+		seq    uint64
+		want   error
+	}{
+		{"add", "a", 1, nil},
+		{"add", "a", 1, mempool.ErrDuplicate}, // pending duplicate
+		{"add", "a", 2, nil},
+		{"add", "b", 1, nil}, // same seq, other client
+		{"commit", "a", 1, nil},
+		{"add", "a", 1, mempool.ErrDuplicate}, // committed duplicate
+		{"commit", "c", 5, nil},               // committed before we ever saw it
+		{"add", "c", 5, mempool.ErrDuplicate},
+		{"add", "c", 6, nil},
+	}
+	for i, s := range steps {
+		switch s.op {
+		case "add":
+			if err := p.Add(req(s.client, s.seq)); !errors.Is(err, s.want) {
+				t.Errorf("step %d: Add(%s,%d) = %v, want %v", i, s.client, s.seq, err, s.want)
+			}
+		case "commit":
+			p.Commit([]types.Request{*req(s.client, s.seq)})
+			if !p.IsCommitted(req(s.client, s.seq).Key()) {
+				t.Errorf("step %d: (%s,%d) not committed", i, s.client, s.seq)
+			}
+		}
+	}
+	if p.Len() != 3 {
+		t.Errorf("Len %d, want 3 (a2, b1, c6)", p.Len())
+	}
+	// The key is (client, seq), not the op: a different op with a used seq is a duplicate.
+	r := req("b", 1)
+	r.Op = "get('x')"
+	if err := p.Add(r); !errors.Is(err, mempool.ErrDuplicate) {
+		t.Errorf("same (client, seq) with another op: %v", err)
+	}
+}
+
+func TestTake(t *testing.T) {
+	p := mempool.New(0)
+	for _, c := range []string{"a", "b", "c", "d", "e"} {
+		if err := p.Add(req(c, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ex := func(cs ...string) func(types.RequestKey) bool {
+		return func(k types.RequestKey) bool { return slices.Contains(cs, k.Client) }
+	}
+	cases := []struct {
+		name    string
+		max     int
+		exclude func(types.RequestKey) bool
+		want    []string
+	}{
+		{"all in arrival order", 10, nil, []string{"a1", "b1", "c1", "d1", "e1"}},
+		{"max", 2, nil, []string{"a1", "b1"}},
+		{"zero", 0, nil, nil},
+		{"exclude", 10, ex("b", "d"), []string{"a1", "c1", "e1"}},
+		{"exclude then max", 2, ex("a"), []string{"b1", "c1"}},
+		{"exclude all", 3, ex("a", "b", "c", "d", "e"), nil},
+	}
+	for _, c := range cases {
+		got := keys(p.Take(c.max, c.exclude))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: Take = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Take does not remove: the same requests come back.
+	if got := keys(p.Take(10, nil)); len(got) != 5 || p.Len() != 5 {
+		t.Errorf("Take removed requests: %v", got)
+	}
+	// Commit evicts, and order is kept for the rest.
+	p.Commit([]types.Request{*req("a", 1), *req("c", 1)})
+	p.Add(req("a", 2))
+	if got := keys(p.Take(10, nil)); !slices.Equal(got, []string{"b1", "d1", "e1", "a2"}) {
+		t.Errorf("after commit: %v", got)
+	}
+	if p.Len() != 4 {
+		t.Errorf("Len %d, want 4", p.Len())
+	}
+}
+
+func TestCapacity(t *testing.T) {
+	p := mempool.New(2)
+	if p.Add(req("a", 1)) != nil || p.Add(req("a", 2)) != nil {
+		t.Fatal("refused below capacity")
+	}
+	if err := p.Add(req("a", 3)); !errors.Is(err, mempool.ErrFull) {
+		t.Fatalf("Add over capacity: %v", err)
+	}
+	if err := p.Add(req("a", 1)); !errors.Is(err, mempool.ErrDuplicate) {
+		t.Fatalf("duplicate at capacity: %v", err)
+	}
+	p.Commit([]types.Request{*req("a", 1)})
+	if err := p.Add(req("a", 3)); err != nil {
+		t.Fatalf("commit did not free space: %v", err)
+	}
+}
+
+// TestRandomOperations checks the pool against a simple model under a seeded
+// mix of adds, takes and commits.
+func TestRandomOperations(t *testing.T) {
+	for seed := int64(1); seed <= 30; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		p := mempool.New(0)
+		var order []types.RequestKey // model: pending in arrival order
+		committed := map[types.RequestKey]bool{}
+		for range 300 {
+			r := req(string(rune('a'+rng.Intn(4))), uint64(rng.Intn(10)))
+			k := r.Key()
+			switch rng.Intn(3) {
+			case 0:
+				err := p.Add(r)
+				dup := committed[k] || slices.Contains(order, k)
+				if dup != errors.Is(err, mempool.ErrDuplicate) || (!dup && err != nil) {
+					t.Fatalf("seed %d: Add(%v) = %v, model dup %v", seed, k, err, dup)
+				}
+				if !dup {
+					order = append(order, k)
+				}
+			case 1:
+				p.Commit([]types.Request{*r})
+				committed[k] = true
+				order = slices.DeleteFunc(order, func(x types.RequestKey) bool { return x == k })
+			case 2:
+				max := rng.Intn(5)
+				got := p.Take(max, nil)
+				want := order[:min(max, len(order))]
+				if len(got) != len(want) {
+					t.Fatalf("seed %d: Take(%d) returned %d, want %d", seed, max, len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Key() != want[i] {
+						t.Fatalf("seed %d: Take order %v, want %v", seed, keys(got), want)
+					}
+				}
+			}
+			if p.Len() != len(order) {
+				t.Fatalf("seed %d: Len %d, model %d", seed, p.Len(), len(order))
+			}
+		}
+	}
+}
