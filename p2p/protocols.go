@@ -29,3 +29,12 @@ func ClientProtocol(chainID string) protocol.ID {
 func SyncProtocol(chainID string) protocol.ID {
 	return protocol.ID("/diembft/" + chainID + "/sync/1")
 }
+
+// DirectProtocol is the stream protocol for proposals and timeout messages
+// sent point to point instead of gossiped: "/diembft/<chain-id>/direct/1".
+// Fault injection uses it where gossip cannot target peers (an equivocating
+// leader's two proposals, a message dropped or delayed for some receivers
+// only); receivers validate what arrives on it exactly as gossip. Members only.
+func DirectProtocol(chainID string) protocol.ID {
+	return protocol.ID("/diembft/" + chainID + "/direct/1")
+}
