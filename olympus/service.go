@@ -1,0 +1,314 @@
+package olympus
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
+)
+
+// Service is Olympus: it serves Register, GetRoster and GetKey on
+// p2p.OlympusProtocol to anyone (replicas and clients are not members of
+// anything Olympus knows), and signs the roster once every member has
+// registered. It is safe for concurrent use.
+type Service struct {
+	node    *p2p.Node
+	ownNode bool // Close closes node (StartService)
+	key     crypto.PrivKey
+
+	mu         sync.Mutex
+	roster     *Roster // members' addresses filled as they register
+	registered []bool
+	count      int
+	signed     []byte // encoded signed roster once complete; re-signed on address changes
+	ready      chan struct{}
+
+	// Counters, for logs and tests.
+	notReadyReplies atomic.Int64
+	registrations   atomic.Int64
+}
+
+// NewService serves Olympus on n for the committee described by template
+// (member addresses and signature are ignored). hostKey must be n's libp2p
+// key: receivers verify the roster against Olympus's peer id.
+func NewService(n *p2p.Node, hostKey crypto.PrivKey, template *Roster) (*Service, error) {
+	id, err := peer.IDFromPrivateKey(hostKey)
+	if err != nil {
+		return nil, fmt.Errorf("olympus host key: %w", err)
+	}
+	if id != n.ID() {
+		return nil, fmt.Errorf("olympus host key is peer %s but the node is %s", id, n.ID())
+	}
+	r := template.Clone()
+	r.Signature = nil
+	for i := range r.Members {
+		r.Members[i].Addrs = nil
+	}
+	if err := r.Check(); err != nil {
+		return nil, fmt.Errorf("olympus committee: %w", err)
+	}
+	s := &Service{
+		node:       n,
+		key:        hostKey,
+		roster:     r,
+		registered: make([]bool, len(r.Members)),
+		ready:      make(chan struct{}),
+	}
+	n.HandleRequest(p2p.OlympusProtocol, false, s.handle)
+	log.Infow("serving", "peer", n.ID(), "chain", r.ChainID, "replicas", len(r.Members), "f", r.F)
+	return s, nil
+}
+
+// StartService creates Olympus's libp2p host from its home (listening on
+// listen, or on home.Listen when listen is empty) and serves on it. Close
+// stops both.
+func StartService(ctx context.Context, home *OlympusHome, listen []string) (*Service, error) {
+	if len(listen) == 0 {
+		listen = home.Listen
+	}
+	if len(listen) == 0 {
+		return nil, fmt.Errorf("olympus: no listen address (set listen in %s or pass --listen)", home.Dir)
+	}
+	n, err := p2p.New(ctx, p2p.Config{ListenAddrs: listen, HostKey: home.HostKey, AllowNonMembers: true})
+	if err != nil {
+		return nil, err // p2p names the address: "listen /ip4/...: address already in use"
+	}
+	s, err := NewService(n, home.HostKey, home.Template())
+	if err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	s.ownNode = true
+	return s, nil
+}
+
+// Node is the libp2p node Olympus serves on.
+func (s *Service) Node() *p2p.Node { return s.node }
+
+// Addrs are Olympus's full multiaddrs (ending in /p2p/<peer-id>), one per
+// bound listen address, with unspecified IPs (0.0.0.0) expanded to the
+// machine's interface addresses. Pin any of them.
+func (s *Service) Addrs() []string { return fullAddrs(s.node) }
+
+// fullAddrs reads the bound addresses from the swarm (synchronous, unlike the
+// host's address book which fills in after listening).
+func fullAddrs(n *p2p.Node) []string {
+	addrs, err := n.Host.Network().InterfaceListenAddresses()
+	if err != nil || len(addrs) == 0 {
+		addrs = n.Host.Network().ListenAddresses()
+	}
+	suffix := ma.StringCast("/p2p/" + n.ID().String())
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.Encapsulate(suffix).String())
+	}
+	return out
+}
+
+// Ready is closed once every member has registered and the roster is signed.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Registered reports how many of the n members have registered.
+func (s *Service) Registered() (k, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count, len(s.registered)
+}
+
+// Roster returns a copy of the signed roster, or nil before every member
+// has registered.
+func (s *Service) Roster() *Roster {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signed == nil {
+		return nil
+	}
+	return s.roster.Clone()
+}
+
+// Close stops serving; it closes the node if StartService created it.
+func (s *Service) Close() error {
+	if s.ownNode {
+		return s.node.Close()
+	}
+	s.node.Host.RemoveStreamHandler(p2p.OlympusProtocol)
+	return nil
+}
+
+func (s *Service) handle(from peer.ID, data []byte) ([]byte, error) {
+	code, err := wire.Code(data)
+	if err != nil {
+		return refuse("empty request")
+	}
+	switch code {
+	case codeRegister:
+		var m registerMsg
+		if err := wire.DecodeInto(data, code, &m); err != nil {
+			return refuse("bad register: %v", err)
+		}
+		return s.register(from, &m)
+	case codeGetRoster:
+		var m getRosterMsg
+		if err := wire.DecodeInto(data, code, &m); err != nil {
+			return refuse("bad get-roster: %v", err)
+		}
+		return s.getRoster()
+	case codeGetKey:
+		var m getKeyMsg
+		if err := wire.DecodeInto(data, code, &m); err != nil {
+			return refuse("bad get-key: %v", err)
+		}
+		return s.getKey(m.ID)
+	}
+	return refuse("unknown request type %d", code)
+}
+
+func refuse(format string, args ...any) ([]byte, error) {
+	return errorReply(errKindRefused, fmt.Sprintf(format, args...))
+}
+
+func errorReply(kind uint8, msg string) ([]byte, error) {
+	return wire.EncodeAs(codeError, &errorMsg{Kind: kind, Msg: msg})
+}
+
+func (s *Service) register(from peer.ID, m *registerMsg) ([]byte, error) {
+	addrs, err := normalizeAddrs(from, m.Addrs)
+	if err != nil {
+		log.Warnw("refused registration", "id", m.ID, "peer", from, "err", err)
+		return refuse("register replica %d: %v", m.ID, err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(m.ID) >= len(s.roster.Members) {
+		log.Warnw("refused registration of unknown member", "id", m.ID, "peer", from)
+		return refuse("register: replica %d is not in the committee (ids 0..%d)", m.ID, len(s.roster.Members)-1)
+	}
+	mb := &s.roster.Members[m.ID]
+	if mb.PeerID != from {
+		// Anyone may connect to Olympus; only the host holding the member's
+		// libp2p key may say where that member listens.
+		log.Warnw("refused registration from wrong peer", "id", m.ID, "peer", from, "want", mb.PeerID)
+		return refuse("register replica %d: the committee lists peer %s for it, but the request came from %s", m.ID, mb.PeerID, from)
+	}
+	s.registrations.Add(1)
+	changed := !slices.Equal(mb.Addrs, addrs)
+	mb.Addrs = addrs
+	if !s.registered[m.ID] {
+		s.registered[m.ID] = true
+		s.count++
+		log.Infow("replica registered", "id", m.ID, "peer", from, "addrs", addrs, "registered", s.count, "of", len(s.registered))
+	} else if changed {
+		log.Infow("replica re-registered with new addresses", "id", m.ID, "addrs", addrs)
+	}
+	if s.count == len(s.registered) && (s.signed == nil || changed) {
+		if err := s.signLocked(); err != nil {
+			return nil, err // our own failure: reset the stream
+		}
+	}
+	return wire.EncodeAs(codeAck, &ackMsg{})
+}
+
+// signLocked signs the current roster and caches its encoding.
+func (s *Service) signLocked() error {
+	if err := s.roster.Sign(s.key); err != nil {
+		log.Errorw("cannot sign roster", "err", err)
+		return err
+	}
+	enc, err := EncodeRoster(s.roster)
+	if err != nil {
+		log.Errorw("cannot encode roster", "err", err)
+		return err
+	}
+	first := s.signed == nil
+	s.signed = enc
+	if first {
+		close(s.ready)
+		log.Infow("roster complete and signed", "replicas", len(s.registered), "chain", s.roster.ChainID)
+	} else {
+		log.Infow("roster re-signed after an address change")
+	}
+	return nil
+}
+
+func (s *Service) getRoster() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signed == nil {
+		s.notReadyReplies.Add(1)
+		return errorReply(errKindNotReady, fmt.Sprintf("not ready (%d of %d registered)", s.count, len(s.registered)))
+	}
+	return s.signed, nil
+}
+
+func (s *Service) getKey(id types.ReplicaID) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(id) >= len(s.roster.Members) {
+		return refuse("get-key: replica %d is not in the committee (ids 0..%d)", id, len(s.roster.Members)-1)
+	}
+	key := s.roster.Members[id].ConsensusKey
+	return wire.EncodeAs(codeKey, &keyMsg{ID: id, Key: append(ed25519.PublicKey(nil), key...)})
+}
+
+// normalizeAddrs parses registered addresses, strips a /p2p/<from> suffix
+// and refuses addresses that name another peer.
+func normalizeAddrs(from peer.ID, in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, errors.New("no addresses")
+	}
+	if len(in) > maxRegisterAddrs {
+		return nil, fmt.Errorf("%d addresses, at most %d", len(in), maxRegisterAddrs)
+	}
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if len(s) > maxAddrLen {
+			return nil, fmt.Errorf("address of %d bytes", len(s))
+		}
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("address %q: %v", s, err)
+		}
+		transport, id := peer.SplitAddr(a)
+		if id != "" && id != from {
+			return nil, fmt.Errorf("address %q names peer %s", s, id)
+		}
+		if transport == nil {
+			return nil, fmt.Errorf("address %q has no transport part", s)
+		}
+		if manet.IsIPUnspecified(transport) {
+			// A listen address such as /ip4/0.0.0.0/... is not where
+			// anyone can dial; hosts report their expanded addresses too.
+			continue
+		}
+		if str := transport.String(); !slices.Contains(out, str) {
+			out = append(out, str)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no dialable address among %q", in)
+	}
+	return out, nil
+}
+
+// memberAddrs are the addresses member id registered, or nil.
+func (s *Service) memberAddrs(id types.ReplicaID) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(id) >= len(s.roster.Members) {
+		return nil
+	}
+	return slices.Clone(s.roster.Members[id].Addrs)
+}

@@ -1,0 +1,295 @@
+package olympus
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
+)
+
+// waitLimit bounds every wait for an event; nothing sleeps a fixed time.
+const waitLimit = 20 * time.Second
+
+func newNode(t *testing.T, key crypto.PrivKey) *p2p.Node {
+	t.Helper()
+	n, err := p2p.New(context.Background(), p2p.Config{HostKey: key, AllowNonMembers: true})
+	if err != nil {
+		t.Fatalf("p2p.New: %v", err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// olympusFixture is an Olympus service on 127.0.0.1 for committee c.
+type olympusFixture struct {
+	c    *committee
+	svc  *Service
+	addr string // pinned TCP multiaddr
+}
+
+func startOlympus(t *testing.T, n, f int) *olympusFixture {
+	t.Helper()
+	c := newCommittee(t, n, f)
+	node := newNode(t, c.olympusKey)
+	svc, err := NewService(node, c.olympusKey, c.roster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &olympusFixture{c: c, svc: svc, addr: PreferredAddr(svc.Addrs())}
+}
+
+// replica makes member id's host and registers it.
+func (o *olympusFixture) register(t *testing.T, ctx context.Context, id int) *p2p.Node {
+	t.Helper()
+	n := newNode(t, o.c.hostKeys[id])
+	if err := Register(ctx, n, o.addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+		t.Fatalf("Register %d: %v", id, err)
+	}
+	return n
+}
+
+func addrStrings(n *p2p.Node) []string {
+	var out []string
+	for _, a := range n.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRegisterAndFetchRoster(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	ctx := testCtx(t)
+	for id := range 3 {
+		o.register(t, ctx, id)
+	}
+
+	// Not ready yet: the raw reply says how many registered.
+	client := newNode(t, nil)
+	info, _ := p2p.ParsePinned(o.addr)
+	req, _ := wire.EncodeAs(codeGetRoster, &getRosterMsg{})
+	reply, err := client.Request(ctx, info, p2p.OlympusProtocol, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replyError(reply); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "not ready (3 of 4 registered)") {
+		t.Fatalf("GetRoster before all registered: %v", err)
+	}
+	if k, n := o.svc.Registered(); k != 3 || n != 4 {
+		t.Fatalf("Registered = %d of %d", k, n)
+	}
+	if o.svc.Roster() != nil {
+		t.Fatal("Roster() before everyone registered")
+	}
+
+	// FetchRoster waits (retrying) until the last member registers.
+	type result struct {
+		r   *Roster
+		err error
+	}
+	done := make(chan result, 1)
+	before := o.svc.notReadyReplies.Load()
+	go func() {
+		r, err := FetchRoster(ctx, client, o.addr)
+		done <- result{r, err}
+	}()
+	// Let FetchRoster see "not ready" at least once before completing the
+	// committee, so that the retry path is what this test exercises.
+	waitFor(t, "FetchRoster to be told not ready", func() bool { return o.svc.notReadyReplies.Load() > before })
+	last := o.register(t, ctx, 3)
+
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		t.Fatal("FetchRoster did not return")
+	}
+	if res.err != nil {
+		t.Fatalf("FetchRoster: %v", res.err)
+	}
+	select {
+	case <-o.svc.Ready():
+	default:
+		t.Fatal("Ready not closed after the roster was served")
+	}
+	r := res.r
+	if err := r.Verify(o.c.olympusID); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Members) != 4 || r.ChainID != "test" || r.F != 1 {
+		t.Fatalf("roster: %d members, chain %q, f %d", len(r.Members), r.ChainID, r.F)
+	}
+	m3, _ := r.Members[3].AddrInfo()
+	if m3.ID != last.ID() || len(m3.Addrs) != 2 {
+		t.Fatalf("member 3 = %v, want peer %s with its 2 addresses", m3, last.ID())
+	}
+	for _, a := range r.Members[3].Addrs {
+		if strings.Contains(a, "/p2p/") {
+			t.Fatalf("registered address %q kept its /p2p suffix", a)
+		}
+	}
+
+	// GetKey works for anyone.
+	key, err := FetchKey(ctx, client, o.addr, 2)
+	if err != nil || !key.Equal(o.c.consensus[2].Public()) {
+		t.Fatalf("FetchKey(2) = %x, %v", key, err)
+	}
+	if _, err := FetchKey(ctx, client, o.addr, 9); !errors.Is(err, ErrRefused) {
+		t.Fatalf("FetchKey(9): err = %v, want ErrRefused", err)
+	}
+}
+
+func TestReRegisterNewAddressesResigns(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	ctx := testCtx(t)
+	for id := range 4 {
+		o.register(t, ctx, id)
+	}
+	client := newNode(t, nil)
+	r1, err := FetchRoster(ctx, client, o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replica 1 restarts on other ports.
+	n1 := newNode(t, o.c.hostKeys[1])
+	if err := Register(ctx, n1, o.addr, 1, addrStrings(n1)); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := FetchRoster(ctx, client, o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(r1.Members[1].Addrs, ",") == strings.Join(r2.Members[1].Addrs, ",") {
+		t.Fatal("roster still has the old addresses of replica 1")
+	}
+}
+
+func TestRegisterFromWrongPeerRefused(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	ctx := testCtx(t)
+	// An outsider claims to be replica 1.
+	intruder := newNode(t, nil)
+	err := Register(ctx, intruder, o.addr, 1, addrStrings(intruder))
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("Register from the wrong peer: err = %v, want ErrRefused", err)
+	}
+	if !strings.Contains(err.Error(), "olympus "+o.addr+": refused: register replica 1") {
+		t.Fatalf("error does not say what was refused: %v", err)
+	}
+	// Replica 2's host claims to be replica 1.
+	n2 := newNode(t, o.c.hostKeys[2])
+	if err := Register(ctx, n2, o.addr, 1, addrStrings(n2)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("member registering as another: err = %v, want ErrRefused", err)
+	}
+	// Unknown id, and an address naming another peer.
+	if err := Register(ctx, n2, o.addr, 7, addrStrings(n2)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("unknown id: err = %v, want ErrRefused", err)
+	}
+	foreign := addrStrings(n2)[0][:strings.Index(addrStrings(n2)[0], "/p2p/")] + "/p2p/" + intruder.ID().String()
+	if err := Register(ctx, n2, o.addr, 2, []string{foreign}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("address naming another peer: err = %v, want ErrRefused", err)
+	}
+	if err := Register(ctx, n2, o.addr, 2, []string{"/ip4/0.0.0.0/tcp/9102"}); !errors.Is(err, ErrRefused) ||
+		!strings.Contains(err.Error(), "no dialable address") {
+		t.Fatalf("unspecified address only: err = %v, want ErrRefused", err)
+	}
+	if k, _ := o.svc.Registered(); k != 0 {
+		t.Fatalf("%d registered after refusals only", k)
+	}
+}
+
+func TestFetchRosterWrongPinnedPeer(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	ctx := testCtx(t)
+	for id := range 4 {
+		o.register(t, ctx, id)
+	}
+	// Olympus's address with somebody else's peer id.
+	impostor, _, _ := crypto.GenerateEd25519Key(nil)
+	impostorID, _ := peer.IDFromPrivateKey(impostor)
+	wrong := o.addr[:strings.Index(o.addr, "/p2p/")] + "/p2p/" + impostorID.String()
+
+	client := newNode(t, nil)
+	start := time.Now()
+	r, err := FetchRoster(ctx, client, wrong)
+	if err == nil {
+		t.Fatalf("FetchRoster with the wrong pinned peer id returned a roster of %d", len(r.Members))
+	}
+	if !errors.Is(err, ErrWrongPeer) {
+		t.Fatalf("err = %v, want ErrWrongPeer", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("FetchRoster retried until the deadline instead of refusing (%v)", time.Since(start))
+	}
+	if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "olympus "+wrong+": ") {
+		t.Fatalf("error is not one line naming the address: %q", err)
+	}
+
+	// A roster signed by the real Olympus does not verify under another pin.
+	good, err := FetchRoster(ctx, client, o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := good.Verify(impostorID); !errors.Is(err, ErrBadRosterSignature) {
+		t.Fatalf("Verify under another pin: %v", err)
+	}
+}
+
+func TestFetchRosterUnreachable(t *testing.T) {
+	// An address nobody listens on: a closed node's.
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	gone, err := p2p.New(context.Background(), p2p.Config{HostKey: key, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fullAddrs(gone)[0]
+	_ = gone.Close()
+
+	client := newNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	_, err = FetchRoster(ctx, client, addr)
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want ErrUnreachable", err)
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "olympus "+addr+": unreachable: ") || strings.Contains(msg, "\n") {
+		t.Fatalf("error is not one line of the form \"olympus <addr>: unreachable: ...\": %q", msg)
+	}
+	if !strings.Contains(msg, "connection refused") {
+		t.Errorf("error does not give the cause: %q", msg)
+	}
+
+	// Not pinned: refused at once.
+	if _, err := FetchRoster(ctx, client, "/ip4/127.0.0.1/tcp/9000"); err == nil || !strings.Contains(err.Error(), "/p2p/") {
+		t.Fatalf("unpinned address: %v", err)
+	}
+}
+
+// waitFor re-checks cond on a short ticker until it holds, failing after
+// waitLimit. It is for counters, which have no event to wait on.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
