@@ -222,6 +222,7 @@ func (e *experiment) finish(stdout io.Writer) (*Report, string, error) {
 		return nil, e.dir, fmt.Errorf("write %s: %w", reportFile, err)
 	}
 	printSummary(stdout, rep, e.dir)
+	noteHTMLReport(stdout, e.dir, rep) // report.html (htmlreport.go)
 	return rep, e.dir, nil
 }
 

@@ -35,6 +35,7 @@ is not changed. Exit status 0 if and only if the verdict is ok.`,
 		} else {
 			printSummary(cmd.OutOrStdout(), rep, "")
 		}
+		noteHTMLReport(verifyNoteWriter(cmd), args[0], rep) // writes report.html again (htmlreport.go)
 		if !rep.OK {
 			return exitError{exitFail}
 		}
