@@ -78,12 +78,19 @@ func (e *Election) Update(qc *types.QC, pruneBelow types.Round, committed BlockL
 // window_size QCs are active, the authors of the last exclude_size committed
 // blocks are excluded, and one of the rest is picked with the QC's round as
 // seed. It reports false when the history needed is not available locally.
+//
+// Paper slip fixed: the pseudocode steps with current_block ←
+// committed_block(current_qc.vote_info.parent_id) and current_qc ←
+// current_block.qc, which moves two blocks per iteration (current_block.qc's
+// parent is current_block's grandparent) and so skips every other author and
+// QC. We walk the committed chain one block at a time: block b, the QC that
+// certifies its child, then b's parent and b.qc.
 func (e *Election) elect(qc *types.QC, committed BlockLookup) (types.ReplicaID, bool) {
 	active := map[types.ReplicaID]bool{}
 	last := map[types.ReplicaID]bool{}
-	cur := qc
+	cur := qc // certifies the child of b
+	b, ok := committed(qc.VoteInfo.ParentID)
 	for i := 0; i < e.windowSize || len(last) < e.excludeSize; i++ {
-		b, ok := committed(cur.VoteInfo.ParentID)
 		if !ok {
 			return 0, false
 		}
@@ -99,6 +106,7 @@ func (e *Election) elect(qc *types.QC, committed BlockLookup) (types.ReplicaID, 
 			last[b.Author] = true
 		}
 		cur = b.QC
+		b, ok = committed(b.ParentID())
 	}
 	var cands []types.ReplicaID
 	for id := range active {
