@@ -12,6 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/diembft/diembft/node"
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/p2p"
 	"github.com/diembft/diembft/protocol/leader"
@@ -28,7 +32,7 @@ import (
 type usageError struct{ error }
 
 func main() {
-	var home, olympusAddr, metricsAddr, logLevel string
+	var home, olympusAddr, metricsAddr, logLevel, cpuProfile, traceFile string
 	var listen []string
 	var joinTimeout time.Duration
 	cmd := &cobra.Command{
@@ -44,6 +48,11 @@ func main() {
 			if home == "" {
 				return usageError{errors.New("--home is required")}
 			}
+			stopProfiles, err := startProfiles(home, cpuProfile, traceFile)
+			if err != nil {
+				return err
+			}
+			defer stopProfiles()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, home, olympusAddr, listen, metricsAddr, joinTimeout)
@@ -54,6 +63,8 @@ func main() {
 	cmd.Flags().StringSliceVar(&listen, "listen", nil, "listen multiaddr(s) (default: those in replica.toml)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on this host:port")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (relative to --home), e.g. for diembft bench")
+	cmd.Flags().StringVar(&traceFile, "trace", "", "write a runtime execution trace of the whole run to this file (relative to --home)")
 	cmd.Flags().DurationVar(&joinTimeout, "join-timeout", 2*time.Minute, "how long to wait for Olympus and the other replicas")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	if err := cmd.Execute(); err != nil {
@@ -69,7 +80,7 @@ func main() {
 func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr string, joinTimeout time.Duration) error {
 	home, err := olympus.LoadReplicaHome(homeDir)
 	if err != nil {
-		return err
+		return usageError{err} // a missing or broken home is a usage error, as for bin/olympus
 	}
 	if olympusAddr == "" {
 		olympusAddr = home.Olympus
@@ -92,7 +103,7 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	var addrs []string
-	for _, a := range net.Host.Addrs() {
+	for _, a := range net.Addrs() { // Host.Addrs can still be empty right after start; Addrs falls back to the listen addresses
 		addrs = append(addrs, a.String())
 	}
 	if err := olympus.Register(joinCtx, net, olympusAddr, home.ID, addrs); err != nil {
@@ -125,9 +136,17 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	for _, m := range roster.Members {
 		peers = append(peers, m.PeerID)
 	}
+	// A home with faults.json (written by Olympus in local mode) runs the
+	// configured fault injection; faults.jsonl records what fired.
+	faults, err := fault.Open(home.Dir, int(home.ID))
+	if err != nil {
+		return fmt.Errorf("fault injection: %w", err)
+	}
+	defer faults.Close()
 	r, err := node.New(node.Config{
 		ID: home.ID, Home: home.Dir, ConsensusKey: home.ConsensusKey,
 		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
+		Faults: faults,
 	})
 	if err != nil {
 		return err
@@ -143,6 +162,50 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	}
 	fmt.Printf("replica %d (%s) running on %s\n", home.ID, net.ID(), strings.Join(addrs, " "))
 	return r.Run(ctx)
+}
+
+// startProfiles starts the CPU profile and the execution trace the flags ask
+// for; the returned function stops them and closes the files. They cover the
+// replica's whole life, so a benchmark that excludes warm-up from its figures
+// still shows start-up in the profile.
+func startProfiles(home, cpuProfile, traceFile string) (func(), error) {
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	open := func(name string) (*os.File, error) {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(home, name)
+		}
+		return os.Create(name)
+	}
+	if cpuProfile != "" {
+		f, err := open(cpuProfile)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--cpuprofile: %w", err)}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+	}
+	if traceFile != "" {
+		f, err := open(traceFile)
+		if err != nil {
+			stopAll()
+			return nil, usageError{fmt.Errorf("--trace: %w", err)}
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			stopAll()
+			return nil, fmt.Errorf("--trace: %w", err)
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	return stopAll, nil
 }
 
 func nodeParams(p olympus.Params) (node.Params, error) {
