@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/diembft/diembft/node/client"
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/p2p"
 	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/leader"
@@ -53,6 +54,8 @@ type Config struct {
 	Peers        []peer.ID // libp2p peer id of each replica, by replica id
 	Params       Params
 	Net          *p2p.Node // started, members set, pubsub started
+	// Faults injects the run's configured faults (faults.go); nil: none.
+	Faults *fault.Injector
 }
 
 // futureRounds bounds how far ahead of the local round a gossiped message may
@@ -165,8 +168,10 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.net.Handle(r.voteProto, true, r.onVote)
 	r.net.Handle(r.syncProto, true, r.onSync)
 	r.net.Handle(r.clientProto, false, r.onClient)
+	r.net.Handle(p2p.DirectProtocol(r.cfg.Committee.ChainID), true, r.onDirect) // faults.go
 	r.awaitGossipPeers(ctx)
 
+	r.startFaults()
 	r.apply(r.core.Start())
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
@@ -282,9 +287,15 @@ func (r *Replica) onGossip(_ peer.ID, data []byte) {
 	}
 	switch m := msg.(type) {
 	case *types.Proposal:
-		post(r.consensus, func() { r.apply(r.core.OnProposal(m)) })
+		if r.cut(fault.MsgProposal, m.Block.Round, m.Block.Author) {
+			return
+		}
+		post(r.consensus, func() { r.received(fault.MsgProposal); r.apply(r.core.OnProposal(m)) })
 	case *types.TimeoutMsg:
-		post(r.consensus, func() { r.apply(r.core.OnTimeout(m)) })
+		if r.cut(fault.MsgTimeout, m.Timeout.Round, m.Timeout.Sender) {
+			return
+		}
+		post(r.consensus, func() { r.received(fault.MsgTimeout); r.apply(r.core.OnTimeout(m)) })
 	}
 }
 
@@ -302,12 +313,15 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 		r.judge("vote", err)
 		return
 	}
-	post(r.consensus, func() { r.apply(r.core.OnVote(v)) })
+	if r.cut(fault.MsgVote, v.Vote.VoteInfo.Round, v.Vote.Sender) {
+		return
+	}
+	post(r.consensus, func() { r.received(fault.MsgVote); r.apply(r.core.OnVote(v)) })
 }
 
 func (r *Replica) onSync(from peer.ID, data []byte) {
 	id, ok := r.senderID(from)
-	if !ok {
+	if !ok || r.cut(fault.MsgSync, types.Round(r.round.Load()), id) {
 		return
 	}
 	msg, err := wire.Decode(data)
@@ -349,7 +363,7 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 		r.judge("client", err)
 		return
 	}
-	post(r.requests, func() {
+	handle := func() {
 		r.exec.clientPeer(req.Client, from)
 		if reply := r.exec.cached(req); reply != nil {
 			r.sendReply(from, reply) // exactly once: a replayed request gets the cached result
@@ -360,13 +374,20 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 			log.Debugw("request not queued", "seq", req.Seq, "err", err)
 		}
 		r.apply(acts)
-	})
+	}
+	if r.cfg.Faults != nil {
+		handle = r.faultRequest(req, handle)
+	}
+	post(r.requests, handle)
 }
 
 func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 	data, err := wire.Encode(reply)
 	if err != nil {
 		log.Errorw("encode reply", "err", err)
+		return
+	}
+	if r.cfg.Faults != nil && r.faultReply(to, data) {
 		return
 	}
 	r.net.Send(to, r.clientProto, data)
@@ -408,6 +429,7 @@ func (r *Replica) apply(acts []core.Action) {
 			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
 		case core.Committed:
 			r.commit(a)
+			r.carry(r.cfg.Faults.Committed(r.exec.height))
 		case core.NewRound:
 			moved = true
 			r.round.Store(uint64(a.Round))
@@ -418,6 +440,7 @@ func (r *Replica) apply(acts []core.Action) {
 			} else {
 				r.m.roundsByQC.Inc()
 			}
+			r.carry(r.cfg.Faults.EnterRound(uint64(a.Round)))
 		}
 	}
 }
@@ -426,6 +449,9 @@ func (r *Replica) publish(topic string, msg any) {
 	data, err := wire.Encode(msg)
 	if err != nil {
 		log.Errorw("encode", "err", err)
+		return
+	}
+	if r.cfg.Faults != nil && r.faultPublish(msg, data) {
 		return
 	}
 	if err := r.net.Publish(topic, data); err != nil {
@@ -437,6 +463,9 @@ func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
 	data, err := wire.Encode(msg)
 	if err != nil {
 		log.Errorw("encode", "err", err)
+		return
+	}
+	if r.cfg.Faults != nil && r.faultSend(to, pid, msg, data) {
 		return
 	}
 	r.net.Send(r.cfg.Peers[to], pid, data)

@@ -26,6 +26,13 @@ const (
 	MsgClient   = config.MsgClient
 )
 
+// The failure types that Effect.Type takes (config.Type*).
+const (
+	TypeCrash   = config.TypeCrash
+	TypePause   = config.TypePause
+	TypeSetAttr = config.TypeSetAttr
+)
+
 // ToClient is the receiver id of a reply to a client, and FromClient the
 // sender id of a client request.
 const (
