@@ -48,9 +48,10 @@ type Local struct {
 	Addrs   []string // Olympus's full multiaddrs
 	Addr    string   // the one handed to replicas (TCP on loopback)
 
-	bin   string
-	opts  LocalOptions
-	procs []*replicaProc
+	bin      string
+	opts     LocalOptions
+	procs    []*replicaProc
+	failures []config.Failure // the run's faults (faults.go)
 
 	mu       sync.Mutex
 	closing  bool
@@ -120,13 +121,14 @@ func RunLocal(ctx context.Context, cfg *config.Config, workDir string, replicaBi
 		return nil, err
 	}
 	l := &Local{
-		Dir:     workDir,
-		Service: svc,
-		Addrs:   svc.Addrs(),
-		bin:     bin,
-		opts:    opts,
-		crashed: make(chan struct{}),
-		done:    make(chan struct{}),
+		Dir:      workDir,
+		Service:  svc,
+		Addrs:    svc.Addrs(),
+		bin:      bin,
+		opts:     opts,
+		failures: cfg.Failures,
+		crashed:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	l.Addr = PreferredAddr(l.Addrs)
 	fail := func(err error) (*Local, error) {
@@ -152,6 +154,9 @@ func RunLocal(ctx context.Context, cfg *config.Config, workDir string, replicaBi
 			return fail(err)
 		}
 		l.procs = append(l.procs, p)
+	}
+	if err := writeFaultSpecs(cfg, l.procs); err != nil {
+		return fail(err)
 	}
 	for _, p := range l.procs {
 		if err := l.start(p); err != nil {
@@ -366,6 +371,7 @@ func (l *Local) start(p *replicaProc) error {
 			close(l.crashed)
 			l.crashed = make(chan struct{})
 			l.mu.Unlock()
+			l.afterCrash(p, err)
 		}
 		if l.opts.OnExit != nil {
 			l.opts.OnExit(p.id, err, requested)

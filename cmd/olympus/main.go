@@ -60,6 +60,8 @@ type options struct {
 	out        string
 	replicaBin string
 	logLevel   string
+	seed       int64 // --seed: overrides the config's seed (local mode)
+	seedSet    bool
 }
 
 // run is the whole command; ctx is cancelled by SIGINT or SIGTERM.
@@ -92,6 +94,7 @@ address and writes the same lines to DIR/multiaddrs.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.seedSet = cmd.Flags().Changed("seed")
 			if err := o.check(); err != nil {
 				return err
 			}
@@ -111,6 +114,7 @@ address and writes the same lines to DIR/multiaddrs.`,
 	f.StringVar(&o.out, "out", "", "run directory for local mode (default runs/<config-name>-<timestamp>)")
 	f.StringVar(&o.replicaBin, "replica-bin", "", "replica binary for local mode (default: 'replica' next to this binary)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.Int64Var(&o.seed, "seed", 0, "override the config's seed, which drives its probabilistic faults (local mode)")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -135,8 +139,8 @@ func (o *options) check() error {
 		return usagef("give --home DIR (LAN mode) or --config CONFIG (local mode)")
 	case o.home != "" && o.configPath != "":
 		return usagef("--home and --config exclude each other")
-	case o.home != "" && (o.out != "" || o.replicaBin != ""):
-		return usagef("--out and --replica-bin apply to local mode (--config) only")
+	case o.home != "" && (o.out != "" || o.replicaBin != "" || o.seedSet):
+		return usagef("--out, --replica-bin and --seed apply to local mode (--config) only")
 	case o.configPath != "" && len(o.listen) > 0:
 		return usagef("--listen applies to LAN mode (--home) only; local mode listens on 127.0.0.1")
 	}
@@ -187,6 +191,9 @@ func runLocal(ctx context.Context, o *options, stdout io.Writer) error {
 	cfg, err := config.Load(o.configPath)
 	if err != nil {
 		return usageError{err}
+	}
+	if o.seedSet {
+		cfg.Seed = o.seed
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn(w)

@@ -1,0 +1,60 @@
+package olympus
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/diembft/diembft/node/fault"
+	"github.com/diembft/diembft/olympus/config"
+)
+
+// Fault injection in local mode: Olympus gives every replica the run's
+// failures (faults.json in its home, read by bin/replica at start; package
+// node/fault decides and the replica acts), and restarts a replica that a
+// crash fault stopped once the failure's restart_after_ms has passed.
+
+// writeFaultSpecs writes faults.json into every replica's home when cfg has
+// failures.
+func writeFaultSpecs(cfg *config.Config, procs []*replicaProc) error {
+	if len(cfg.Failures) == 0 {
+		return nil
+	}
+	spec := fault.SpecFromConfig(cfg)
+	for _, p := range procs {
+		if err := fault.WriteSpec(p.home, spec); err != nil {
+			return fmt.Errorf("replica %d: %s: %v", p.id, fault.SpecFile, unwrapPath(err))
+		}
+	}
+	return nil
+}
+
+// afterCrash runs when replica p's process ended on its own. A replica that
+// exited with fault.CrashExitCode was stopped by a crash fault: its
+// faults.jsonl names the failure, and a positive restart_after_ms restarts
+// it on its own home after that long. Any other exit (or a crash without
+// restart) leaves it down.
+func (l *Local) afterCrash(p *replicaProc, err error) {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != fault.CrashExitCode {
+		return
+	}
+	recs, rerr := fault.ReadLog(p.home)
+	idx := fault.LastCrash(recs)
+	if rerr != nil || idx < 0 || idx >= len(l.failures) {
+		log.Warnw("crash fault: cannot tell which failure stopped the replica; it stays down", "id", p.id, "err", rerr)
+		return
+	}
+	after := time.Duration(l.failures[idx].RestartAfterMs) * time.Millisecond
+	if after <= 0 {
+		log.Infow("crash fault: replica stays down", "id", p.id, "failure", idx)
+		return
+	}
+	log.Infow("crash fault: restarting the replica from its disk", "id", p.id, "failure", idx, "after", after)
+	time.AfterFunc(after, func() {
+		if err := l.Restart(p.id); err != nil {
+			log.Warnw("crash fault: restart failed", "id", p.id, "err", err)
+		}
+	})
+}
