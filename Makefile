@@ -26,6 +26,16 @@ test:
 	$(GO) test -race ./p2p/... ./node/... ./olympus/... ./cmd/...
 	$(GO) test ./protocol/...
 
+# Benchmark per spec/config.md §5: latency and throughput modes, batch sizes
+# 1, 100 and 1000, N = 4 and 7, printed as a table and written to
+# runs/bench-sweep-<timestamp>/bench.json. `make bench BENCH_MODE=latency`
+# runs one mode; BENCH_ARGS adds flags (e.g. --cpuprofile).
+BENCH_MODE     ?= sweep
+BENCH_DURATION ?= 20s
+BENCH_ARGS     ?=
+bench: build
+	$(BIN)/diembft bench --mode $(BENCH_MODE) --duration $(BENCH_DURATION) $(BENCH_ARGS)
+
 sim:
 	$(GO) test ./protocol/sim -run TestRandomFaults -seeds $(SEEDS) -v
 

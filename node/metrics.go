@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +24,7 @@ type metrics struct {
 	execLatency prometheus.Histogram
 	invalid     *prometheus.CounterVec
 	ignored     *prometheus.CounterVec
+	streamSends prometheus.Counter // consensus messages queued on vote/sync streams to other replicas
 }
 
 func newMetrics() *metrics {
@@ -37,8 +39,9 @@ func newMetrics() *metrics {
 		execLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "diembft_commit_exec_seconds", Help: "Time to execute and fsync a committed block.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 18)}),
 		invalid:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diembft_invalid_messages_total", Help: "Messages rejected as invalid."}, []string{"kind"}),
 		ignored:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diembft_ignored_messages_total", Help: "Messages ignored as stale or too far ahead."}, []string{"kind"}),
+		streamSends: prometheus.NewCounter(prometheus.CounterOpts{Name: "diembft_stream_sends_total", Help: "Consensus messages (votes, block retrieval) sent on streams to other replicas."}),
 	}
-	m.reg.MustRegister(m.round, m.height, m.commits, m.roundsByQC, m.roundsByTC, m.timeouts, m.execLatency, m.invalid, m.ignored)
+	m.reg.MustRegister(m.round, m.height, m.commits, m.roundsByQC, m.roundsByTC, m.timeouts, m.execLatency, m.invalid, m.ignored, m.streamSends)
 	return m
 }
 
@@ -62,7 +65,8 @@ func value(c prometheus.Metric) float64 {
 	return 0
 }
 
-// Stats is what a replica writes to stats.json for the launcher's report.
+// Stats is what a replica writes to stats.json for the launcher's report
+// and for diembft bench's cost counters.
 type Stats struct {
 	ID         int     `json:"id"`
 	Round      float64 `json:"round"`
@@ -71,12 +75,52 @@ type Stats struct {
 	Height     float64 `json:"height"`
 	Commits    float64 `json:"blocks_committed"`
 	Timeouts   float64 `json:"timeouts_sent"`
+	// Transmissions counts consensus messages put on the network to other
+	// replicas: one per message per receiving peer, gossip relays included.
+	Transmissions uint64 `json:"transmissions"`
+	// GossipControl counts gossipsub RPCs that carried no message.
+	GossipControl uint64 `json:"gossip_control_rpcs"`
+	// SigVerifications counts consensus signatures checked (votes,
+	// proposals, timeouts, certificate members; cached certificates are not
+	// checked again); RequestSigVerifications counts client request
+	// signatures checked.
+	SigVerifications        uint64 `json:"signature_verifications"`
+	RequestSigVerifications uint64 `json:"request_signature_verifications"`
+	// UnixMs is when the counters were read, so that rates over two
+	// snapshots use the right interval.
+	UnixMs int64 `json:"unix_ms"`
+}
+
+// costCounters returns the transmission and verification counters.
+func (r *Replica) costCounters() (tx, control, sigs, reqSigs uint64) {
+	ns := r.net.Stats()
+	sigs, reqSigs = r.cfg.Committee.VerifyCounts()
+	return uint64(value(r.m.streamSends)) + ns.PubsubMsgsSent, ns.PubsubControlSent, sigs, reqSigs
+}
+
+// registerCostMetrics exports the counters of costCounters.
+func (r *Replica) registerCostMetrics() {
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	r.m.reg.MustRegister(
+		counter("diembft_transmissions_total", "Consensus messages sent to other replicas (one per receiving peer, gossip relays included).",
+			func() uint64 { tx, _, _, _ := r.costCounters(); return tx }),
+		counter("diembft_gossip_control_rpcs_total", "Gossipsub RPCs sent without a message (control only).",
+			func() uint64 { _, c, _, _ := r.costCounters(); return c }),
+		counter("diembft_signature_verifications_total", "Consensus signatures verified (cached certificates excluded).",
+			func() uint64 { _, _, s, _ := r.costCounters(); return s }),
+		counter("diembft_request_signature_verifications_total", "Client request signatures verified.",
+			func() uint64 { _, _, _, s := r.costCounters(); return s }),
+	)
 }
 
 // writeStats writes stats.json atomically (rename), without fsync: it is a report, not state.
 func (r *Replica) writeStats() {
 	s := Stats{ID: int(r.cfg.ID), Round: value(r.m.round), RoundsByQC: value(r.m.roundsByQC), RoundsByTC: value(r.m.roundsByTC),
 		Height: value(r.m.height), Commits: value(r.m.commits), Timeouts: value(r.m.timeouts)}
+	s.Transmissions, s.GossipControl, s.SigVerifications, s.RequestSigVerifications = r.costCounters()
+	s.UnixMs = time.Now().UnixMilli()
 	data, _ := json.Marshal(s)
 	p := filepath.Join(r.cfg.Home, "stats.json")
 	if os.WriteFile(p+".tmp", data, 0o644) == nil {

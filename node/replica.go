@@ -142,6 +142,7 @@ func New(cfg Config) (*Replica, error) {
 		HighCommitQC:     rec.highCommitQC,
 		Pending:          rec.pending,
 	})
+	r.registerCostMetrics()
 	if h := rec.ledger.Height(); h > 0 {
 		log.Infow("restored from disk", "blocks", h, "pending", len(rec.pending), "requests", exec.height, "high_qc", rec.highQC.Round())
 	}
@@ -468,6 +469,7 @@ func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
 	if r.cfg.Faults != nil && r.faultSend(to, pid, msg, data) {
 		return
 	}
+	r.m.streamSends.Inc()
 	r.net.Send(r.cfg.Peers[to], pid, data)
 }
 

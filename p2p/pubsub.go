@@ -355,6 +355,19 @@ func (t *tracer) RejectMessage(_ *pubsub.Message, reason string) {
 		t.c.pubsubRejects.Add(1)
 	}
 }
+
+// SendRPC counts what goes on the wire: every message in an RPC to a peer is
+// one network transmission (own publishes and relays alike); an RPC with
+// only control information (subscriptions, graft/prune, gossip) is counted
+// apart.
+func (t *tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
+	if n := len(rpc.GetPublish()); n > 0 {
+		t.c.pubsubMsgsSent.Add(uint64(n))
+	} else {
+		t.c.pubsubControlSent.Add(1)
+	}
+}
+
 func (t *tracer) DuplicateMessage(*pubsub.Message)     { t.c.pubsubDuplicates.Add(1) }
 func (t *tracer) DropRPC(*pubsub.RPC, peer.ID)         { t.c.pubsubDrops.Add(1) }
 func (t *tracer) UndeliverableMessage(*pubsub.Message) { t.c.pubsubUndeliverable.Add(1) }
@@ -367,5 +380,4 @@ func (t *tracer) ValidateMessage(*pubsub.Message)                      {}
 func (t *tracer) DeliverMessage(*pubsub.Message)                       {}
 func (t *tracer) ThrottlePeer(peer.ID)                                 {}
 func (t *tracer) RecvRPC(*pubsub.RPC)                                  {}
-func (t *tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (t *tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

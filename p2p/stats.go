@@ -28,6 +28,8 @@ type Stats struct {
 	PubsubDuplicates    uint64 // messages already seen
 	PubsubUndeliverable uint64 // messages dropped because a topic handler fell behind
 	PubsubRepairs       uint64 // members reconnected because pubsub lost track of them (see watchPubsub)
+	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes and relays, one per peer
+	PubsubControlSent   uint64 // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
 }
 
 type counters struct {
@@ -37,7 +39,7 @@ type counters struct {
 	pubsubPublished, pubsubDelivered                       atomic.Uint64
 	pubsubRejects, pubsubIgnores, pubsubNonMember          atomic.Uint64
 	pubsubDrops, pubsubDuplicates, pubsubUndeliverable     atomic.Uint64
-	pubsubRepairs                                          atomic.Uint64
+	pubsubRepairs, pubsubMsgsSent, pubsubControlSent       atomic.Uint64
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -64,5 +66,7 @@ func (n *Node) Stats() Stats {
 		PubsubDuplicates:      c.pubsubDuplicates.Load(),
 		PubsubUndeliverable:   c.pubsubUndeliverable.Load(),
 		PubsubRepairs:         c.pubsubRepairs.Load(),
+		PubsubMsgsSent:        c.pubsubMsgsSent.Load(),
+		PubsubControlSent:     c.pubsubControlSent.Load(),
 	}
 }
