@@ -76,6 +76,9 @@ type Replica struct {
 	tl    *timeline
 
 	round atomic.Uint64 // the loop's current round, read by validators
+	// verified holds client requests whose signatures were checked on
+	// arrival, so that proposals carrying them are not checked again.
+	verified verifiedRequests
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
@@ -265,7 +268,7 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResu
 		r.m.ignored.WithLabelValues("proposal").Inc()
 		return pubsub.ValidationIgnore
 	}
-	return r.judge("proposal", r.cfg.Committee.VerifyProposal(p, r.cfg.Params.MaxRequests))
+	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has))
 }
 
 func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResult {
@@ -364,6 +367,7 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 		r.judge("client", err)
 		return
 	}
+	r.verified.add(req)
 	handle := func() {
 		r.exec.clientPeer(req.Client, from)
 		if reply := r.exec.cached(req); reply != nil {
@@ -475,6 +479,7 @@ func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
 
 func (r *Replica) commit(c core.Committed) {
 	start := time.Now()
+	r.verified.forget(c.Block.Payload)
 	replies, err := r.exec.execute(c.Block)
 	if err == nil {
 		err = r.led.flush() // after the ledger file's fsync: the block store never runs ahead of it

@@ -369,6 +369,27 @@ func TestVerifyProposal(t *testing.T) {
 	fx.wantErr("no request limit", fx.com.VerifyProposal(big, 0), nil)
 }
 
+// TestVerifyProposalWithKnown: requests the caller already verified are not
+// checked again; every other request still is.
+func TestVerifyProposalWithKnown(t *testing.T) {
+	fx := newFixture(t, testSeed)
+	_, qcs := fx.chain()
+	r1, r2 := fx.request(1, "a"), fx.request(2, "b")
+	known := func(r *types.Request) bool { return r.Seq == r1.Seq && bytes.Equal(r.Sig, r1.Sig) }
+	p := fx.proposal(fx.block(0, 3, qcs[1], r1, r2))
+	_, before := fx.com.VerifyCounts()
+	fx.wantErr("one known request", fx.com.VerifyProposalWith(p, 0, known), nil)
+	if _, after := fx.com.VerifyCounts(); after-before != 1 {
+		t.Errorf("seed %d: %d client signatures checked, want 1 (the unknown request)", fx.seed, after-before)
+	}
+	bad := fx.request(2, "b")
+	bad.Sig = append([]byte(nil), bad.Sig...)
+	bad.Sig[0] ^= 1
+	p = fx.proposal(fx.block(0, 3, qcs[1], r1, bad))
+	fx.wantErr("unknown request with a bad signature", fx.com.VerifyProposalWith(p, 0, known), types.ErrInvalidSignature)
+	fx.wantErr("nil known checks everything", fx.com.VerifyProposalWith(p, 0, nil), types.ErrInvalidSignature)
+}
+
 func TestVerifyVote(t *testing.T) {
 	fx := newFixture(t, testSeed)
 	blocks, qcs := fx.chain()
