@@ -254,7 +254,10 @@ type benchPerBlock struct {
 }
 
 type benchPerOp struct {
+	// Client request signatures checked by the replicas, summed over them.
 	RequestSignatureVerifications float64 `json:"request_signature_verifications"`
+	// Reply signatures checked by the clients.
+	ReplySignatureVerifications float64 `json:"reply_signature_verifications"`
 }
 
 type benchReplicaIO struct {
@@ -484,6 +487,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	sleepUntil(runCtx, start.Add(o.warmup))
 	ws := time.Now()
 	cpu0, self0 := procCPU(pids()), selfCPU()
+	replyChecks0, _ := croster.Committee.VerifyCounts()
 	snap0 := benchStats(local, ws)
 
 	var crashAt time.Time
@@ -504,6 +508,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	sleepUntil(runCtx, ws.Add(o.duration))
 	we := time.Now()
 	cpu1, self1 := procCPU(pids()), selfCPU()
+	replyChecks1, _ := croster.Committee.VerifyCounts()
 	if ctx.Err() != nil {
 		res.Problems = append(res.Problems, "interrupted")
 	}
@@ -542,6 +547,9 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		res.Problems = append(res.Problems, "no request committed in the measured window")
 	}
 	res.ClientCPU = per1k(self1-self0, len(lats))
+	if len(lats) > 0 {
+		res.PerOp.ReplySignatureVerifications = round3(float64(replyChecks1-replyChecks0) / float64(len(lats)))
+	}
 
 	// Replica figures: sums over the replicas of their deltas, with blocks
 	// taken as the mean over the replicas that ran throughout.

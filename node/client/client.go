@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -137,7 +138,7 @@ type Stats struct {
 	Malformed       uint64 // replies that did not decode
 	WrongClient     uint64 // replies addressed to another client
 	BadSignature    uint64 // replies whose signature does not verify with the named replica's key
-	Stale           uint64 // valid replies for a request no longer in flight (late or duplicate)
+	Stale           uint64 // replies for a request no longer in flight (late or duplicate; their signature is not checked)
 	Conflicting     uint64 // a replica's second, different answer for the same request
 	UnknownPeer     uint64 // ledger chunks from a peer outside the roster
 }
@@ -198,7 +199,12 @@ type Client struct {
 
 	replies chan *types.ClientReply
 	stopped chan struct{} // closed when Run returns: Deliver stops queueing
-	ran     atomic.Bool
+	// live holds the sequence numbers in flight (Run adds and removes
+	// them), so that Deliver skips checking the signatures of replies that
+	// can no longer matter: the n-f-1 replies that arrive after a request
+	// was accepted would otherwise cost as much as the ones that decided it.
+	live sync.Map
+	ran  atomic.Bool
 
 	peers  map[peer.ID]types.ReplicaID // who is who, for unsigned ledger chunks
 	chunks chan chunkFrom              // for FetchLedger
@@ -290,6 +296,10 @@ func (c *Client) Deliver(from peer.ID, data []byte) {
 		log.Debugw("reply for another client", "peer", from, "replica", r.Replica)
 		return
 	}
+	if _, ok := c.live.Load(r.Seq); !ok {
+		c.stats.stale.Add(1) // late or duplicate: not worth a signature check
+		return
+	}
 	// A reply counts for the replica whose key signed it, whoever relayed
 	// it: a relayed genuine reply is still that replica's answer, and
 	// nobody can sign for a replica without its key.
@@ -362,6 +372,7 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 			tally: make(map[answer]int, 1),
 		}
 		inflight[p.seq] = p
+		c.live.Store(p.seq, struct{}{})
 		next++
 		sum.Submitted++
 		heap.Push(&deadlines, deadlineEntry{at: p.deadline, seq: p.seq, sends: 1})
@@ -425,6 +436,7 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 				continue
 			}
 			delete(inflight, p.seq)
+			c.live.Delete(p.seq)
 			res := Result{
 				Seq: p.seq, Op: p.op, Result: a.result, Height: a.height,
 				Submitted: p.submitted, Latency: time.Since(p.submitted), Sends: p.sends,
