@@ -48,10 +48,10 @@ func (l *Local) afterCrash(p *replicaProc, err error) {
 	}
 	after := time.Duration(l.failures[idx].RestartAfterMs) * time.Millisecond
 	if after <= 0 {
-		log.Infow("crash fault: replica stays down", "id", p.id, "failure", idx)
+		log.Warnw("crash fault: replica stays down", "id", p.id, "failure", idx)
 		return
 	}
-	log.Infow("crash fault: restarting the replica from its disk", "id", p.id, "failure", idx, "after", after)
+	log.Warnw("crash fault: restarting the replica from its disk", "id", p.id, "failure", idx, "after", after)
 	time.AfterFunc(after, func() {
 		if err := l.Restart(p.id); err != nil {
 			log.Warnw("crash fault: restart failed", "id", p.id, "err", err)

@@ -112,7 +112,9 @@ type RunInfo struct {
 	VerifyResults bool          `json:"verify_results"`
 	VerifyLedgers bool          `json:"verify_ledgers"`
 	Faults        []FaultReport `json:"faults"`
-	Rounds        Rounds        `json:"rounds"`
+	// FaultRules say how often each fault must fire (faults.go).
+	FaultRules []FaultRule `json:"fault_rules,omitempty"`
+	Rounds     Rounds      `json:"rounds"`
 	// ClientPhaseS is the wall time from starting the clients to the last
 	// one ending; the report's duration comes from the client results when
 	// there are any (first submission to last acceptance).
@@ -380,11 +382,7 @@ func buildReport(info *RunInfo, ev *Evidence) *Report {
 	for _, p := range ev.Problems {
 		probs.add("unreadable files", "%s", p)
 	}
-	for _, f := range info.Faults {
-		if f.Fired == 0 {
-			probs.add("faults that did not fire", "fault %s (src %s, msg %s) never fired", f.Type, f.Src, f.Msg)
-		}
-	}
+	checkFaults(info, &probs)
 
 	lv := compareLedgers(ev.Ledgers, info.Faulty)
 	for id, h := range lv.Heights {

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/diembft/diembft/node/client"
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/node/kv"
 	"github.com/diembft/diembft/node/workload"
 	"github.com/diembft/diembft/olympus"
@@ -86,6 +87,7 @@ func fakeOlympus(args []string) int {
 	out := fs.String("out", "", "")
 	replicaBin := fs.String("replica-bin", "", "")
 	fs.String("log-level", "", "")
+	seed := fs.Int64("seed", 0, "")
 	if err := fs.Parse(args); err != nil || *cfgPath == "" || *out == "" || filepath.Base(*replicaBin) != "replica" {
 		fmt.Fprintln(os.Stderr, "olympus: bad usage", args)
 		return 2
@@ -143,8 +145,32 @@ func fakeOlympus(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		if err := fakeFaultLog(home, id, *seed, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	return 0
+}
+
+// fakeFaultLog writes the faults.jsonl a replica leaves: each failure fires
+// once on its src (replica 0 for "_" and "leader"), twice with
+// FAKE_FAULTS_TWICE, never with FAKE_FAULTS_NONE.
+func fakeFaultLog(home string, id int, seed int64, cfg *config.Config) error {
+	if len(cfg.Failures) == 0 || os.Getenv("FAKE_FAULTS_NONE") != "" {
+		return nil
+	}
+	var lines []byte
+	for i, f := range cfg.Failures {
+		if int(f.Src) != id && !(f.Src < 0 && id == 0) {
+			continue
+		}
+		for range map[bool]int{false: 1, true: 2}[os.Getenv("FAKE_FAULTS_TWICE") != ""] {
+			line, _ := json.Marshal(fault.Record{Ev: fault.EvFire, Failure: i, Type: f.Type, Replica: id, Round: 4, Seed: seed})
+			lines = append(append(lines, line...), '\n')
+		}
+	}
+	return os.WriteFile(filepath.Join(home, fault.LogFile), lines, 0o644)
 }
 
 var clientNumber = regexp.MustCompile(`client-(\d+)\.jsonl$`)
@@ -159,6 +185,7 @@ func fakeClient(args []string) int {
 	fs.Duration("olympus-timeout", 0, "")
 	fs.String("log-level", "", "")
 	fs.Bool("no-progress", false, "")
+	fs.String("key", "", "")
 	if err := fs.Parse(args); err != nil || !strings.HasSuffix(*olympusAddr, "/tcp/4001/p2p/12D3KooWLbjTGzFh3nq3rUWGLH3AQgSU5E4EUx1J4kcJRjvB3n3V") {
 		fmt.Fprintln(os.Stderr, "client: bad usage", args)
 		return 2
@@ -349,9 +376,12 @@ func TestRunOlympusFailure(t *testing.T) {
 	}
 }
 
-func TestRunRefusesFailures(t *testing.T) {
-	cfg := writeConfig(t, `
+const faultyConfig = `
 name = "faulty"
+seed = 5
+[[clients]]
+count = 2
+workload = "pseudorandom(9,6)"
 [[failures]]
 type = "drop"
 src = 1
@@ -361,36 +391,86 @@ rounds = [4, 5]
 type = "crash"
 src = 2
 trigger = "commit(3)"
-`)
-	out := filepath.Join(t.TempDir(), "run")
-	var stdout, stderr bytes.Buffer
-	resetFlags(t)
-	// The binaries are never looked for: the refusal comes first.
-	code := execute([]string{"run", cfg, "--out", out, "--bin-dir", t.TempDir()}, &stdout, &stderr)
-	if code != exitFail {
-		t.Fatalf("exit %d, want %d; stderr %s", code, exitFail, stderr.String())
+`
+
+// TestRunInjectsFaults: a config with failures runs; Olympus gets the seed,
+// the clients their seed-derived keys, the replicas' faults.jsonl are summed
+// into report.json, and the crashed-for-good replica is left out of the
+// ledger check.
+func TestRunInjectsFaults(t *testing.T) {
+	rep, dir, out := launch(t, faultyConfig)
+	if !rep.OK {
+		t.Fatalf("run failed: %q\n%s", rep.Problems, out)
 	}
-	var rep Report
-	if err := readJSON(filepath.Join(out, reportFile), &rep); err != nil {
+	want := []FaultReport{{Type: "drop", Src: "1", Msg: "proposal", Fired: 1}, {Type: "crash", Src: "2", Msg: "*", Fired: 1}}
+	if !slices.Equal(rep.Faults, want) {
+		t.Errorf("faults %+v, want %+v", rep.Faults, want)
+	}
+	var info RunInfo
+	if err := readJSON(filepath.Join(dir, runFile), &info); err != nil {
 		t.Fatal(err)
 	}
-	if rep.OK || !slices.Contains(rep.Problems, "fault injection is not implemented yet: config has 2 failures") {
-		t.Errorf("ok %v, problems %q", rep.OK, rep.Problems)
+	if !slices.Equal(info.Faulty, []int{2}) || len(info.FaultRules) != 2 || info.FaultRules[1] != (FaultRule{Min: 1, Max: 1, Trigger: "commit[3]"}) {
+		t.Errorf("run.json: faulty %v, rules %+v", info.Faulty, info.FaultRules)
 	}
-	if len(rep.Faults) != 2 || rep.Faults[0] != (FaultReport{Type: "drop", Src: "1", Msg: "proposal"}) || rep.Faults[1].Src != "2" {
-		t.Errorf("faults %+v", rep.Faults)
+	recs, err := fault.ReadLog(filepath.Join(dir, olympus.HomesDir, olympus.ReplicaDir(1)))
+	if err != nil || len(recs) != 1 || recs[0].Seed != 5 {
+		t.Errorf("olympus did not get the seed: %+v, %v", recs, err)
 	}
-	for _, d := range []string{ledgersDir, logsDir} {
-		if st, err := os.Stat(filepath.Join(out, d)); err != nil || !st.IsDir() {
-			t.Errorf("no %s/ in the run directory", d)
+	for i := range 2 {
+		path := filepath.Join(dir, clientsDir, fmt.Sprintf("client-%d.key", i))
+		key, _, err := client.LoadOrCreateKey(path)
+		if st, serr := os.Stat(path); err != nil || serr != nil || st.Mode().Perm() != 0o600 || !key.Equal(fault.ClientKey(5, i)) {
+			t.Errorf("client %d key file: %v %v", i, err, serr)
 		}
 	}
-	if !strings.Contains(stdout.String(), "problem: fault injection is not implemented yet") {
-		t.Errorf("summary %q", stdout.String())
+	if !strings.Contains(out, "fault crash src 2 msg *: fired 1") {
+		t.Errorf("summary:\n%s", out)
 	}
-	// The same directory is not overwritten.
-	if code := execute([]string{"run", cfg, "--out", out}, &stdout, &stderr); code != exitUsage {
-		t.Errorf("rerun into a finished run directory: exit %d, want %d", code, exitUsage)
+
+	// --seed reaches the replicas.
+	opts := runOptions{config: writeConfig(t, faultyConfig), out: filepath.Join(t.TempDir(), "run"), binDir: fakeBins(t),
+		logLevel: "error", startTimeout: 10 * time.Second, seed: 77, seedSet: true}
+	if _, dir, err := runExperiment(context.Background(), opts, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	} else if recs, _ := fault.ReadLog(filepath.Join(dir, olympus.HomesDir, olympus.ReplicaDir(1))); len(recs) != 1 || recs[0].Seed != 77 {
+		t.Errorf("--seed 77: records %+v", recs)
+	}
+}
+
+// TestRunJudgesFaults: a fault that never fired, or a triggered fault that
+// fired twice, makes the run fail and says why.
+func TestRunJudgesFaults(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{
+		{"FAKE_FAULTS_NONE", "fault 0 (drop, src 1, msg proposal) never fired: no message or event matched it"},
+		{"FAKE_FAULTS_TWICE", "fault 1 (crash, src 2, msg *) fired 2 times; with trigger commit[3] it fires at most 1"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, "1")
+			rep, _, _ := launch(t, faultyConfig)
+			if rep.OK || !slices.Contains(rep.Problems, tc.want) {
+				t.Fatalf("ok %v, problems %q; want %q", rep.OK, rep.Problems, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunRefusesMoreThanFFaulty: more than f misbehaving replicas is a
+// config error that says why, before anything runs.
+func TestRunRefusesMoreThanFFaulty(t *testing.T) {
+	cfg := writeConfig(t, `
+[[failures]]
+type = "equivocate"
+src = 1
+[[failures]]
+type = "crash"
+src = 2
+`)
+	var stdout, stderr bytes.Buffer
+	resetFlags(t)
+	code := execute([]string{"run", cfg, "--out", filepath.Join(t.TempDir(), "run"), "--bin-dir", t.TempDir()}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "replicas [1 2] misbehave") || !strings.Contains(stderr.String(), "at most f = 1") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
 

@@ -158,15 +158,12 @@ func runExperiment(ctx context.Context, opts runOptions, stdout, stderr io.Write
 			Clients:       make([]ClientInfo, cfg.TotalClients()),
 			Faulty:        append([]int{}, cfg.FaultyReplicas()...),
 			VerifyResults: cfg.Verify.Results, VerifyLedgers: cfg.Verify.Ledgers,
-			Faults:   faultReports(cfg),
-			Problems: []string{},
+			Faults:     faultReports(cfg),
+			FaultRules: faultRules(cfg), // faults.go
+			Problems:   []string{},
 		},
 	}
-	if n := len(cfg.Failures); n > 0 {
-		e.problem("fault injection is not implemented yet: config has %d failure%s", n, plural(n))
-	} else {
-		e.execute(ctx)
-	}
+	e.execute(ctx)
 	e.status.stop()
 	return e.finish(stdout)
 }
@@ -285,7 +282,7 @@ func (e *experiment) execute(ctx context.Context) {
 	e.status.phase("starting olympus")
 	_ = os.Remove(filepath.Join(e.dir, olympus.MultiaddrsFile)) // never read a stale one
 	oly, err := startProc("olympus", bins.olympus,
-		[]string{"--config", e.info.Config, "--out", e.dir, "--replica-bin", bins.replica, "--log-level", e.opts.logLevel},
+		[]string{"--config", e.info.Config, "--out", e.dir, "--replica-bin", bins.replica, "--log-level", e.opts.logLevel, "--seed", strconv.FormatInt(e.cfg.Seed, 10)},
 		filepath.Join(e.dir, logsDir, "olympus.log"))
 	if err != nil {
 		e.problem("%v", err)
@@ -327,6 +324,7 @@ func (e *experiment) execute(ctx context.Context) {
 			"--olympus-timeout", wait.Round(time.Millisecond).String(),
 			"--log-level", e.opts.logLevel,
 			"--no-progress",
+			e.clientKeyFlag(i),
 		}, filepath.Join(e.dir, logsDir, fmt.Sprintf("client-%d.log", i)))
 		if err != nil {
 			e.problem("client %d: %v", i, err)
@@ -413,6 +411,7 @@ type replicaStats struct {
 // ledgers/ and takes the round counts from its stats.json (tolerating its
 // absence). It runs after Olympus has stopped the replicas.
 func (e *experiment) collectReplicaFiles() {
+	defer e.collectFaults() // faults.go
 	for id := range e.info.Replicas {
 		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
 		src := filepath.Join(home, fmt.Sprintf("replica-%d.ledger", id))

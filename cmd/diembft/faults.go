@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/diembft/diembft/node/fault"
+	"github.com/diembft/diembft/olympus"
+	"github.com/diembft/diembft/olympus/config"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// Fault injection, the launcher's part (issue #6): Olympus gives the
+// replicas the config's failures and the seed (the launcher passes --seed,
+// which may override the config's), each replica logs
+// what fired in faults.jsonl, and the launcher sums those logs into
+// report.json's faults[].fired and judges them against FaultRule.
+//
+// "Fired as configured" means:
+//   - a fault with a trigger fires at most once on each replica it concerns
+//     (one for a replica id, every replica for "_" or "leader"), and at
+//     least once when its prob is 1;
+//   - a fault given by rounds (or every round) fires at least once when its
+//     prob is 1: a run that never reached its rounds, or in which no message
+//     matched, did not test what the config says and is not ok; with a
+//     smaller prob no count is required (the seed may spare every message);
+//   - a partition counts the messages it cut: at least one when its prob
+//     is 1.
+//
+// Replicas that misbehave (config.FaultyReplicas: set_attr, equivocate,
+// crash without restart) are left out of the ledger agreement check.
+
+// FaultRule is, for one configured failure, how many firings are as
+// configured (run.json, so that `diembft verify` judges the same way).
+type FaultRule struct {
+	Min int `json:"min"`
+	Max int `json:"max"` // -1: no upper bound
+	// FirstRound is the first round of a rounds-given fault, to explain
+	// one that never fired because the run ended before.
+	FirstRound uint64 `json:"first_round,omitempty"`
+	Trigger    string `json:"trigger,omitempty"`
+}
+
+// faultRules gives the rule of each of cfg's failures.
+func faultRules(cfg *config.Config) []FaultRule {
+	out := []FaultRule{}
+	for _, f := range cfg.Failures {
+		r := FaultRule{Max: -1}
+		if f.Prob >= 1 {
+			r.Min = 1
+		}
+		switch {
+		case f.Type == config.TypePartition:
+		case f.Trigger != nil:
+			r.Trigger = fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
+			r.Max = 1
+			if f.Src < 0 {
+				r.Max = cfg.NumReplicas()
+			}
+		case len(f.Rounds) > 0:
+			r.FirstRound = f.Rounds[0].From
+			for _, rr := range f.Rounds {
+				r.FirstRound = min(r.FirstRound, rr.From)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// checkFaults adds a problem for each fault that did not fire as its rule
+// says (or, for a run.json without rules, that never fired).
+func checkFaults(info *RunInfo, probs *problemList) {
+	for i, f := range info.Faults {
+		name := fmt.Sprintf("fault %d (%s, src %s, msg %s)", i, f.Type, f.Src, f.Msg)
+		if i >= len(info.FaultRules) {
+			if f.Fired == 0 {
+				probs.add("faults that did not fire", "%s never fired", name)
+			}
+			continue
+		}
+		r := info.FaultRules[i]
+		switch {
+		case f.Fired < r.Min && r.FirstRound > info.Rounds.Highest:
+			probs.add("faults that did not fire", "%s never fired: the run reached round %d, its first round is %d",
+				name, info.Rounds.Highest, r.FirstRound)
+		case f.Fired < r.Min && r.Trigger != "":
+			probs.add("faults that did not fire", "%s never fired: its trigger %s did not happen", name, r.Trigger)
+		case f.Fired < r.Min:
+			probs.add("faults that did not fire", "%s never fired: no message or event matched it", name)
+		case r.Max >= 0 && f.Fired > r.Max:
+			probs.add("faults that fired too often", "%s fired %d times; with trigger %s it fires at most %d", name, f.Fired, r.Trigger, r.Max)
+		}
+	}
+}
+
+// clientKeyFlag writes client i's signing key (fault.ClientKey: derived from
+// the seed, so that client_request(c, m) triggers can recognise client c and
+// a run's ledgers are the same every time) into clients/client-<i>.key and
+// returns the client flag that uses it.
+func (e *experiment) clientKeyFlag(i int) string {
+	path := filepath.Join(e.dir, clientsDir, fmt.Sprintf("client-%d.key", i))
+	key := fault.ClientKey(e.cfg.Seed, i)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		e.problem("client %d's key: %v", i, err)
+		return "--key=" // a fresh key: only client_request triggers miss it
+	}
+	return "--key=" + path
+}
+
+// collectFaults sums every replica's faults.jsonl into info.Faults.
+func (e *experiment) collectFaults() {
+	if len(e.info.Faults) == 0 {
+		return
+	}
+	var logs [][]fault.Record
+	for id := range e.info.Replicas {
+		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
+		recs, err := fault.ReadLog(home)
+		if err != nil {
+			e.problem("replica %d's %s: %v", id, fault.LogFile, err)
+			continue
+		}
+		logs = append(logs, recs)
+	}
+	for idx, n := range fault.Fired(logs...) {
+		if idx < len(e.info.Faults) {
+			e.info.Faults[idx].Fired = n
+		}
+	}
+}
