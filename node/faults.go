@@ -32,6 +32,9 @@ func (r *Replica) startFaults() {
 	}
 	id := int(r.cfg.ID)
 	in.Bind(func(round uint64) int { return int(r.core.Leader(types.Round(round))) }, func(rec fault.Record) {
+		if rec.Failure < 0 {
+			return // the injector's own bookkeeping (its start)
+		}
 		log.Infow("fault", "failure", rec.Failure, "type", rec.Type, "ev", rec.Ev, "round", rec.Round, "msg", rec.Msg,
 			"dests", rec.Dests, "seed", rec.Seed, "detail", rec.Detail)
 		ev := Event{Replica: id, Kind: "fault", Round: rec.Round, Detail: describeFault(rec)}

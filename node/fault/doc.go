@@ -80,4 +80,23 @@
 // per failure into report.json's faults[].fired. A restarted replica reads
 // its faults.jsonl back, so that it neither fires a one-shot fault twice
 // nor moves the origin of time(ms).
+//
+// # Verdict (cmd/diembft/faults.go)
+//
+// A run is ok only if every fault fired as configured: a triggered fault at
+// most once per replica it concerns and at least once when its prob is 1; a
+// fault given by rounds (or every round) with prob 1 at least once (a run
+// that never reached its rounds, or in which nothing matched it, did not test
+// what it says); with prob < 1 no count is required. Replicas that misbehave
+// (set_attr, equivocate, crash without restart; config.FaultyReplicas, at
+// most f or the config is refused) are left out of the ledger agreement.
+//
+// # Running the faults
+//
+// Olympus local mode writes faults.json into every home (SpecFromConfig,
+// with --seed applied) and restarts a replica that exited with
+// CrashExitCode after its failure's restart_after_ms. The launcher gives
+// client c the key ClientKey(seed, c). The replica (node.Config.Faults)
+// sends gossip kinds point to point on p2p.DirectProtocol when a fault
+// touches them; receivers validate those exactly as gossip.
 package fault
