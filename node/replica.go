@@ -85,6 +85,10 @@ type Replica struct {
 
 	voteProto, syncProto, clientProto protocol.ID
 	proposalTopic, timeoutTopic       string
+
+	// onVerdict, if set (tests, before Run), sees the typed error of every
+	// message the validators and handlers refuse or ignore (validate.go).
+	onVerdict func(kind string, err error)
 }
 
 // New opens the replica's home (ledger, safety data) and builds its core.
@@ -251,6 +255,9 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 	}
 	r.m.invalid.WithLabelValues(kind).Inc()
 	log.Debugw("invalid message", "kind", kind, "err", err)
+	if r.onVerdict != nil {
+		r.onVerdict(kind, err)
+	}
 	return pubsub.ValidationReject
 }
 
@@ -265,8 +272,7 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResu
 		return r.judge("proposal", err)
 	}
 	if !r.roundWindow(p.Block.Round) {
-		r.m.ignored.WithLabelValues("proposal").Inc()
-		return pubsub.ValidationIgnore
+		return r.ignore("proposal", r.windowError(p.Block.Round))
 	}
 	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has))
 }
@@ -277,8 +283,7 @@ func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResul
 		return r.judge("timeout", err)
 	}
 	if !r.roundWindow(t.Timeout.Round) {
-		r.m.ignored.WithLabelValues("timeout").Inc()
-		return pubsub.ValidationIgnore
+		return r.ignore("timeout", r.windowError(t.Timeout.Round))
 	}
 	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t))
 }

@@ -1,0 +1,42 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// Typed verdicts of the validators for messages that are not invalid but
+// not useful either: they are ignored (pubsub Ignore, not relayed, no
+// penalty for the relaying peer) and counted in diembft_ignored_messages_total.
+// Invalid messages are refused with the typed errors of protocol/types and
+// protocol/wire (see judge).
+var (
+	// ErrStaleRound: the message is for a round more than two behind ours.
+	ErrStaleRound = errors.New("stale round")
+	// ErrFutureRound: the message is for a round further ahead than the
+	// window of rounds a replica buffers (futureRounds).
+	ErrFutureRound = errors.New("round too far ahead")
+)
+
+// windowError is the error for a message of round that roundWindow refused.
+func (r *Replica) windowError(round types.Round) error {
+	cur := types.Round(r.round.Load())
+	if round+2 < cur {
+		return fmt.Errorf("%w: %d, current round %d", ErrStaleRound, round, cur)
+	}
+	return fmt.Errorf("%w: %d, current round %d", ErrFutureRound, round, cur)
+}
+
+// ignore counts a message that is ignored for err (ErrStaleRound,
+// ErrFutureRound) and returns pubsub's Ignore verdict.
+func (r *Replica) ignore(kind string, err error) pubsub.ValidationResult {
+	r.m.ignored.WithLabelValues(kind).Inc()
+	if r.onVerdict != nil {
+		r.onVerdict(kind, err)
+	}
+	return pubsub.ValidationIgnore
+}
