@@ -87,6 +87,11 @@ type Options struct {
 	Control safety.Control
 	// Seed seeds the simulator's latency (scenarios are otherwise fixed).
 	Seed uint64
+	// ByzantineTwins makes every twin node also a Byzantine proposer: after
+	// a TC it proposes on an older QC than the TC's highest, and votes for
+	// that block (byzantine.go). It exposes the QC-round lock, which honest
+	// leaders with piggybacked SyncInfo never test.
+	ByzantineTwins bool
 }
 
 // Outcome is the result of one scenario.
@@ -154,6 +159,11 @@ func Run(f *File, s *Scenario, opt Options) Outcome {
 		gf, okf := p[from]
 		gt, okt := p[to]
 		return !okf || !okt || gf != gt
+	}
+	if opt.ByzantineTwins {
+		b := newStaleProposer(n)
+		cfg.Drop = b.drop(cfg.Drop)
+		cfg.Byzantine = b.rewrite
 	}
 	cfg.StopAtRound = lastRound + types.Round(healing)
 	cfg.HealAfterRound = lastRound
