@@ -115,10 +115,14 @@ func (n *Node) StartPubSub(ctx context.Context) error {
 // no stream to, or that is missing from a topic we subscribe to, for
 // pubsubStuckAfter, and closes the connections to it: the reconnect loop
 // redials and both sides start over with fresh streams and announcements.
-// It checks once a second in the background, off the message path.
+// It checks four times a second in the background, off the message path. A
+// replica restarted after a crash hits this on every restart (its old QUIC
+// connection looks alive to the others until it times out), so the
+// threshold is short and the repair backoff of a peer is forgotten once the
+// peer is healthy again.
 const (
-	pubsubCheckEvery  = time.Second
-	pubsubStuckAfter  = 5 * time.Second
+	pubsubCheckEvery  = 250 * time.Millisecond
+	pubsubStuckAfter  = time.Second
 	pubsubRepairFirst = 10 * time.Second // pause before repairing the same peer again, doubling
 	pubsubRepairMax   = 5 * time.Minute
 )
@@ -167,6 +171,7 @@ func (n *Node) watchPubsub(ctx context.Context, tr *tracer) {
 			}
 			if !broken {
 				delete(suspect, p)
+				delete(repairs, p)
 				continue
 			}
 			since, seen := suspect[p]
