@@ -20,6 +20,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/diembft/diembft/node/kv"
 	"github.com/diembft/diembft/olympus"
@@ -87,12 +88,16 @@ homes/. Exit status 0 if and only if the verdict is ok.`,
 }
 
 func init() {
-	f := runCmd.Flags()
-	f.StringVar(&runOpts.out, "out", "", "run directory (default runs/<name>-<timestamp>)")
-	f.Int64Var(&runOpts.seed, "seed", 0, "override the config's seed")
-	f.StringVar(&runOpts.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
-	f.DurationVar(&runOpts.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
+	addRunFlags(runCmd.Flags(), &runOpts)
 	rootCmd.AddCommand(runCmd)
+}
+
+// addRunFlags defines the flags of an experiment run (run and lab) in f.
+func addRunFlags(f *pflag.FlagSet, o *runOptions) {
+	f.StringVar(&o.out, "out", "", "run directory (default runs/<name>-<timestamp>)")
+	f.Int64Var(&o.seed, "seed", 0, "override the config's seed")
+	f.StringVar(&o.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
+	f.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the argument.
@@ -128,6 +133,13 @@ type experiment struct {
 // and there is no report; anything that goes wrong later is a problem in the
 // report, which is always written once the directory exists.
 func runExperiment(ctx context.Context, opts runOptions, stdout, stderr io.Writer) (*Report, string, error) {
+	return runExperimentWith(ctx, opts, stdout, stderr, (*experiment).execute)
+}
+
+// runExperimentWith is runExperiment with the processes run by execute
+// (diembft lab runs them in network namespaces): everything before and after
+// (config, directory, verification, report) is shared.
+func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.Writer, execute func(*experiment, context.Context)) (*Report, string, error) {
 	cfg, err := config.Load(opts.config)
 	if err != nil {
 		return nil, "", usageError{err}
@@ -163,7 +175,7 @@ func runExperiment(ctx context.Context, opts runOptions, stdout, stderr io.Write
 			Problems:   []string{},
 		},
 	}
-	e.execute(ctx)
+	execute(e, ctx)
 	e.status.stop()
 	return e.finish(stdout)
 }
@@ -297,13 +309,22 @@ func (e *experiment) execute(ctx context.Context) {
 		e.collectReplicaFiles()
 	}()
 
-	addr, err := e.waitOlympus(dctx, oly)
+	addr, err := e.waitOlympus(dctx, oly, e.dir)
 	if err != nil {
 		e.problem("%v", err)
 		return
 	}
 	e.status.note("olympus listening on " + addr)
+	e.runClients(ctx, dctx, bins.client, addr, workloads, startProc)
+}
 
+// runClients starts one client per workload against Olympus at addr, through
+// start (startProc, or a wrapper that runs it elsewhere), waits until they
+// have all ended or dctx (the run's deadline) is done, and stops them. ctx is
+// the run's context without the deadline (it tells an interruption).
+func (e *experiment) runClients(ctx, dctx context.Context, clientBin, addr string, workloads [][]kv.Op,
+	start func(name, bin string, args []string, logPath string) (*proc, error)) {
+	deadline, _ := dctx.Deadline()
 	settings := clientSettings(e.cfg)
 	clients := make([]*proc, 0, len(workloads))
 	e.status.phase("running clients")
@@ -315,7 +336,7 @@ func (e *experiment) execute(ctx context.Context) {
 			break
 		}
 		wait := max(time.Until(deadline), time.Second)
-		p, err := startProc(fmt.Sprintf("client-%d", i), bins.client, []string{
+		p, err := start(fmt.Sprintf("client-%d", i), clientBin, []string{
 			"--olympus", addr,
 			"--workload-file", wl,
 			"--results", resultsPath(e.dir, i),
@@ -367,14 +388,14 @@ func workloadText(ops []kv.Op) string {
 }
 
 // waitOlympus waits, with a deadline, for Olympus to write its multiaddrs
-// file, and returns the address to give the clients.
-func (e *experiment) waitOlympus(ctx context.Context, oly *proc) (string, error) {
+// file into dir, and returns the address to give the clients.
+func (e *experiment) waitOlympus(ctx context.Context, oly *proc, dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.startTimeout)
 	defer cancel()
 	tick := time.NewTicker(multiaddrsPoll)
 	defer tick.Stop()
 	for {
-		if addrs, err := olympus.ReadMultiaddrs(e.dir); err == nil && len(addrs) > 0 {
+		if addrs, err := olympus.ReadMultiaddrs(dir); err == nil && len(addrs) > 0 {
 			return olympus.PreferredAddr(addrs), nil
 		}
 		select {
@@ -382,7 +403,7 @@ func (e *experiment) waitOlympus(ctx context.Context, oly *proc) (string, error)
 			return "", fmt.Errorf("olympus exited before listening (%v): %s", oly.err, lastLine(oly.logPath))
 		case <-ctx.Done():
 			return "", fmt.Errorf("olympus did not write %s within %v (log: %s)",
-				filepath.Join(e.dir, olympus.MultiaddrsFile), e.opts.startTimeout, oly.logPath)
+				filepath.Join(dir, olympus.MultiaddrsFile), e.opts.startTimeout, oly.logPath)
 		case <-tick.C:
 		}
 	}
@@ -462,14 +483,20 @@ type proc struct {
 // with stdout and stderr appended to logPath after a header line with the
 // command.
 func startProc(name, bin string, args []string, logPath string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return startCmd(name, cmd, logPath)
+}
+
+// startCmd is startProc for a command prepared by the caller (diembft lab's
+// run in a network namespace); it must put the process in its own group.
+func startCmd(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %v", name, err)
 	}
-	fmt.Fprintf(logf, "# %s %s\n", bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
+	fmt.Fprintf(logf, "# %s\n", strings.Join(cmd.Args, " "))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %v", name, err)
