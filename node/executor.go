@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,7 +25,8 @@ type executor struct {
 	id      types.ReplicaID
 	chainID string
 	key     ed25519.PrivateKey
-	file    *os.File
+	file    file
+	size    int64 // of the ledger file: the next block is written here
 	kv      *kv.Store
 	height  uint64
 	replies map[types.RequestKey]*types.ClientReply
@@ -54,14 +54,27 @@ func canonicalOp(s string) (kv.Op, string, bool) {
 }
 
 func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
+	return openExecutorFS(osFS{}, home, id, chainID, key)
+}
+
+func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
 	path := filepath.Join(home, LedgerFile(id))
 	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), replies: map[types.RequestKey]*types.ClientReply{}, peers: map[string]peer.ID{}}
-	if err := e.replay(path); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, created, err := fsys.OpenFile(path, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	if created {
+		// The fsync of a block makes the file's contents durable, not its
+		// directory entry: without this, a crash could lose the whole file.
+		err = fsys.SyncDir(home)
+	}
+	if err == nil {
+		err = e.replay(f, path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	e.file = f
 	return e, nil
@@ -69,20 +82,23 @@ func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.P
 
 // replay rebuilds the state machine and the reply cache from the ledger file.
 // A torn last line (a crash in the middle of a write) is cut off.
-func (e *executor) replay(path string) error {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
+func (e *executor) replay(f file, path string) error {
+	size, err := f.Size()
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	data := make([]byte, size)
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
 	if i := bytes.LastIndexByte(data, '\n'); i+1 != len(data) {
-		if err := os.Truncate(path, int64(i+1)); err != nil {
+		// Not synced: the next block's write and fsync overwrite the tail.
+		if err := f.Truncate(int64(i + 1)); err != nil {
 			return fmt.Errorf("ledger: repair torn tail: %w", err)
 		}
 		data = data[:i+1]
 	}
+	e.size = int64(len(data))
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -100,15 +116,23 @@ func (e *executor) replay(path string) error {
 			result = e.kv.Apply(op)
 		}
 		e.height++
-		e.remember(client, seq, result)
+		e.remember(client, seq, result) // signed when first asked for: restarts stay fast
 	}
 	return sc.Err()
 }
 
 func (e *executor) remember(client []byte, seq uint64, result string) *types.ClientReply {
 	rp := &types.ClientReply{Client: client, Seq: seq, Result: result, Height: e.height, Replica: e.id}
-	rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
 	e.replies[types.RequestKey{Client: string(client), Seq: seq}] = rp
+	return rp
+}
+
+// signed signs a cached reply the first time it is sent. Only the loop
+// calls it.
+func (e *executor) signed(rp *types.ClientReply) *types.ClientReply {
+	if rp != nil && rp.Sig == nil {
+		rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
+	}
 	return rp
 }
 
@@ -119,7 +143,7 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 	for i := range b.Payload {
 		req := &b.Payload[i]
 		if rp := e.replies[req.Key()]; rp != nil {
-			out = append(out, rp) // already executed: answer again, do not execute twice
+			out = append(out, e.signed(rp)) // already executed: answer again, do not execute twice
 			continue
 		}
 		op, text, ok := canonicalOp(req.Op)
@@ -130,18 +154,20 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 		e.height++
 		buf.WriteString(LedgerLine(req.Client, req.Seq, text))
 		buf.WriteByte('\n')
-		out = append(out, e.remember(req.Client, req.Seq, result))
+		out = append(out, e.signed(e.remember(req.Client, req.Seq, result)))
 	}
 	if buf.Len() == 0 {
 		return out, nil
 	}
-	if _, err := e.file.WriteString(buf.String()); err != nil {
+	n, err := e.file.WriteAt([]byte(buf.String()), e.size)
+	e.size += int64(n)
+	if err != nil {
 		return nil, err
 	}
 	return out, e.file.Sync()
 }
 
-func (e *executor) cached(r *types.Request) *types.ClientReply { return e.replies[r.Key()] }
+func (e *executor) cached(r *types.Request) *types.ClientReply { return e.signed(e.replies[r.Key()]) }
 
 func (e *executor) clientPeer(client []byte, p peer.ID) {
 	e.mu.Lock()

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/diembft/diembft/protocol/safety"
 )
@@ -22,7 +19,7 @@ import (
 // syncs of the usual write-temp-rename-fsync-dir pattern, and the sync sits
 // on the path of every vote.
 type safetyStore struct {
-	f    *os.File
+	f    file
 	seq  uint64
 	path string
 }
@@ -36,25 +33,32 @@ const (
 var ErrSafetyCorrupt = errors.New("safety data corrupt")
 
 func openSafetyStore(home string) (*safetyStore, safety.State, error) {
+	return openSafetyStoreFS(osFS{}, home)
+}
+
+func openSafetyStoreFS(fsys fileSystem, home string) (*safetyStore, safety.State, error) {
 	path := filepath.Join(home, "safety.dat")
 	var st safety.State
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	f, _, err := fsys.OpenFile(path, 0o600)
 	if err != nil {
 		return nil, st, fmt.Errorf("safety data: %w", err)
 	}
 	s := &safetyStore{f: f, path: path}
-	info, err := f.Stat()
+	size, err := f.Size()
 	if err != nil {
 		f.Close()
 		return nil, st, fmt.Errorf("safety data: %w", err)
 	}
-	if info.Size() == 0 {
+	if size == 0 {
 		// New file: size it once and make the size and the directory entry durable.
 		if err := f.Truncate(2 * slotSize); err != nil {
 			f.Close()
 			return nil, st, fmt.Errorf("safety data: %w", err)
 		}
-		if err := syncFileAndDir(f, home); err != nil {
+		if err := f.Sync(); err == nil {
+			err = fsys.SyncDir(home)
+		}
+		if err != nil {
 			f.Close()
 			return nil, st, fmt.Errorf("safety data: %w", err)
 		}
@@ -68,8 +72,14 @@ func openSafetyStore(home string) (*safetyStore, safety.State, error) {
 		}
 	}
 	if best == nil {
-		if s.seq == 0 && allZero(s) {
-			return s, st, nil // sized but never written (crash right after creation)
+		// Saves go to slot 1 (seq 1), then slot 0 (seq 2), and so on. With
+		// slot 0 never written, at most the first save was under way, and as
+		// slot 1 does not check out it was torn by a crash before its sync
+		// returned: nothing it guarded was sent, so the state is the zero
+		// state (also when the file was only sized). A torn slot 1 is
+		// overwritten by the next save, which has seq 1 again.
+		if size == 2*slotSize && slotUnwritten(s, 0) {
+			return s, st, nil
 		}
 		f.Close()
 		return nil, st, fmt.Errorf("%s: %w", path, ErrSafetyCorrupt)
@@ -81,16 +91,15 @@ func openSafetyStore(home string) (*safetyStore, safety.State, error) {
 	return s, st, nil
 }
 
-func allZero(s *safetyStore) bool {
-	for slot := 0; slot < 2; slot++ {
-		hdr := make([]byte, slotHeader)
-		if _, err := s.f.ReadAt(hdr, int64(slot*slotSize)); err != nil {
+// slotUnwritten reports whether the header of slot is all zero.
+func slotUnwritten(s *safetyStore, slot int) bool {
+	hdr := make([]byte, slotHeader)
+	if _, err := s.f.ReadAt(hdr, int64(slot*slotSize)); err != nil {
+		return false
+	}
+	for _, b := range hdr {
+		if b != 0 {
 			return false
-		}
-		for _, b := range hdr {
-			if b != 0 {
-				return false
-			}
 		}
 	}
 	return true
@@ -132,7 +141,7 @@ func (s *safetyStore) save(st safety.State) error {
 	if _, err := s.f.WriteAt(buf, int64(seq%2)*slotSize); err != nil {
 		return err
 	}
-	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
+	if err := s.f.Sync(); err != nil { // fdatasync
 		return err
 	}
 	s.seq = seq
@@ -140,15 +149,3 @@ func (s *safetyStore) save(st safety.State) error {
 }
 
 func (s *safetyStore) close() error { return s.f.Close() }
-
-func syncFileAndDir(f *os.File, dir string) error {
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

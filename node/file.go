@@ -1,0 +1,70 @@
+package node
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// file is what the safety store and the ledger need of a file. It exists so
+// that tests can put a double in its place that models the page cache and
+// loses whatever was not synced when it "crashes"; production uses osFile.
+type file interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	// Sync returns once everything written is durable, the file's size included.
+	Sync() error
+	Truncate(size int64) error
+	Size() (int64, error)
+	Close() error
+}
+
+// fileSystem opens files and makes directory entries durable.
+type fileSystem interface {
+	// OpenFile opens path for reading and writing, creating it with perm if
+	// needed; created reports that it did not exist (its directory entry is
+	// durable only after SyncDir).
+	OpenFile(path string, perm os.FileMode) (f file, created bool, err error)
+	SyncDir(dir string) error
+}
+
+// osFS is the real file system.
+type osFS struct{}
+
+func (osFS) OpenFile(path string, perm os.FileMode) (file, bool, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, perm)
+		if err != nil {
+			return nil, false, err
+		}
+		return osFile{f}, true, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return osFile{f}, false, nil
+}
+
+func (osFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type osFile struct{ *os.File }
+
+// Sync is fdatasync: it writes the data and the metadata needed to read it
+// back (the size), and skips the timestamps fsync would also write.
+func (f osFile) Sync() error { return unix.Fdatasync(int(f.Fd())) }
+
+func (f osFile) Size() (int64, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
+}
