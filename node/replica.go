@@ -58,9 +58,10 @@ type Config struct {
 	Faults *fault.Injector
 }
 
-// futureRounds bounds how far ahead of the local round a gossiped message may
-// be and still be accepted (and buffered by the core's pacemaker); anything
-// further is ignored rather than relayed.
+// futureRounds bounds how far ahead of the local round (or of the highest
+// certificate it carries) a gossiped message may be and still be accepted
+// (and buffered by the core's pacemaker); anything further is ignored rather
+// than relayed.
 const futureRounds = 1000
 
 // Replica is one running replica.
@@ -74,6 +75,10 @@ type Replica struct {
 	led   *storeLedger
 	m     *metrics
 	tl    *timeline
+
+	// onSend, if set (tests, before Run), sees every consensus message the
+	// loop is about to hand to the network.
+	onSend func(msg any)
 
 	round atomic.Uint64 // the loop's current round, read by validators
 	// verified holds client requests whose signatures were checked on
@@ -261,9 +266,22 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 	return pubsub.ValidationReject
 }
 
-func (r *Replica) roundWindow(round types.Round) bool {
+// roundWindow accepts a message of round unless it is stale or more than
+// futureRounds ahead of both the local round and certified, the highest
+// round certified by a QC or TC the message carries (verified next): a
+// replica that fell further behind than the window must still accept the
+// messages of the rounds the committee has certified, as they are what
+// makes it fetch the blocks it lacks and catch up.
+func (r *Replica) roundWindow(round, certified types.Round) bool {
 	cur := types.Round(r.round.Load())
-	return round+2 >= cur && round <= cur+futureRounds
+	return round+2 >= cur && round <= max(cur, certified)+futureRounds
+}
+
+func tcRound(tc *types.TC) types.Round {
+	if tc == nil {
+		return 0
+	}
+	return tc.Round
 }
 
 func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResult {
@@ -271,7 +289,7 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResu
 	if err != nil {
 		return r.judge("proposal", err)
 	}
-	if !r.roundWindow(p.Block.Round) {
+	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC))) {
 		return r.ignore("proposal", r.windowError(p.Block.Round))
 	}
 	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has))
@@ -282,7 +300,7 @@ func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResul
 	if err != nil {
 		return r.judge("timeout", err)
 	}
-	if !r.roundWindow(t.Timeout.Round) {
+	if !r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC))) {
 		return r.ignore("timeout", r.windowError(t.Timeout.Round))
 	}
 	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t))
@@ -456,6 +474,9 @@ func (r *Replica) apply(acts []core.Action) {
 }
 
 func (r *Replica) publish(topic string, msg any) {
+	if r.onSend != nil {
+		r.onSend(msg)
+	}
 	data, err := wire.Encode(msg)
 	if err != nil {
 		log.Errorw("encode", "err", err)
@@ -470,6 +491,9 @@ func (r *Replica) publish(topic string, msg any) {
 }
 
 func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
+	if r.onSend != nil {
+		r.onSend(msg)
+	}
 	data, err := wire.Encode(msg)
 	if err != nil {
 		log.Errorw("encode", "err", err)

@@ -28,6 +28,9 @@ type cluster struct {
 	stop  []context.CancelFunc
 	done  []chan error
 	cfgs  []Config
+	reps  []*Replica
+	// prepare, if set, sees each replica after New and before Run.
+	prepare func(i int, r *Replica)
 }
 
 func key(label string, i int) ed25519.PrivateKey {
@@ -41,6 +44,17 @@ func testParams() Params {
 }
 
 func startCluster(t *testing.T, f int) *cluster {
+	t.Helper()
+	c := newCluster(t, f)
+	for i := range c.nets {
+		c.start(t, i)
+	}
+	return c
+}
+
+// newCluster sets up the hosts and homes of 3f+1 replicas without starting
+// any (c.start starts one).
+func newCluster(t *testing.T, f int) *cluster {
 	t.Helper()
 	n := 3*f + 1
 	c := &cluster{com: &types.Committee{ChainID: "test", F: f}}
@@ -68,9 +82,6 @@ func startCluster(t *testing.T, f int) *cluster {
 		c.homes = append(c.homes, home)
 		c.cfgs = append(c.cfgs, Config{ID: types.ReplicaID(i), Home: home, ConsensusKey: key("replica", i), Committee: c.com, Peers: peers, Params: testParams(), Net: net})
 	}
-	for i := range c.nets {
-		c.start(t, i)
-	}
 	return c
 }
 
@@ -79,13 +90,18 @@ func (c *cluster) start(t *testing.T, i int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.prepare != nil {
+		c.prepare(i, r)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	for len(c.stop) <= i {
 		c.stop = append(c.stop, nil)
 		c.done = append(c.done, nil)
+		c.reps = append(c.reps, nil)
 	}
+	c.reps[i] = r
 	c.stop[i], c.done[i] = cancel, done
 	t.Cleanup(func() { cancel(); <-done })
 }

@@ -1,0 +1,218 @@
+package node
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diembft/diembft/protocol/safety"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// sendOrder watches every replica of a cluster: the safety states whose
+// fdatasync returned, and the votes and timeouts handed to the network.
+type sendOrder struct {
+	mu         sync.Mutex
+	durable    []map[string]bool // per replica: signatures of votes and timeouts in a synced state
+	votes      int
+	timeouts   int
+	violations []string
+}
+
+// watchedSafetyFile records what the last slot write held and, once the
+// sync of it returns, the signatures it made durable.
+type watchedSafetyFile struct {
+	file
+	o       *sendOrder
+	id      int
+	written []byte
+}
+
+func (f *watchedSafetyFile) WriteAt(p []byte, off int64) (int, error) {
+	f.written = append(f.written[:0], p...)
+	return f.file.WriteAt(p, off)
+}
+
+func (f *watchedSafetyFile) Sync() error {
+	err := f.file.Sync()
+	if err != nil || len(f.written) < slotHeader {
+		return err
+	}
+	var st safety.State
+	n := binary.BigEndian.Uint32(f.written[8:12])
+	if jerr := json.Unmarshal(f.written[slotHeader:slotHeader+int(n)], &st); jerr != nil {
+		panic(fmt.Sprintf("replica %d wrote an undecodable safety state: %v", f.id, jerr))
+	}
+	f.o.mu.Lock()
+	defer f.o.mu.Unlock()
+	if st.LastVote != nil {
+		f.o.durable[f.id][string(st.LastVote.Signature)] = true
+	}
+	if st.LastTimeout != nil {
+		f.o.durable[f.id][string(st.LastTimeout.Signature)] = true
+	}
+	f.written = f.written[:0]
+	return nil
+}
+
+func (o *sendOrder) sent(id int, msg any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch m := msg.(type) {
+	case *types.VoteMsg:
+		o.votes++
+		if !o.durable[id][string(m.Vote.Signature)] {
+			o.violations = append(o.violations, fmt.Sprintf("replica %d sent its vote of round %d before the state holding it was fsync'd", id, m.Vote.VoteInfo.Round))
+		}
+	case *types.TimeoutMsg:
+		if int(m.Timeout.Sender) != id {
+			return
+		}
+		o.timeouts++
+		if !o.durable[id][string(m.Timeout.Signature)] {
+			o.violations = append(o.violations, fmt.Sprintf("replica %d sent its timeout of round %d before the state holding it was fsync'd", id, m.Timeout.Round))
+		}
+	}
+}
+
+func (o *sendOrder) counts() (votes, timeouts int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.votes, o.timeouts
+}
+
+// TestVotesAndTimeoutsLeaveOnlyAfterFsync runs a real 4-replica loopback
+// cluster and checks that each vote and timeout a replica hands to the
+// network was in a safety state whose fdatasync had returned. One replica
+// is stopped halfway so that the others time out in its rounds.
+func TestVotesAndTimeoutsLeaveOnlyAfterFsync(t *testing.T) {
+	c := newCluster(t, 1)
+	o := &sendOrder{}
+	for range c.nets {
+		o.durable = append(o.durable, map[string]bool{})
+	}
+	c.prepare = func(i int, r *Replica) {
+		r.store.f = &watchedSafetyFile{file: r.store.f, o: o, id: i}
+		r.onSend = func(msg any) { o.sent(i, msg) }
+	}
+	for i := range c.nets {
+		c.start(t, i)
+	}
+	tc := newTestClient(t, c)
+	submitAndWait := func(from, to uint64) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
+		}
+		waitFor(t, fmt.Sprintf("requests %d..%d accepted", from, to), 60*time.Second, func() bool {
+			for i := from; i <= to; i++ {
+				if _, ok := tc.accepted(i); !ok {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	for i := uint64(0); i < 10; i++ {
+		submitAndWait(10*i+1, 10*i+10)
+	}
+	c.stop[3]() // its cleanup waits for it
+	waitFor(t, "timeouts", 60*time.Second, func() bool {
+		_, tmo := o.counts()
+		return tmo >= 3
+	})
+	for i := uint64(10); i < 20; i++ {
+		submitAndWait(10*i+1, 10*i+10)
+	}
+	votes, timeouts := o.counts()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, v := range o.violations {
+		t.Error(v)
+	}
+	if votes == 0 || timeouts == 0 {
+		t.Fatalf("saw %d votes and %d timeouts sent: nothing to check", votes, timeouts)
+	}
+	t.Logf("%d votes and %d timeouts sent, each after the fdatasync of a state holding it", votes, timeouts)
+}
+
+// TestEmptyReplicaCatchesUp starts three replicas, lets them commit at least
+// 500 blocks under a steady load, then starts the fourth with an empty home:
+// it must fetch the chain by block retrieval (100 blocks per response) and
+// end with the same ledger file as the others. CATCHUP_BLOCKS changes the
+// number of blocks.
+func TestEmptyReplicaCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("commits 500 blocks")
+	}
+	blocks := float64(envInt("CATCHUP_BLOCKS", 500))
+	c := newCluster(t, 1)
+	for i := range 3 {
+		c.start(t, i)
+	}
+	tc := newTestClient(t, c)
+	stop, stopped := make(chan struct{}), make(chan uint64)
+	go func() {
+		// A steady trickle of requests, so that blocks carry some and
+		// leaders propose without waiting for the idle delay.
+		seq := uint64(0)
+		tick := time.NewTicker(3 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				stopped <- seq
+				return
+			case <-tick.C:
+				seq++
+				tc.submit(seq, fmt.Sprintf("append('k%d','%d.')", seq%7, seq))
+			}
+		}
+	}()
+	start := time.Now()
+	commits := func(i int) float64 { return value(c.reps[i].m.commits) }
+	waitFor(t, fmt.Sprintf("%v blocks committed", blocks), 5*time.Minute, func() bool { return commits(0) >= blocks })
+	target, targetHeight := commits(0), value(c.reps[0].m.height)
+	t.Logf("%v blocks (%v requests) committed by three replicas in %v", target, targetHeight, time.Since(start).Round(time.Millisecond))
+
+	late := time.Now()
+	c.start(t, 3)
+	waitFor(t, "the new replica's first commit", 2*time.Minute, func() bool { return commits(3) > 0 })
+	first := time.Since(late)
+	waitFor(t, "the new replica to catch up", 2*time.Minute, func() bool { return commits(3) >= target })
+	caughtUp := time.Since(late)
+	t.Logf("replica 3, started with an empty home at round %v, committed the first %v blocks (%v requests) in %v (first commit after %v)",
+		value(c.reps[0].m.round), target, value(c.reps[3].m.height), caughtUp.Round(time.Millisecond), first.Round(time.Millisecond))
+
+	close(stop)
+	last := <-stopped
+	waitFor(t, "every request accepted", time.Minute, func() bool {
+		for i := uint64(1); i <= last; i++ {
+			if _, ok := tc.accepted(i); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	var ledgers [][]byte
+	waitFor(t, "equal ledgers", time.Minute, func() bool {
+		ledgers = ledgers[:0]
+		for i, h := range c.homes {
+			data, _ := os.ReadFile(filepath.Join(h, LedgerFile(types.ReplicaID(i))))
+			ledgers = append(ledgers, data)
+		}
+		for _, l := range ledgers[1:] {
+			if !bytes.Equal(l, ledgers[0]) {
+				return false
+			}
+		}
+		return bytes.Count(ledgers[0], []byte("\n")) == int(last)
+	})
+	t.Logf("all four ledgers equal: %d requests in %v blocks; catch-up of %v blocks took %v", last, commits(0), target, caughtUp.Round(time.Millisecond))
+}
