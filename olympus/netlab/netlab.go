@@ -117,8 +117,9 @@ func findTools() (tools, error) {
 }
 
 // Check reports whether labs can be built here: the program is root, the ip
-// command exists, and a namespace can be created and deleted. The
-// error says what is missing; it wraps ErrNotRoot when that is the reason.
+// command exists, and a probe namespace can be created, can hold a bridge
+// and a veth pair, can run a program, and can be deleted. The error says
+// what is missing; it wraps ErrNotRoot when that is the reason.
 func Check() error {
 	if err := platformCheck(); err != nil {
 		return err
@@ -130,11 +131,22 @@ func Check() error {
 	if err != nil {
 		return err
 	}
+	ctx := context.Background()
 	probe := fmt.Sprintf("%s-%d-probe", DefaultPrefix, os.Getpid())
-	if _, err := t.run(context.Background(), "netns", "add", probe); err != nil {
+	if _, err := t.run(ctx, "netns", "add", probe); err != nil {
 		return fmt.Errorf("cannot create a network namespace: %w", err)
 	}
-	if _, err := t.run(context.Background(), "netns", "del", probe); err != nil {
+	defer t.remove(probe)
+	for _, args := range [][]string{
+		{"-n", probe, "link", "add", "br0", "type", "bridge"},
+		{"-n", probe, "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		{"netns", "exec", probe, t.ip, "link", "show", "v0"},
+	} {
+		if _, err := t.run(ctx, args...); err != nil {
+			return fmt.Errorf("network namespaces are not usable here: %w", err)
+		}
+	}
+	if err := t.remove(probe); err != nil {
 		return fmt.Errorf("cannot delete network namespace %s: %w", probe, err)
 	}
 	return nil
