@@ -84,6 +84,8 @@ type Replica struct {
 	// verified holds client requests whose signatures were checked on
 	// arrival, so that proposals carrying them are not checked again.
 	verified verifiedRequests
+	// signer signs client replies off the loop (replysigner.go).
+	signer *replySigner
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
@@ -154,6 +156,7 @@ func New(cfg Config) (*Replica, error) {
 		HighCommitQC:     rec.highCommitQC,
 		Pending:          rec.pending,
 	})
+	r.signer = newReplySigner(cfg.ConsensusKey, cfg.Committee.ChainID)
 	r.registerCostMetrics()
 	if h := rec.ledger.Height(); h > 0 {
 		log.Infow("restored from disk", "blocks", h, "pending", len(rec.pending), "requests", exec.height, "high_qc", rec.highQC.Round())
@@ -185,6 +188,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.awaitGossipPeers(ctx)
 
 	r.startFaults()
+	go r.signer.run(ctx.Done(), func(batch []outgoingReply) {
+		select {
+		case r.requests <- func() { r.sendReplies(batch) }:
+		case <-ctx.Done():
+		}
+	})
 	r.apply(r.core.Start())
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
@@ -520,9 +529,21 @@ func (r *Replica) commit(c core.Committed) {
 	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(c.Block.Round), Height: r.exec.height, Requests: len(c.Block.Payload)})
 	r.m.height.Set(float64(r.exec.height))
 	r.m.execLatency.Observe(time.Since(start).Seconds())
+	batch := make([]outgoingReply, 0, len(replies))
 	for _, rp := range replies {
 		if to, ok := r.exec.peerOf(rp.Client); ok {
-			r.sendReply(to, rp)
+			batch = append(batch, outgoingReply{to: to, reply: *rp}) // a copy: the cached reply stays the loop's
 		}
+	}
+	if len(batch) > 0 && !r.signer.submit(batch) {
+		r.signer.sign(batch)
+		r.sendReplies(batch)
+	}
+}
+
+// sendReplies sends signed replies; it runs on the loop.
+func (r *Replica) sendReplies(batch []outgoingReply) {
+	for i := range batch {
+		r.sendReply(batch[i].to, &batch[i].reply)
 	}
 }
