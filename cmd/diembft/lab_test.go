@@ -1,20 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,83 +100,40 @@ func newTestLab(t *testing.T, ctx context.Context, hosts []string) *netlab.Lab {
 	return lab
 }
 
-// hostProc is a process on a lab host, its output in a log file.
-type hostProc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error // valid after done
-}
-
-// startOn starts bin on host h with output to dir/<name>.log (stdout goes to
-// lines too when it is not nil). Cleanup stops it: SIGTERM, then SIGKILL to
-// its process group after a grace period, and logs the tail of its log if
-// the test failed.
-func startOn(t *testing.T, h *netlab.Host, dir, bin string, args []string, lines chan<- string) *hostProc {
+// startOn starts bin on host h with diembft run's process handling
+// (startCmd), its output in dir/<name>.log. Cleanup stops it (SIGTERM, then
+// SIGKILL to its process group) and shows the end of its log if the test
+// failed.
+func startOn(t *testing.T, h *netlab.Host, dir, bin string, args ...string) *proc {
 	t.Helper()
-	p := &hostProc{name: h.Name, cmd: h.Command(bin, args...), log: filepath.Join(dir, h.Name+".log"), done: make(chan struct{})}
-	logf, err := os.Create(p.log)
+	p, err := startCmd(h.Name, h.Command(bin, args...), filepath.Join(dir, h.Name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(logf, "# %s\n", strings.Join(p.cmd.Args, " "))
-	var stdout io.ReadCloser
-	p.cmd.Stderr = logf
-	if lines == nil {
-		p.cmd.Stdout = logf
-	} else if stdout, err = p.cmd.StdoutPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", h.Name, err)
-	}
-	var copying sync.WaitGroup
-	if stdout != nil {
-		copying.Go(func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				fmt.Fprintln(logf, sc.Text())
-				select {
-				case lines <- sc.Text():
-				default:
-				}
-			}
-		})
-	}
-	go func() {
-		copying.Wait()
-		p.err = p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		p.stop(10 * time.Second)
+		p.stop(labStopGrace)
 		if t.Failed() {
-			t.Logf("%s's log (%s):\n%s", p.name, p.log, tail(p.log, 15))
+			t.Logf("%s's log (%s):\n%s", p.name, p.logPath, tail(p.logPath, 15))
 		}
 	})
 	return p
 }
 
-// stop sends SIGTERM and waits up to grace, then kills the process group.
-// It returns the exit error.
-func (p *hostProc) stop(grace time.Duration) error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
+// labStopGrace is how long a process may take to stop on SIGTERM.
+const labStopGrace = 10 * time.Second
+
+// stoppedCleanly stops p and says how it ended if that was not an exit
+// with status 0 on SIGTERM within the grace period.
+func stoppedCleanly(p *proc) error {
+	start := time.Now()
+	p.stop(labStopGrace)
+	switch {
+	case time.Since(start) >= labStopGrace:
+		return fmt.Errorf("%s ignored SIGTERM for %v (killed: %v)", p.name, labStopGrace, p.err)
+	case p.err != nil:
+		return fmt.Errorf("%s ended with %v", p.name, p.err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(grace):
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-	return fmt.Errorf("ignored SIGTERM for %v: %w", grace, p.err)
+	return nil
 }
 
 func tail(path string, n int) string {
@@ -223,42 +178,33 @@ func testLANByHand(t *testing.T, bins string) {
 		t.Fatalf("diembft testnet: exit %d: %s%s", code, out.String(), errb.String())
 	}
 
-	lines := make(chan string, 16)
-	oly := startOn(t, olympusHost, logs, filepath.Join(bins, "olympus"),
-		[]string{"--home", filepath.Join(testnet, olympus.OlympusDir), "--log-level", "info"}, lines)
-	var addr string
-	for addr == "" {
-		select {
-		case line := <-lines:
-			if a, ok := strings.CutPrefix(line, olympus.ListeningLine("")); ok && strings.Contains(a, "/tcp/") {
-				addr = a
-			}
-		case <-oly.done:
-			t.Fatalf("olympus exited before listening: %v", oly.err)
-		case <-ctx.Done():
-			t.Fatal("olympus did not print its listening line")
-		}
+	olympusHome := filepath.Join(testnet, olympus.OlympusDir)
+	oly := startOn(t, olympusHost, logs, filepath.Join(bins, "olympus"), "--home", olympusHome, "--log-level", "info")
+	// Olympus's multiaddrs file, read as diembft run reads it.
+	addr, err := (&experiment{opts: runOptions{startTimeout: labTestTimeout}}).waitOlympus(ctx, oly, olympusHome)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("%v: olympus listening on %s", since(), addr)
 	if want := "/ip4/" + olympusHost.IP.String() + "/tcp/"; !strings.HasPrefix(addr, want) {
 		t.Fatalf("olympus listens on %s, want an address starting with %s", addr, want)
 	}
 
-	var replicas []*hostProc
+	var replicas []*proc
 	for i := range n {
 		name := olympus.ReplicaDir(types.ReplicaID(i))
 		replicas = append(replicas, startOn(t, lab.Host(name), logs, filepath.Join(bins, "replica"),
-			[]string{"--home", filepath.Join(testnet, name), "--olympus", addr, "--log-level", "info"}, nil))
+			"--home", filepath.Join(testnet, name), "--olympus", addr, "--log-level", "info"))
 	}
 
 	cl := startOn(t, clientHost, logs, filepath.Join(bins, "client"),
-		[]string{"--olympus", addr, "--workload", "pseudorandom(7,50)", "--verify", "--deadline", "90s"}, nil)
+		"--olympus", addr, "--workload", "pseudorandom(7,50)", "--verify", "--deadline", "90s")
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
 		t.Fatal("the client did not finish")
 	}
-	clientOut := tail(cl.log, 20)
+	clientOut := tail(cl.logPath, 20)
 	t.Logf("%v: client done: %s", since(), clientOut)
 	if cl.err != nil {
 		t.Fatalf("client: %v\n%s", cl.err, clientOut)
@@ -270,24 +216,22 @@ func testLANByHand(t *testing.T, bins string) {
 	}
 
 	// Everyone stops cleanly on SIGTERM, replicas first.
-	for i, p := range replicas {
-		select {
-		case <-p.done:
-			t.Errorf("replica %d exited during the run: %v", i, p.err)
-		default:
+	for _, p := range append(replicas, oly) {
+		if early := p.exitedEarly(); early != "" {
+			t.Errorf("%s exited during the run: %s", p.name, early)
 		}
 	}
 	var stopping sync.WaitGroup
-	for i, p := range replicas {
+	for _, p := range replicas {
 		stopping.Go(func() {
-			if err := p.stop(10 * time.Second); err != nil {
-				t.Errorf("replica %d: %v", i, err)
+			if err := stoppedCleanly(p); err != nil {
+				t.Error(err)
 			}
 		})
 	}
 	stopping.Wait()
-	if err := oly.stop(10 * time.Second); err != nil {
-		t.Errorf("olympus: %v", err)
+	if err := stoppedCleanly(oly); err != nil {
+		t.Error(err)
 	}
 	t.Logf("%v: every process stopped", since())
 
@@ -295,7 +239,7 @@ func testLANByHand(t *testing.T, bins string) {
 	// the honest ledgers agree.
 	ledgers := make(map[int][]client.LedgerLine)
 	for i, p := range replicas {
-		head := tail(p.log, 1000)
+		head := tail(p.logPath, 1000)
 		if want := fmt.Sprintf("running on /ip4/%s/tcp/", ips[i]); !strings.Contains(head, want) {
 			t.Errorf("replica %d's log lacks %q", i, want)
 		}
@@ -310,18 +254,6 @@ func testLANByHand(t *testing.T, bins string) {
 	if len(v.Divergent) > 0 || len(v.Agreed) != 50 {
 		t.Errorf("ledgers: heights %v, divergent %v; want 50 agreed requests", v.Heights, v.Divergent)
 	}
-	if addrs, err := olympus.ReadMultiaddrs(filepath.Join(testnet, olympus.OlympusDir)); err != nil || !containsStr(addrs, addr) {
-		t.Errorf("olympus's multiaddrs file: %v, %v; want it to hold %s", addrs, err, addr)
-	}
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // labConfig writes a small experiment: 2 clients running workload, and
@@ -429,7 +361,7 @@ func testLabInterrupted(t *testing.T, bins string) {
 		t.Fatal(err)
 	}
 	t.Logf("interrupted run took %v:\n%s", time.Since(start).Round(time.Millisecond), out.String())
-	if rep.OK || !containsStr(rep.Problems, "interrupted before every client finished") {
+	if rep.OK || !slices.Contains(rep.Problems, "interrupted before every client finished") {
 		t.Errorf("report: ok %v, problems %v; want not ok, interrupted", rep.OK, rep.Problems)
 	}
 	if left := labNamespaces(t); len(left) > 0 {
