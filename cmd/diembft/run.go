@@ -484,7 +484,7 @@ type proc struct {
 // command.
 func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	return startCmd(name, cmd, logPath)
 }
 
