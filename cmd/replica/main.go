@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/spf13/cobra"
 
 	"github.com/diembft/diembft/node"
@@ -102,10 +104,7 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 
 	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	var addrs []string
-	for _, a := range net.Addrs() { // Host.Addrs can still be empty right after start; Addrs falls back to the listen addresses
-		addrs = append(addrs, a.String())
-	}
+	addrs := registerAddrs(net.Addrs()) // Host.Addrs can still be empty right after start; Addrs falls back to the listen addresses
 	if err := olympus.Register(joinCtx, net, olympusAddr, home.ID, addrs); err != nil {
 		return fmt.Errorf("register with olympus: %w", err)
 	}
@@ -222,4 +221,22 @@ func nodeParams(p olympus.Params) (node.Params, error) {
 		Delta: ms(p.DeltaMs), RoundTimeout: ms(p.RoundTimeoutMs), Backoff: p.Backoff, BackoffCap: p.BackoffCap,
 		Election: mode, WindowSize: p.WindowSize, ExcludeSize: p.ExcludeSize, MaxRequests: p.MaxRequests,
 	}, nil
+}
+
+// registerAddrs is what a replica tells Olympus: its addresses, without the
+// loopback ones when it has others (a replica listening on 0.0.0.0 would
+// otherwise send every other host dialling its own loopback first).
+func registerAddrs(all []ma.Multiaddr) []string {
+	var out, loop []string
+	for _, a := range all {
+		if manet.IsIPLoopback(a) {
+			loop = append(loop, a.String())
+		} else {
+			out = append(out, a.String())
+		}
+	}
+	if len(out) == 0 {
+		return loop
+	}
+	return out
 }
