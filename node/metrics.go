@@ -89,6 +89,13 @@ type Stats struct {
 	// UnixMs is when the counters were read, so that rates over two
 	// snapshots use the right interval.
 	UnixMs int64 `json:"unix_ms"`
+	// Gossip and stream losses (p2p.Stats), to tell a replica that falls
+	// behind because it loses messages from one that is merely slow.
+	GossipDrops         uint64 `json:"gossip_drops"`
+	GossipIgnored       uint64 `json:"gossip_ignored"`
+	GossipRejected      uint64 `json:"gossip_rejected"`
+	GossipUndeliverable uint64 `json:"gossip_undeliverable"`
+	SendDrops           uint64 `json:"send_drops"`
 }
 
 // costCounters returns the transmission and verification counters.
@@ -121,6 +128,9 @@ func (r *Replica) writeStats() {
 		Height: value(r.m.height), Commits: value(r.m.commits), Timeouts: value(r.m.timeouts)}
 	s.Transmissions, s.GossipControl, s.SigVerifications, s.RequestSigVerifications = r.costCounters()
 	s.UnixMs = time.Now().UnixMilli()
+	ns := r.net.Stats()
+	s.GossipDrops, s.GossipIgnored, s.GossipRejected = ns.PubsubDrops, ns.PubsubIgnores, ns.PubsubRejects
+	s.GossipUndeliverable, s.SendDrops = ns.PubsubUndeliverable, ns.SendDrops
 	data, _ := json.Marshal(s)
 	p := filepath.Join(r.cfg.Home, "stats.json")
 	if os.WriteFile(p+".tmp", data, 0o644) == nil {

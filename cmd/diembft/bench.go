@@ -113,7 +113,7 @@ func init() {
 	f.StringVar(&benchOpts.out, "out", "", "output directory (default runs/bench-<mode>-<timestamp>)")
 	f.IntVar(&benchOpts.batch, "batch", 0, "block.max_requests (default 100 for latency, 1000 for throughput)")
 	f.IntVar(&benchOpts.clients, "clients", 0, "load-generating clients (default 1 for latency, 4 for throughput)")
-	f.IntVar(&benchOpts.inflight, "inflight", 0, "requests in flight per client (default 4 for latency; for throughput 4*batch over all clients, at least 64 and at most 4000)")
+	f.IntVar(&benchOpts.inflight, "inflight", 0, "requests in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 1000)")
 	f.BoolVar(&benchOpts.cpuprofile, "cpuprofile", false, "write a CPU profile of every replica and of the load generator to DIR/<run>/profiles/")
 	f.BoolVar(&benchOpts.trace, "trace", false, "write a runtime execution trace of every replica to DIR/<run>/profiles/")
 	f.StringVar(&benchOpts.binDir, "bin-dir", "", "where bin/replica is (default: next to this binary)")
@@ -191,9 +191,11 @@ func (o *benchOptions) plan() []benchRun {
 			r.Clients = 4
 		}
 		if r.Inflight == 0 {
-			// Enough to fill the pipeline (a block commits about three
-			// rounds after it is proposed) without queueing much more.
-			total := min(max(4*r.Batch, 64), 4000)
+			// Enough to fill blocks in the pipeline, capped where more
+			// requests in flight only queue: on the 2-core machine of
+			// docs/performance.md, 1,000 in flight give the same ops/s as
+			// 4,000 at a quarter of the latency, and 200 give less.
+			total := min(max(2*r.Batch, 64), 1000)
 			r.Inflight = max(total/r.Clients, 1)
 		}
 		return r
@@ -551,10 +553,12 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		res.PerOp.ReplySignatureVerifications = round3(float64(replyChecks1-replyChecks0) / float64(len(lats)))
 	}
 
-	// Replica figures: sums over the replicas of their deltas, with blocks
-	// taken as the mean over the replicas that ran throughout.
-	var tx, sigs, reqSigs, ctrl, blocks, height, byTC, cpu, rate float64
-	counted := 0
+	// Replica figures: sums over the replicas of their deltas, with the
+	// committee's blocks (and ledger growth, and block rate) taken as the
+	// median over the replicas that ran throughout: a replica that falls
+	// behind and catches up by fetching must not drag the figure down.
+	var tx, sigs, reqSigs, ctrl, byTC, cpu float64
+	var blockDeltas, heightDeltas, rates []float64
 	for i := range snap0 {
 		a, b := snap0[i], snap1[i]
 		rc := cpu1[i] - cpu0[i]
@@ -577,21 +581,19 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		if i == killed {
 			continue
 		}
-		counted++
-		blocks += b.stats.Commits - a.stats.Commits
-		height += b.stats.Height - a.stats.Height
+		blockDeltas = append(blockDeltas, b.stats.Commits-a.stats.Commits)
+		heightDeltas = append(heightDeltas, b.stats.Height-a.stats.Height)
 		if dt := float64(b.stats.UnixMs-a.stats.UnixMs) / 1000; dt > 0 {
-			rate += (b.stats.Commits - a.stats.Commits) / dt
+			rates = append(rates, (b.stats.Commits-a.stats.Commits)/dt)
 		}
 	}
 	if killed >= 0 {
 		cpu -= cpu0[killed] // its pre-window CPU is not part of the window
 	}
-	if counted > 0 {
-		blocks /= float64(counted)
-		height /= float64(counted)
+	if len(blockDeltas) > 0 {
+		blocks, height := median(blockDeltas), median(heightDeltas)
 		res.Blocks = round3(blocks)
-		res.BlocksPerS = round3(rate / float64(counted))
+		res.BlocksPerS = round3(median(rates))
 		res.RoundsByTC = byTC
 		if blocks > 0 {
 			res.MeanBlockSize = round3(height / blocks)
@@ -632,6 +634,19 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		return nil, err
 	}
 	return res, nil
+}
+
+// median of xs (0 when empty); xs is reordered.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
 }
 
 // benchRoster is the client's view of Olympus's roster.
