@@ -30,6 +30,9 @@ type executor struct {
 	kv      *kv.Store
 	height  uint64
 	replies map[types.RequestKey]*types.ClientReply
+	// deferSigning makes execute return unsigned replies: the replica signs
+	// copies off the event loop (replysigner.go).
+	deferSigning bool
 
 	mu    sync.Mutex // guards peers: written by the loop, read by nobody else today, kept safe for metrics
 	peers map[string]peer.ID
@@ -136,6 +139,15 @@ func (e *executor) signed(rp *types.ClientReply) *types.ClientReply {
 	return rp
 }
 
+// reply is a reply execute returns: signed, unless the replica signs copies
+// off the event loop (deferSigning, replysigner.go).
+func (e *executor) reply(rp *types.ClientReply) *types.ClientReply {
+	if e.deferSigning {
+		return rp
+	}
+	return e.signed(rp)
+}
+
 // execute applies a committed block and returns the replies to send.
 func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 	var out []*types.ClientReply
@@ -143,7 +155,7 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 	for i := range b.Payload {
 		req := &b.Payload[i]
 		if rp := e.replies[req.Key()]; rp != nil {
-			out = append(out, e.signed(rp)) // already executed: answer again, do not execute twice
+			out = append(out, e.reply(rp)) // already executed: answer again, do not execute twice
 			continue
 		}
 		op, text, ok := canonicalOp(req.Op)
@@ -154,7 +166,7 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 		e.height++
 		buf.WriteString(LedgerLine(req.Client, req.Seq, text))
 		buf.WriteByte('\n')
-		out = append(out, e.signed(e.remember(req.Client, req.Seq, result)))
+		out = append(out, e.reply(e.remember(req.Client, req.Seq, result)))
 	}
 	if buf.Len() == 0 {
 		return out, nil
