@@ -1,0 +1,80 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestBenchPlan(t *testing.T) {
+	o := benchOptions{mode: "sweep"}
+	runs := o.plan()
+	if len(runs) != 8 {
+		t.Fatalf("sweep plans %d runs, want 8 (N = 4 and 7: latency, batch 1, 100, 1000)", len(runs))
+	}
+	want := []struct {
+		mode      string
+		n, batch  int
+		totalLoad int // clients x in flight
+	}{
+		{"latency", 4, 100, 4}, {"throughput", 4, 1, 64}, {"throughput", 4, 100, 200}, {"throughput", 4, 1000, 1000},
+		{"latency", 7, 100, 4}, {"throughput", 7, 1, 64}, {"throughput", 7, 100, 200}, {"throughput", 7, 1000, 1000},
+	}
+	for i, w := range want {
+		r := runs[i]
+		if r.Mode != w.mode || r.Replicas != w.n || r.Batch != w.batch || r.Clients*r.Inflight != w.totalLoad {
+			t.Errorf("run %d = %+v, want %s N=%d batch %d with %d in flight", i, r, w.mode, w.n, w.batch, w.totalLoad)
+		}
+	}
+	o = benchOptions{mode: "latency", replicas: 7}
+	if r := o.plan(); len(r) != 1 || r[0].Clients != 1 || r[0].Inflight != 4 || r[0].Replicas != 7 {
+		t.Errorf("latency plan %+v, want 1 client with 4 in flight on 7 replicas", r)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{186, 82, 188, 186}, 186}, {[]float64{5, 1, 3}, 3}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+}
+
+// TestCrashFigures: acceptances every 10 ms with a 900 ms hole starting
+// 100 ms after the crash.
+func TestCrashFigures(t *testing.T) {
+	start := time.Unix(1000, 0)
+	ws := start.Add(time.Second)
+	crash := ws.Add(2 * time.Second)
+	we := ws.Add(14 * time.Second)
+	var all []sample
+	c := int64(crash.Sub(start))
+	for at := int64(ws.Sub(start)); at < int64(we.Sub(start)); at += int64(10 * time.Millisecond) {
+		if at > c+int64(100*time.Millisecond) && at < c+int64(1000*time.Millisecond) {
+			continue
+		}
+		all = append(all, sample{at: at})
+	}
+	f := crashFigures(all, start, ws, crash, we, 3)
+	if f.MaxGapMs < 890 || f.MaxGapMs > 910 {
+		t.Errorf("max gap %v ms, want about 900", f.MaxGapMs)
+	}
+	if f.FirstCommitMs < 990 || f.FirstCommitMs > 1010 {
+		t.Errorf("first commit after the stall %v ms after the crash, want about 1000", f.FirstCommitMs)
+	}
+	if f.OpsPerSBefore < 99 || f.OpsPerSBefore > 101 || f.RecoveredRatio < 0.9 || f.RecoveredRatio > 0.92 {
+		t.Errorf("before %v ops/s, recovered %v: want 100 ops/s and about 0.91", f.OpsPerSBefore, f.RecoveredRatio)
+	}
+}
+
+func TestPidCPU(t *testing.T) {
+	if cpu := pidCPU(os.Getpid()); cpu < 0 {
+		t.Errorf("own CPU time %v", cpu)
+	}
+	if pidCPU(0) != 0 {
+		t.Error("pid 0 has CPU time")
+	}
+}
