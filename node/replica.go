@@ -337,6 +337,10 @@ func (r *Replica) onGossip(_ peer.ID, data []byte) {
 }
 
 func (r *Replica) onVote(from peer.ID, data []byte) {
+	if r.net.Graylisted(from) {
+		r.net.AwaitGraylist(from) // stop reading a member that proved Byzantine (validate.go)
+		return
+	}
 	v, err := wire.DecodeVote(data)
 	if err == nil {
 		err = r.cfg.Committee.VerifyVote(v)
@@ -347,7 +351,7 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 		}
 	}
 	if err != nil {
-		r.judge("vote", err)
+		r.refuseStream("vote", from, err)
 		return
 	}
 	if r.cut(fault.MsgVote, v.Vote.VoteInfo.Round, v.Vote.Sender) {
@@ -361,9 +365,13 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 	if !ok || r.cut(fault.MsgSync, types.Round(r.round.Load()), id) {
 		return
 	}
+	if r.net.Graylisted(from) {
+		r.net.AwaitGraylist(from)
+		return
+	}
 	msg, err := wire.Decode(data)
 	if err != nil {
-		r.judge("sync", err)
+		r.refuseStream("sync", from, err)
 		return
 	}
 	switch m := msg.(type) {
@@ -371,12 +379,12 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 		post(r.consensus, func() { r.apply(r.core.OnBlockRequest(id, m)) })
 	case *types.BlockResponse:
 		if err := r.cfg.Committee.VerifyBlockResponse(m); err != nil {
-			r.judge("sync", err)
+			r.refuseStream("sync", from, err)
 			return
 		}
 		post(r.consensus, func() { r.apply(r.core.OnBlockResponse(id, m)) })
 	default:
-		r.judge("sync", fmt.Errorf("%w: %T on the sync protocol", types.ErrMalformed, msg))
+		r.refuseStream("sync", from, fmt.Errorf("%w: %T on the sync protocol", types.ErrMalformed, msg))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -39,4 +40,14 @@ func (r *Replica) ignore(kind string, err error) pubsub.ValidationResult {
 		r.onVerdict(kind, err)
 	}
 	return pubsub.ValidationIgnore
+}
+
+// refuseStream is judge for a member's message on a stream (votes, block
+// retrieval): the invalid message also counts against the member's peer
+// score, as an invalid gossip message does. Once the member is graylisted
+// (p2p/pubsub.go, "Peer scoring"), its streams are no longer read
+// (p2p.Node.AwaitGraylist) until the graylisting ends.
+func (r *Replica) refuseStream(kind string, from peer.ID, err error) {
+	r.judge(kind, err)
+	r.net.Penalize(from)
 }

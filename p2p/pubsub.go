@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	logging "github.com/ipfs/go-log/v2"
@@ -86,6 +88,9 @@ func (n *Node) StartPubSub(ctx context.Context) error {
 		pubsub.WithSeenMessagesTTL(SeenMessagesTTL),
 		pubsub.WithMaxMessageSize(n.cfg.MaxMsgSize+pubsubEnvelope),
 		pubsub.WithRawTracer(tr),
+		pubsub.WithPeerScore(tr.scoreParams(), &peerScoreThresholds),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(tr.inspectScores), scoreInspectEvery),
+		pubsub.WithAppSpecificRpcInspector(tr.inspectRPC),
 		// The library's own logger writes JSON straight to stderr; route it
 		// through go-log like everything else.
 		pubsub.WithLogger(psLog),
@@ -208,6 +213,246 @@ func contentID(m *pb.Message) string {
 	return string(h.Sum(nil))
 }
 
+// Peer scoring. Validators Reject only provably invalid messages (DESIGN
+// §4), and gossipsub counts each Reject against the peer that relayed the
+// message (P4, invalid message deliveries, squared, per topic). Every Reject
+// also counts at once in the application-specific score, together with the
+// invalid messages a member sends on streams (a forged vote, a bad block:
+// Penalize). Every other component of the gossipsub score is off: the
+// roster is small and fixed, idle topics are normal, and all replicas may
+// share one IP (loopback, a LAN behind one address), so time in mesh,
+// delivery rates and IP colocation say nothing here.
+//
+// A peer whose score falls below GraylistThreshold (about 20 invalid
+// messages in quick succession) is graylisted. Gossipsub drops a graylisted
+// peer's RPCs unread, but exempts direct peers, and every member is a
+// direct peer; so an RPC inspector does it for them (inspectRPC), and
+// replicas drop a graylisted member's stream messages unread too
+// (Graylisted). It has to be the whole RPC, before pubsub looks at its
+// messages: pubsub marks a message id seen before running the validators,
+// so a validator that ignored a graylisted member's relay of an honest
+// message would make the honest sender's own copy a duplicate, lost.
+// A graylisted peer stays so for 10 s, doubling at each new offence up to
+// 10 minutes, and its counts decay by 10% a second: a member that stops
+// misbehaving is heard again after a while, and one that goes on is
+// graylisted again by its first few invalid messages, for longer. Honest
+// members never send an invalid message.
+const (
+	// GraylistThreshold is the score below which a peer is graylisted.
+	GraylistThreshold = -400
+	// invalidWeight and invalidDecay shape both penalties: weight * count²,
+	// the count decaying by 10% every second.
+	invalidWeight     = -1
+	invalidDecay      = 0.9
+	graylistFirst     = 10 * time.Second
+	graylistMax       = 10 * time.Minute
+	scoreDecayEvery   = time.Second
+	scoreInspectEvery = 200 * time.Millisecond
+)
+
+var peerScoreThresholds = pubsub.PeerScoreThresholds{
+	GossipThreshold:   GraylistThreshold / 4, // no gossip (IHAVE/IWANT) with such a peer
+	PublishThreshold:  GraylistThreshold / 2, // nor flood publishing (direct peers excepted)
+	GraylistThreshold: GraylistThreshold,
+	// Peer exchange is never accepted: the roster decides who the peers are.
+	AcceptPXThreshold: 1e9,
+}
+
+func (t *tracer) scoreParams() *pubsub.PeerScoreParams {
+	return &pubsub.PeerScoreParams{
+		Topics:            map[string]*pubsub.TopicScoreParams{}, // set by Subscribe
+		AppSpecificScore:  t.appScore,
+		AppSpecificWeight: 1,
+		DecayInterval:     scoreDecayEvery,
+		DecayToZero:       0.01,
+		RetainScore:       time.Minute, // a flooder cannot reset its score by reconnecting
+	}
+}
+
+func topicScoreParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		TopicWeight:                    1,
+		TimeInMeshQuantum:              time.Second, // required, though its weight is 0
+		InvalidMessageDeliveriesWeight: invalidWeight,
+		InvalidMessageDeliveriesDecay:  invalidDecay,
+	}
+}
+
+// penalty is a decaying count of invalid messages.
+type penalty struct {
+	count float64
+	at    time.Time
+}
+
+func (p penalty) now(t time.Time) float64 {
+	return p.count * math.Pow(invalidDecay, t.Sub(p.at).Seconds()/scoreDecayEvery.Seconds())
+}
+
+func (t *tracer) appScore(p peer.ID) float64 {
+	t.scoreMu.RLock()
+	pen, ok := t.penalties[p]
+	t.scoreMu.RUnlock()
+	if !ok {
+		return 0
+	}
+	c := pen.now(time.Now())
+	return invalidWeight * c * c
+}
+
+func (t *tracer) penalize(p peer.ID) {
+	now := time.Now()
+	t.scoreMu.Lock()
+	defer t.scoreMu.Unlock()
+	if t.penalties == nil {
+		t.penalties = make(map[peer.ID]penalty)
+	}
+	t.penalties[p] = penalty{count: t.penalties[p].now(now) + 1, at: now}
+}
+
+func (t *tracer) inspectScores(scores map[peer.ID]float64) {
+	t.scoreMu.Lock()
+	t.scores = scores
+	if t.inspected != nil {
+		close(t.inspected)
+	}
+	t.inspected = make(chan struct{})
+	t.scoreMu.Unlock()
+}
+
+// nextInspection is closed at the next score inspection.
+func (t *tracer) nextInspection() <-chan struct{} {
+	t.scoreMu.Lock()
+	defer t.scoreMu.Unlock()
+	if t.inspected == nil {
+		t.inspected = make(chan struct{})
+	}
+	return t.inspected
+}
+
+func (t *tracer) score(p peer.ID) float64 {
+	t.scoreMu.RLock()
+	defer t.scoreMu.RUnlock()
+	return t.scores[p]
+}
+
+// graylisted reports whether p is graylisted. A peer whose score falls
+// below the threshold (the inspected score or, so as not to wait for the
+// next inspection, the penalties as they are now) stays graylisted for
+// graylistFirst, doubling at each new offence up to graylistMax: a flooder
+// that were heard again as soon as its score crept back over the threshold
+// would be heard, with its valid messages, for a moment every second or so,
+// and such a member, now heard and now not, and not by everyone at the same
+// moment, splits the others' views of a round (a leader's proposal that
+// some replicas take and others drop ends in a TC).
+func (t *tracer) graylisted(p peer.ID) bool {
+	now := time.Now()
+	t.scoreMu.RLock()
+	b := t.bans[p]
+	t.scoreMu.RUnlock()
+	if now.Before(b.until) {
+		return true
+	}
+	if t.score(p) >= GraylistThreshold && t.appScore(p) >= GraylistThreshold {
+		return false
+	}
+	t.scoreMu.Lock()
+	defer t.scoreMu.Unlock()
+	if t.bans == nil {
+		t.bans = make(map[peer.ID]graylisting)
+	}
+	b = t.bans[p]
+	if now.Before(b.until) {
+		return true
+	}
+	b.length = min(max(2*b.length, graylistFirst), graylistMax)
+	b.until = now.Add(b.length)
+	t.bans[p] = b
+	return true
+}
+
+// graylisting is how long a peer is graylisted for.
+type graylisting struct {
+	until  time.Time
+	length time.Duration // of the last one
+}
+
+var errGraylisted = errors.New("graylisted peer")
+
+// inspectRPC drops every RPC of a graylisted peer before pubsub handles it.
+func (t *tracer) inspectRPC(p peer.ID, rpc *pubsub.RPC) error {
+	if t.graylisted(p) {
+		t.graylistDrops.Add(uint64(len(rpc.GetPublish())))
+		return errGraylisted
+	}
+	return nil
+}
+
+// scoring returns the pubsub tracer, or nil before StartPubSub.
+func (n *Node) scoring() *tracer {
+	if n == nil {
+		return nil
+	}
+	n.psMu.Lock()
+	defer n.psMu.Unlock()
+	return n.psTracer
+}
+
+// PeerScore is p's gossipsub score when last inspected (every 200 ms); 0
+// for an unknown peer or before StartPubSub.
+func (n *Node) PeerScore(p peer.ID) float64 {
+	if t := n.scoring(); t != nil {
+		return t.score(p)
+	}
+	return 0
+}
+
+// Graylisted reports whether p is graylisted: its score fell below
+// GraylistThreshold, not long ago (see "Peer scoring"). Its gossip is then
+// dropped unread; stream handlers should not read its messages either
+// (AwaitGraylist).
+func (n *Node) Graylisted(p peer.ID) bool {
+	if t := n.scoring(); t != nil {
+		return t.graylisted(p)
+	}
+	return false
+}
+
+// AwaitGraylist blocks while p is graylisted (re-checking at each score
+// inspection), or until the node closes. A stream handler calls it for a
+// graylisted peer's message: the stream is then not read, and flow control
+// stops the peer's writes, where reading and dropping a flood would cost a
+// little per message without end.
+func (n *Node) AwaitGraylist(p peer.ID) {
+	t := n.scoring()
+	if t == nil {
+		return
+	}
+	for t.graylisted(p) {
+		select {
+		case <-t.nextInspection():
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// Penalize counts one provably invalid message p sent outside gossip (on a
+// stream) against its score, like an invalid gossip message.
+func (n *Node) Penalize(p peer.ID) {
+	if t := n.scoring(); t != nil {
+		t.penalize(p)
+	}
+}
+
+// GraylistDrops is how many gossip messages from graylisted peers were
+// dropped unread.
+func (n *Node) GraylistDrops() uint64 {
+	if t := n.scoring(); t != nil {
+		return t.graylistDrops.Load()
+	}
+	return 0
+}
+
 // topic returns the joined topic, joining it on first use.
 // Caller holds psMu.
 func (n *Node) topic(name string) (*pubsub.Topic, error) {
@@ -238,6 +483,7 @@ func (n *Node) Subscribe(topic string, v Validator, handler func(from peer.ID, d
 	}
 	self := n.Host.ID()
 	max := n.cfg.MaxMsgSize
+	tr := n.psTracer
 	err := n.ps.RegisterTopicValidator(topic, func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 		if from == self {
 			return pubsub.ValidationAccept
@@ -252,7 +498,11 @@ func (n *Node) Subscribe(topic string, v Validator, handler func(from peer.ID, d
 			n.stats.oversizeMessages.Add(1)
 			return pubsub.ValidationReject
 		}
-		return v(from, m.GetData())
+		res := v(from, m.GetData())
+		if res == pubsub.ValidationReject {
+			tr.penalize(from) // see "Peer scoring"
+		}
+		return res
 	})
 	if err != nil {
 		return fmt.Errorf("validator for %s: %w", topic, err)
@@ -260,6 +510,9 @@ func (n *Node) Subscribe(topic string, v Validator, handler func(from peer.ID, d
 	t, err := n.topic(topic)
 	if err != nil {
 		return err
+	}
+	if err := t.SetScoreParams(topicScoreParams()); err != nil {
+		return fmt.Errorf("score params for %s: %w", topic, err)
 	}
 	sub, err := t.Subscribe(pubsub.WithBufferSize(subBufferSize))
 	if err != nil {
@@ -326,6 +579,15 @@ type tracer struct {
 
 	mu      sync.Mutex
 	streams map[peer.ID]int
+
+	// Gossipsub's peer scores (inspected every scoreInspectEvery), the
+	// penalties behind the application-specific score, and graylistings.
+	scoreMu       sync.RWMutex
+	scores        map[peer.ID]float64
+	penalties     map[peer.ID]penalty
+	inspected     chan struct{} // closed and replaced at each inspection
+	bans          map[peer.ID]graylisting
+	graylistDrops atomic.Uint64
 }
 
 func (t *tracer) OnNewOutboundStream(p peer.ID, _ protocol.ID) {
