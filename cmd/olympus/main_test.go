@@ -190,7 +190,7 @@ func TestLocalMode(t *testing.T) {
 		t.Fatalf("line %q", first)
 	}
 	addrs, err := olympus.ReadMultiaddrs(out)
-	if err != nil || len(addrs) != 2 || "olympus listening on "+addrs[0] != first {
+	if err != nil || len(addrs) == 0 || "olympus listening on "+addrs[0] != first {
 		t.Fatalf("multiaddrs file: %v, %v", addrs, err)
 	}
 	for _, p := range []string{"homes/olympus/olympus.toml", "homes/replica-3/consensus.key", "logs/replica-0.log"} {
