@@ -27,7 +27,6 @@ import (
 	"github.com/diembft/diembft/node/workload"
 	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/p2p"
-	"github.com/diembft/diembft/protocol/types"
 )
 
 // Exit statuses.
@@ -316,21 +315,7 @@ func fetchRoster(ctx context.Context, node *p2p.Node, addr string, wait time.Dur
 	case err != nil:
 		return client.Roster{}, fmt.Errorf("cannot get the roster: %w", err)
 	}
-	return clientRoster(r)
-}
-
-// clientRoster converts Olympus's roster (members in id order, checked by
-// FetchRoster) into the client's.
-func clientRoster(r *olympus.Roster) (client.Roster, error) {
-	out := client.Roster{Committee: r.Committee()}
-	for i := range r.Members {
-		info, err := r.Members[i].AddrInfo()
-		if err != nil {
-			return client.Roster{}, fmt.Errorf("roster: %w", err)
-		}
-		out.Replicas = append(out.Replicas, client.Replica{ID: types.ReplicaID(i), Peer: info})
-	}
-	return out, nil
+	return client.FromOlympus(r)
 }
 
 func printSummary(w io.Writer, pub ed25519.PublicKey, s *client.Summary) {

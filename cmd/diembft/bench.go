@@ -420,7 +420,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	if err != nil {
 		return nil, err
 	}
-	croster, err := benchRoster(roster)
+	croster, err := client.FromOlympus(roster)
 	if err != nil {
 		return nil, err
 	}
@@ -647,19 +647,6 @@ func median(xs []float64) float64 {
 		return xs[m]
 	}
 	return (xs[m-1] + xs[m]) / 2
-}
-
-// benchRoster is the client's view of Olympus's roster.
-func benchRoster(r *olympus.Roster) (client.Roster, error) {
-	out := client.Roster{Committee: r.Committee()}
-	for i := range r.Members {
-		info, err := r.Members[i].AddrInfo()
-		if err != nil {
-			return client.Roster{}, fmt.Errorf("roster: %w", err)
-		}
-		out.Replicas = append(out.Replicas, client.Replica{ID: types.ReplicaID(i), Peer: info})
-	}
-	return out, nil
 }
 
 // rotate returns ops starting at offset k, so that clients do not all start

@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/diembft/diembft/olympus"
 	"math"
 	"slices"
 	"sync"
@@ -512,4 +513,18 @@ func Repeat(ops []kv.Op, n int) []kv.Op {
 		out[i] = ops[i%len(ops)]
 	}
 	return out
+}
+
+// FromOlympus converts Olympus's signed roster (members in id order, checked
+// by olympus.FetchRoster) into the client's view.
+func FromOlympus(r *olympus.Roster) (Roster, error) {
+	out := Roster{Committee: r.Committee()}
+	for i := range r.Members {
+		info, err := r.Members[i].AddrInfo()
+		if err != nil {
+			return Roster{}, fmt.Errorf("roster: %w", err)
+		}
+		out.Replicas = append(out.Replicas, Replica{ID: types.ReplicaID(i), Peer: info})
+	}
+	return out, nil
 }
