@@ -22,7 +22,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/diembft/diembft/olympus"
 	"math"
 	"slices"
 	"sync"
@@ -33,6 +32,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/diembft/diembft/node/kv"
+	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/protocol/types"
 	"github.com/diembft/diembft/protocol/wire"
 )
