@@ -208,7 +208,7 @@ type storeLedger struct {
 	height    uint64
 	last      *types.Block
 	lastState types.Hash
-	pendingTx []committedBlock // committed since the last flush
+	pendingTx []committedBlock // committed since the last take
 }
 
 type committedBlock struct {
@@ -257,16 +257,26 @@ func (l *storeLedger) remember(b *types.Block) {
 	}
 }
 
-// flush writes the blocks committed since the last flush and syncs the
-// store; the replica calls it after the ledger file's fsync.
-func (l *storeLedger) flush() error {
-	if len(l.pendingTx) == 0 {
+// take hands over the blocks committed since the last take and the ledger
+// height before the first of them (the loop calls it; the committer writes
+// them with writeCommitted after the ledger file's fsync).
+func (l *storeLedger) take() (uint64, []committedBlock) {
+	blocks := l.pendingTx
+	l.pendingTx = nil
+	return l.height - uint64(len(blocks)), blocks
+}
+
+// writeCommitted appends committed blocks to the chain at heights from+1...
+// and syncs the store, so that the block store never runs ahead of the
+// ledger file.
+func (s *blockStore) writeCommitted(from uint64, blocks []committedBlock) error {
+	if len(blocks) == 0 {
 		return nil
 	}
-	h := l.height - uint64(len(l.pendingTx))
-	err := l.store.db.Update(func(tx *bolt.Tx) error {
+	h := from
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		chain, index, pending := tx.Bucket(bucketChain), tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
-		for _, c := range l.pendingTx {
+		for _, c := range blocks {
 			b := c.b
 			h++
 			data, err := enc.Marshal(b)
@@ -289,8 +299,7 @@ func (l *storeLedger) flush() error {
 	if err != nil {
 		return err
 	}
-	l.pendingTx = l.pendingTx[:0]
-	return l.store.db.Sync()
+	return s.db.Sync()
 }
 
 func (l *storeLedger) Forget(id types.Hash) { delete(l.states, id) }

@@ -28,14 +28,17 @@ type executor struct {
 	file    file
 	size    int64 // of the ledger file: the next block is written here
 	kv      *kv.Store
-	height  uint64
-	replies map[types.RequestKey]*types.ClientReply
-	// deferSigning makes execute return unsigned replies: the replica signs
-	// copies off the event loop (replysigner.go).
+	height  uint64 // requests executed
+	durable uint64 // requests whose ledger lines are fsync'd (guarded by mu)
+	// deferSigning makes execute return unsigned replies: the replica's
+	// committer signs them (committer.go).
 	deferSigning bool
 
-	mu    sync.Mutex // guards peers: written by the loop, read by nobody else today, kept safe for metrics
-	peers map[string]peer.ID
+	// mu guards replies and peers: the committer goroutine executes blocks
+	// while the event loop answers replayed requests from the cache.
+	mu      sync.Mutex
+	replies map[types.RequestKey]*types.ClientReply
+	peers   map[string]peer.ID
 }
 
 // LedgerFile is the name of a replica's ledger in its home.
@@ -74,6 +77,7 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 	}
 	if err == nil {
 		err = e.replay(f, path)
+		e.durable = e.height
 	}
 	if err != nil {
 		f.Close()
@@ -148,38 +152,76 @@ func (e *executor) reply(rp *types.ClientReply) *types.ClientReply {
 	return e.signed(rp)
 }
 
-// execute applies a committed block and returns the replies to send.
+// execute applies a committed block, appends its new requests to the ledger
+// file, fsyncs it and returns copies of the replies to send. Only one
+// goroutine at a time may call it (the committer); the lock is not held
+// during the write and fsync, so the loop's cached never waits for the disk.
 func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
-	var out []*types.ClientReply
-	var buf strings.Builder
-	for i := range b.Payload {
-		req := &b.Payload[i]
-		if rp := e.replies[req.Key()]; rp != nil {
-			out = append(out, e.reply(rp)) // already executed: answer again, do not execute twice
-			continue
-		}
-		op, text, ok := canonicalOp(req.Op)
-		result := "fail"
-		if ok {
-			result = e.kv.Apply(op)
-		}
-		e.height++
-		buf.WriteString(LedgerLine(req.Client, req.Seq, text))
-		buf.WriteByte('\n')
-		out = append(out, e.reply(e.remember(req.Client, req.Seq, result)))
-	}
-	if buf.Len() == 0 {
-		return out, nil
-	}
-	n, err := e.file.WriteAt([]byte(buf.String()), e.size)
-	e.size += int64(n)
-	if err != nil {
+	out, lines := e.apply(b)
+	if err := e.persist(lines); err != nil {
 		return nil, err
 	}
-	return out, e.file.Sync()
+	return out, nil
 }
 
-func (e *executor) cached(r *types.Request) *types.ClientReply { return e.signed(e.replies[r.Key()]) }
+// persist appends ledger lines, fsyncs the file and then lets cached answer
+// from the requests they hold.
+func (e *executor) persist(lines []byte) error {
+	if len(lines) > 0 {
+		n, err := e.file.WriteAt(lines, e.size)
+		e.size += int64(n)
+		if err == nil {
+			err = e.file.Sync()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	e.durable = e.height
+	e.mu.Unlock()
+	return nil
+}
+
+// apply runs b's requests on the state machine and returns copies of their
+// replies and the ledger lines to append.
+func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
+	var buf bytes.Buffer
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*types.ClientReply, 0, len(b.Payload))
+	for i := range b.Payload {
+		req := &b.Payload[i]
+		rp := e.replies[req.Key()]
+		if rp == nil { // not executed before: a request executes once
+			op, text, ok := canonicalOp(req.Op)
+			result := "fail"
+			if ok {
+				result = e.kv.Apply(op)
+			}
+			e.height++
+			buf.WriteString(LedgerLine(req.Client, req.Seq, text))
+			buf.WriteByte('\n')
+			rp = e.remember(req.Client, req.Seq, result)
+		}
+		c := *e.reply(rp)
+		out = append(out, &c)
+	}
+	return out, buf.Bytes()
+}
+
+// cached returns a copy of the signed reply to r if r was executed and its
+// ledger line is on disk (nothing is acknowledged before its fsync).
+func (e *executor) cached(r *types.Request) *types.ClientReply {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rp := e.replies[r.Key()]
+	if rp == nil || rp.Height > e.durable {
+		return nil
+	}
+	c := *e.signed(rp)
+	return &c
+}
 
 func (e *executor) clientPeer(client []byte, p peer.ID) {
 	e.mu.Lock()

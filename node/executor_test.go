@@ -162,3 +162,29 @@ func BenchmarkLedgerReplay(b *testing.B) {
 		e.close()
 	}
 }
+
+// TestNoCachedReplyBeforeLedgerFsync: the committer executes a block and
+// then writes and fsyncs its ledger lines; between the two the event loop
+// must not answer a retransmitted request from the cache, or a reply could
+// acknowledge a result that a crash then loses from this replica's disk.
+func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
+	e, err := openExecutor(t.TempDir(), 1, "fsync-test", ledgerKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	req := types.Request{Client: []byte("client-y"), Seq: 1, Op: "put('k','a')"}
+	out, lines := e.apply(&types.Block{Round: 1, Payload: []types.Request{req}})
+	if len(out) != 1 || len(lines) == 0 {
+		t.Fatalf("apply gave %d replies and %d bytes of ledger", len(out), len(lines))
+	}
+	if rp := e.cached(&req); rp != nil {
+		t.Fatalf("cached answered %+v before the ledger fsync", rp)
+	}
+	if err := e.persist(lines); err != nil {
+		t.Fatal(err)
+	}
+	if rp := e.cached(&req); rp == nil || rp.Result != out[0].Result {
+		t.Fatalf("after the fsync cached = %+v, want the result %q", rp, out[0].Result)
+	}
+}

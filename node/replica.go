@@ -84,8 +84,14 @@ type Replica struct {
 	// verified holds client requests whose signatures were checked on
 	// arrival, so that proposals carrying them are not checked again.
 	verified verifiedRequests
-	// signer signs client replies off the loop (replysigner.go).
+	// signer signs client replies for the committer (replysigner.go).
 	signer *replySigner
+	// commits carries committed blocks to the committer (committer.go);
+	// written is the block-store height it has synced; inflight (the
+	// loop's) the blocks handed over and maybe not written yet.
+	commits  chan commitJob
+	written  atomic.Uint64
+	inflight []inflightBlock
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
@@ -134,6 +140,7 @@ func New(cfg Config) (*Replica, error) {
 		m:             newMetrics(),
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
+		commits:       make(chan commitJob, commitQueue),
 		voteProto:     p2p.VoteProtocol(chain),
 		syncProto:     p2p.SyncProtocol(chain),
 		clientProto:   p2p.ClientProtocol(chain),
@@ -174,6 +181,10 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer r.store.close()
 	defer r.bs.close()
 	defer r.tl.close()
+	r.written.Store(r.led.Height())
+	committed := make(chan struct{})
+	go r.runCommitter(committed)
+	defer func() { close(r.commits); <-committed }() // before the files close
 	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "start", Height: r.exec.height})
 	defer r.writeStats()
 	if err := r.net.Subscribe(r.proposalTopic, r.validateProposal, r.onGossip); err != nil {
@@ -189,12 +200,6 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.awaitGossipPeers(ctx)
 
 	r.startFaults()
-	go r.signer.run(ctx.Done(), func(batch []outgoingReply) {
-		select {
-		case r.requests <- func() { r.sendReplies(batch) }:
-		case <-ctx.Done():
-		}
-	})
 	r.apply(r.core.Start())
 	stats := time.NewTicker(time.Second)
 	defer stats.Stop()
@@ -446,7 +451,8 @@ func (r *Replica) apply(acts []core.Action) {
 	defer func() {
 		if moved {
 			// Not synced: losing it only costs a fetch after a restart.
-			if err := r.bs.saveHead(r.core.PendingBlocks(), r.core.HighQC(), r.core.HighCommitQC()); err != nil {
+			pending := append(r.core.PendingBlocks(), r.unwritten()...)
+			if err := r.bs.saveHead(pending, r.core.HighQC(), r.core.HighCommitQC()); err != nil {
 				log.Warnw("block store", "err", err)
 			}
 		}
@@ -474,8 +480,7 @@ func (r *Replica) apply(acts []core.Action) {
 			t := a.Timer
 			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
 		case core.Committed:
-			r.commit(a)
-			r.carry(r.cfg.Faults.Committed(r.exec.height))
+			r.handOver(a)
 		case core.NewRound:
 			moved = true
 			r.round.Store(uint64(a.Round))
@@ -524,33 +529,7 @@ func (r *Replica) send(to types.ReplicaID, pid protocol.ID, msg any) {
 	r.net.Send(r.cfg.Peers[to], pid, data)
 }
 
-func (r *Replica) commit(c core.Committed) {
-	start := time.Now()
-	r.verified.forget(c.Block.Payload)
-	replies, err := r.exec.execute(c.Block)
-	if err == nil {
-		err = r.led.flush() // after the ledger file's fsync: the block store never runs ahead of it
-	}
-	if err != nil {
-		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
-	}
-	r.m.commits.Inc()
-	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(c.Block.Round), Height: r.exec.height, Requests: len(c.Block.Payload)})
-	r.m.height.Set(float64(r.exec.height))
-	r.m.execLatency.Observe(time.Since(start).Seconds())
-	batch := make([]outgoingReply, 0, len(replies))
-	for _, rp := range replies {
-		if to, ok := r.exec.peerOf(rp.Client); ok {
-			batch = append(batch, outgoingReply{to: to, reply: *rp}) // a copy: the cached reply stays the loop's
-		}
-	}
-	if len(batch) > 0 && !r.signer.submit(batch) {
-		r.signer.sign(batch)
-		r.sendReplies(batch)
-	}
-}
-
-// sendReplies sends signed replies; it runs on the loop.
+// sendReplies sends signed replies (on the committer).
 func (r *Replica) sendReplies(batch []outgoingReply) {
 	for i := range batch {
 		r.sendReply(batch[i].to, &batch[i].reply)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -26,11 +27,12 @@ type Event struct {
 
 // timeline appends events to TimelineFile through a buffer flushed once a
 // second by the loop (and at exit): it is a report, not state, so it costs
-// no sync on the consensus path.
+// no sync on the consensus path. The loop and the committer both add events.
 type timeline struct {
-	f *os.File
-	w *bufio.Writer
-	e *json.Encoder
+	mu sync.Mutex
+	f  *os.File
+	w  *bufio.Writer
+	e  *json.Encoder
 }
 
 func openTimeline(home string) (*timeline, error) {
@@ -44,10 +46,16 @@ func openTimeline(home string) (*timeline, error) {
 
 func (t *timeline) add(ev Event) {
 	ev.T = time.Now().UnixMilli()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	_ = t.e.Encode(ev) // best effort: a full disk must not stop consensus
 }
 
-func (t *timeline) flush() { _ = t.w.Flush() }
+func (t *timeline) flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_ = t.w.Flush()
+}
 
 func (t *timeline) close() {
 	t.flush()
