@@ -1,18 +1,18 @@
 package node
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/diembft/diembft/node/client"
 	"github.com/diembft/diembft/node/kv"
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -44,10 +44,35 @@ type executor struct {
 // LedgerFile is the name of a replica's ledger in its home.
 func LedgerFile(id types.ReplicaID) string { return fmt.Sprintf("replica-%d.ledger", id) }
 
-// LedgerLine formats one executed request (see docs/internal-contracts.md).
-func LedgerLine(client []byte, seq uint64, op string) string {
-	return hex.EncodeToString(client) + "\t" + strconv.FormatUint(seq, 10) + "\t" + op
+// LedgerLine formats one executed request, without its newline, as
+// client.LedgerLine does (the one implementation of the format,
+// docs/internal-contracts.md "Ledger file"): client key hex, seq, op and a
+// CRC-32C of them.
+func LedgerLine(clientKey []byte, seq uint64, op string) string {
+	return client.LedgerLine{Client: hex.EncodeToString(clientKey), Seq: seq, Op: op}.String()
 }
+
+// ErrLedgerCorrupt is wrapped by the error New returns when a ledger line
+// that is not the last fails its checksum or does not parse: the file was
+// damaged in place, not torn by a crash while appending, and the replica
+// refuses to start on it (see LedgerCorruptError).
+var ErrLedgerCorrupt = errors.New("ledger corrupt")
+
+// LedgerCorruptError names the ledger file and the 1-based line that is
+// damaged. It wraps ErrLedgerCorrupt and the parse error (which wraps
+// client.ErrBadLedger).
+type LedgerCorruptError struct {
+	Path string
+	Line uint64
+	Err  error
+}
+
+func (e *LedgerCorruptError) Error() string {
+	return fmt.Sprintf("%v: %s:%d: %v (followed by further lines, so not a torn write; to recover, move %s and %s out of the home and restart the replica: it catches up from the others)",
+		ErrLedgerCorrupt, e.Path, e.Line, e.Err, filepath.Base(e.Path), BlockStoreFile)
+}
+
+func (e *LedgerCorruptError) Unwrap() []error { return []error{ErrLedgerCorrupt, e.Err} }
 
 // canonicalOp parses a request's operation. An operation that does not parse
 // is still ordered (the client signed it) and fails deterministically.
@@ -88,7 +113,10 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 }
 
 // replay rebuilds the state machine and the reply cache from the ledger file.
-// A torn last line (a crash in the middle of a write) is cut off.
+// A torn tail (a crash in the middle of an append) is cut off: a last line
+// without its newline, or a last line that fails its checksum or does not
+// parse. Such a line anywhere else is damage in place: replay returns a
+// *LedgerCorruptError and leaves the file as it is.
 func (e *executor) replay(f file, path string) error {
 	size, err := f.Size()
 	if err != nil {
@@ -98,34 +126,39 @@ func (e *executor) replay(f file, path string) error {
 	if _, err := f.ReadAt(data, 0); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
-	if i := bytes.LastIndexByte(data, '\n'); i+1 != len(data) {
-		// Not synced: the next block's write and fsync overwrite the tail.
-		if err := f.Truncate(int64(i + 1)); err != nil {
-			return fmt.Errorf("ledger: repair torn tail: %w", err)
+	keep := bytes.LastIndexByte(data, '\n') + 1 // the complete lines
+	torn := "incomplete last line (no newline)"
+	for start := 0; start < keep; {
+		end := start + bytes.IndexByte(data[start:keep], '\n')
+		l, err := client.ParseLedgerLine(string(data[start:end]))
+		var key []byte
+		if err == nil {
+			key, err = hex.DecodeString(l.Client) // checked by ParseLedgerLine
 		}
-		data = data[:i+1]
-	}
-	e.size = int64(len(data))
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), "\t", 3)
-		if len(parts) != 3 {
-			return fmt.Errorf("ledger %s:%d: malformed line", path, e.height+1)
-		}
-		client, err1 := hex.DecodeString(parts[0])
-		seq, err2 := strconv.ParseUint(parts[1], 10, 64)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("ledger %s:%d: malformed line", path, e.height+1)
+		if err != nil {
+			if end+1 < keep {
+				return &LedgerCorruptError{Path: path, Line: e.height + 1, Err: err}
+			}
+			keep, torn = start, fmt.Sprintf("bad last line: %v", err)
+			break
 		}
 		result := "fail"
-		if op, err := kv.ParseOp(parts[2]); err == nil {
+		if op, err := kv.ParseOp(l.Op); err == nil {
 			result = e.kv.Apply(op)
 		}
 		e.height++
-		e.remember(client, seq, result) // signed when first asked for: restarts stay fast
+		e.remember(key, l.Seq, result) // signed when first asked for: restarts stay fast
+		start = end + 1
 	}
-	return sc.Err()
+	if keep != len(data) {
+		// Not synced: the next block's write and fsync overwrite the tail.
+		log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", len(data)-keep, "why", torn)
+		if err := f.Truncate(int64(keep)); err != nil {
+			return fmt.Errorf("ledger: repair torn tail: %w", err)
+		}
+	}
+	e.size = int64(keep)
+	return nil
 }
 
 func (e *executor) remember(client []byte, seq uint64, result string) *types.ClientReply {

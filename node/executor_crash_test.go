@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diembft/diembft/node/client"
 	"github.com/diembft/diembft/node/kv"
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -25,7 +26,7 @@ var crashLedger = filepath.Join(crashHome, LedgerFile(1))
 // not parse, some empty blocks, and requests ordered again in a later block
 // or twice in one (they must execute once).
 func ledgerBlocks(rng *rand.Rand, n int) []*types.Block {
-	clients := [][]byte{[]byte("client-a"), []byte("client-b"), []byte("client-c")}
+	clients := [][]byte{ledgerClient("client-a"), ledgerClient("client-b"), ledgerClient("client-c")}
 	seqs := make([]uint64, len(clients))
 	var all []types.Request
 	var blocks []*types.Block
@@ -72,8 +73,11 @@ func replayLedger(data []byte) (*kv.Store, int) {
 			continue
 		}
 		lines++
-		parts := strings.SplitN(strings.TrimSuffix(line, "\n"), "\t", 3)
-		if op, err := kv.ParseOp(parts[2]); err == nil {
+		l, err := client.ParseLedgerLine(strings.TrimSuffix(line, "\n"))
+		if err != nil {
+			panic(fmt.Sprintf("ledger line %d: %v", lines, err))
+		}
+		if op, err := kv.ParseOp(l.Op); err == nil {
 			s.Apply(op)
 		}
 	}
@@ -267,4 +271,65 @@ func TestLedgerCrashHarnessCatchesMissingSync(t *testing.T) {
 		}
 	}
 	t.Fatal("a ledger without fsync went unnoticed")
+}
+
+// TestLedgerFlippedByteCrashPoints flips one byte (not a newline) of each
+// line of a seeded run's ledger in turn, as damage in place would: a line
+// followed by others must make the reopen fail with a *LedgerCorruptError
+// naming that line, leaving the file alone; the last line is a torn tail,
+// cut, and executing the run's blocks again (as the replica does when the
+// block store lags the ledger) must give back the reference ledger.
+func TestLedgerFlippedByteCrashPoints(t *testing.T) {
+	cases := 0
+	for seed := uint64(1); seed <= 5; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		blocks := ledgerBlocks(rand.New(rand.NewPCG(seed, 0)), 25)
+		ref, err := ledgerReference(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := bytes.SplitAfter(ref.ledger, []byte("\n"))
+		lines = lines[:len(lines)-1] // after the last newline
+		start := 0
+		for k, line := range lines {
+			damaged := bytes.Clone(ref.ledger)
+			at := start + rng.IntN(len(line)-1) // not the newline
+			for {
+				damaged[at] ^= byte(1 + rng.IntN(255))
+				if damaged[at] != '\n' {
+					break
+				}
+			}
+			start += len(line)
+			fs := newCrashFS(rng, -1, loseUnsynced)
+			fs.files[crashLedger] = &memNode{durable: bytes.Clone(damaged), data: bytes.Clone(damaged), dirDurable: true}
+			e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey())
+			cases++
+			if k < len(lines)-1 {
+				var ce *LedgerCorruptError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrLedgerCorrupt) || ce.Line != uint64(k+1) || ce.Path != crashLedger {
+					t.Fatalf("seed %d, byte %d of line %d of %d flipped: open = %v, want a *LedgerCorruptError naming line %d", seed, at, k+1, len(lines), err, k+1)
+				}
+				if !bytes.Equal(fs.contents(crashLedger), damaged) {
+					t.Fatalf("seed %d, line %d: a corrupt ledger was modified", seed, k+1)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("seed %d, byte %d of the last line flipped: open = %v, want the line cut", seed, at, err)
+			}
+			if err := checkRecovered(e, fs, ref, uint64(k)); err != nil {
+				t.Fatalf("seed %d, last line damaged: %v", seed, err)
+			}
+			for i, b := range blocks {
+				if _, err := e.execute(b); err != nil {
+					t.Fatalf("seed %d: block %d after the cut: %v", seed, i, err)
+				}
+			}
+			if got := fs.contents(crashLedger); !bytes.Equal(got, ref.ledger) {
+				t.Fatalf("seed %d: ledger after resuming differs from the reference:\n%s\nwant\n%s", seed, got, ref.ledger)
+			}
+		}
+	}
+	t.Logf("%d damaged ledgers", cases)
 }

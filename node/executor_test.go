@@ -2,11 +2,16 @@ package node
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/diembft/diembft/node/client"
 	"github.com/diembft/diembft/protocol/types"
 )
 
@@ -17,7 +22,7 @@ import (
 // append is not idempotent, so a second execution would show.
 func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	home := t.TempDir()
-	client := []byte("client-x")
+	client := ledgerClient("client-x")
 	put := types.Request{Client: client, Seq: 1, Op: "put('k','a')"}
 	app := types.Request{Client: client, Seq: 2, Op: "append('k','b')"}
 	e, err := openExecutor(home, 1, "crash-test", ledgerKey())
@@ -60,14 +65,22 @@ func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	}
 }
 
+// ledgerClient is a 32-byte client key for ledger tests (the ledger holds
+// ed25519 public keys; replay refuses anything else).
+func ledgerClient(name string) []byte {
+	k := sha256.Sum256([]byte(name))
+	return k[:]
+}
+
 // TestLedgerTornTailRepairedOnOpen: a crash in the middle of a block's write
 // leaves part of a line; opening cuts it off, and the next block is appended
 // after the last whole line.
 func TestLedgerTornTailRepairedOnOpen(t *testing.T) {
 	home := t.TempDir()
 	path := filepath.Join(home, LedgerFile(1))
-	whole := LedgerLine([]byte("c"), 1, "put('k','a')") + "\n"
-	if err := os.WriteFile(path, []byte(whole+LedgerLine([]byte("c"), 2, "appe")), 0o644); err != nil {
+	c := ledgerClient("c")
+	whole := LedgerLine(c, 1, "put('k','a')") + "\n"
+	if err := os.WriteFile(path, []byte(whole+LedgerLine(c, 2, "appe")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e, err := openExecutor(home, 1, "crash-test", ledgerKey())
@@ -78,12 +91,99 @@ func TestLedgerTornTailRepairedOnOpen(t *testing.T) {
 	if e.height != 1 {
 		t.Fatalf("height %d after repair, want 1", e.height)
 	}
-	if _, err := e.execute(&types.Block{Round: 2, Payload: []types.Request{{Client: []byte("c"), Seq: 2, Op: "append('k','b')"}}}); err != nil {
+	if _, err := e.execute(&types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 2, Op: "append('k','b')"}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
-	if want := whole + LedgerLine([]byte("c"), 2, "append('k','b')") + "\n"; string(got) != want {
+	if want := whole + LedgerLine(c, 2, "append('k','b')") + "\n"; string(got) != want {
 		t.Fatalf("ledger %q, want %q", got, want)
+	}
+}
+
+// TestLedgerBadLastLineCutOnOpen: a complete last line whose checksum does
+// not match (a write torn out of order: its newline reached the disk, some
+// of its bytes did not) or that does not parse is a torn tail too: it is
+// cut, and the replica resumes, executing that request again.
+func TestLedgerBadLastLineCutOnOpen(t *testing.T) {
+	c := ledgerClient("c")
+	whole := LedgerLine(c, 1, "put('k','a')") + "\n"
+	last := LedgerLine(c, 2, "append('k','b')")
+	for name, tail := range map[string]string{
+		"bad checksum":   strings.Replace(last, "'b'", "'c'", 1) + "\n",
+		"zeros":          string(make([]byte, len(last))) + "\n",
+		"no checksum":    hex.EncodeToString(c) + "\t2\tappend('k','b')\n",
+		"checksum cut":   last[:len(last)-3] + "\n",
+		"trailing CR":    last + "\r\n",
+		"short client":   client.LedgerLine{Client: "abcd", Seq: 2, Op: "append('k','b')"}.String() + "\n",
+		"only bad line":  "",
+		"zeros and torn": string(make([]byte, 10)) + "\n" + last[:20],
+	} {
+		t.Run(name, func(t *testing.T) {
+			home := t.TempDir()
+			path := filepath.Join(home, LedgerFile(1))
+			content, want := whole+tail, whole
+			if name == "only bad line" {
+				content, want = strings.Replace(whole, "'a'", "'x'", 1), ""
+			}
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e, err := openExecutor(home, 1, "crash-test", ledgerKey())
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer e.close()
+			if got, _ := os.ReadFile(path); string(got) != want {
+				t.Fatalf("after open the ledger is %q, want %q", got, want)
+			}
+			h := uint64(strings.Count(want, "\n"))
+			if e.height != h {
+				t.Fatalf("height %d after the repair, want %d", e.height, h)
+			}
+			b := &types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 1, Op: "put('k','a')"}, {Client: c, Seq: 2, Op: "append('k','b')"}}}
+			if _, err := e.execute(b); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(path)
+			if want := whole + last + "\n"; string(got) != want {
+				t.Fatalf("ledger after resuming %q, want %q", got, want)
+			}
+			if v := e.kv.Snapshot()["k"]; v != "ab" {
+				t.Fatalf("k = %q after resuming, want \"ab\"", v)
+			}
+		})
+	}
+}
+
+// TestLedgerCorruptLineRefusesToStart: a line that fails its checksum and is
+// followed by further lines was damaged in place (a torn append is always
+// the last line): the replica must refuse to start with ErrLedgerCorrupt
+// naming the file and the line, and leave the file as it is. The last line
+// damaged the same way is cut as a torn tail instead.
+func TestLedgerCorruptLineRefusesToStart(t *testing.T) {
+	c := ledgerClient("c")
+	var ledger string
+	for seq := uint64(1); seq <= 3; seq++ {
+		ledger += LedgerLine(c, seq, fmt.Sprintf("append('k','%d')", seq)) + "\n"
+	}
+	second := strings.Index(ledger, "\n") + 1
+	damaged := []byte(ledger)
+	damaged[second+70] ^= 0x20 // in the op of line 2
+	home := t.TempDir()
+	path := filepath.Join(home, LedgerFile(1))
+	if err := os.WriteFile(path, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := openExecutor(home, 1, "crash-test", ledgerKey())
+	var ce *LedgerCorruptError
+	if !errors.Is(err, ErrLedgerCorrupt) || !errors.Is(err, client.ErrBadLedger) || !errors.As(err, &ce) {
+		t.Fatalf("open of a ledger damaged in line 2 = %v, want a *LedgerCorruptError", err)
+	}
+	if ce.Path != path || ce.Line != 2 || !strings.Contains(err.Error(), path+":2:") || !strings.Contains(err.Error(), BlockStoreFile) {
+		t.Fatalf("error %q (path %s, line %d) does not name %s:2 and the recovery", err, ce.Path, ce.Line, path)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, damaged) {
+		t.Fatal("a corrupt ledger was modified")
 	}
 }
 
@@ -149,7 +249,7 @@ func BenchmarkLedgerReplay(b *testing.B) {
 	home := b.TempDir()
 	var ledger bytes.Buffer
 	for seq := uint64(1); seq <= 10000; seq++ {
-		ledger.WriteString(LedgerLine([]byte("bench-client"), seq, fmt.Sprintf("put('k%d','v%d')", seq%10, seq)) + "\n")
+		ledger.WriteString(LedgerLine(ledgerClient("bench-client"), seq, fmt.Sprintf("put('k%d','v%d')", seq%10, seq)) + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(home, LedgerFile(1)), ledger.Bytes(), 0o644); err != nil {
 		b.Fatal(err)

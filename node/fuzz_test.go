@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -145,44 +144,57 @@ func replayBytes(t *testing.T, home string, data []byte) (*executor, error) {
 }
 
 // FuzzLedgerReplay is the executor's restart path: the ledger file is
-// replayed into the key-value store and the reply cache. Checks: a torn
-// last line is cut off the file; re-encoding the replayed lines with
-// LedgerLine gives a ledger that replays to the same state; and the results
-// agree with bin/client's independent reader and replay (client.ReadLedger,
-// client.Replay), which diembft verify uses to judge the replicas.
+// replayed into the key-value store and the reply cache. Checks: a line
+// that does not parse or fails its checksum and is followed by others is a
+// *LedgerCorruptError naming it, and the file is left alone; otherwise the
+// torn tail (no newline, or a bad last line) is cut off the file; the
+// replayed lines re-encoded with LedgerLine replay to the same state; and
+// the results agree with bin/client's reader and independent replay
+// (client.ReadLedger, client.Replay), which diembft verify uses to judge
+// the replicas.
 func FuzzLedgerReplay(f *testing.F) {
 	home := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(home, LedgerFile(0))
 		e, err := replayBytes(t, home, data)
+		complete := data[:bytes.LastIndexByte(data, '\n')+1]
+		n := bytes.Count(complete, []byte{'\n'})
+		onDisk, _ := os.ReadFile(path)
 		if err != nil {
-			if !strings.Contains(err.Error(), "malformed line") && !strings.Contains(err.Error(), "too long") {
+			var ce *LedgerCorruptError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrLedgerCorrupt) || !errors.Is(err, client.ErrBadLedger) || ce.Line < 1 || ce.Line >= uint64(n) || ce.Path != path {
 				t.Fatalf("unexpected replay error: %v", err)
+			}
+			if !bytes.Equal(onDisk, data) {
+				t.Fatal("a corrupt ledger was modified")
+			}
+			if _, rerr := client.ReadLedger(bytes.NewReader(data)); !errors.Is(rerr, client.ErrBadLedger) || !strings.HasPrefix(rerr.Error(), fmt.Sprintf("line %d:", ce.Line)) {
+				t.Fatalf("the replica finds line %d corrupt, client.ReadLedger says %v", ce.Line, rerr)
 			}
 			return
 		}
 		e.close()
-		complete := data[:bytes.LastIndexByte(data, '\n')+1]
-		onDisk, _ := os.ReadFile(filepath.Join(home, LedgerFile(0)))
-		if !bytes.Equal(onDisk, complete) {
-			t.Fatalf("torn tail not cut: file is %q, want %q", onDisk, complete)
+		if !bytes.HasPrefix(complete, onDisk) || (len(onDisk) > 0 && onDisk[len(onDisk)-1] != '\n') {
+			t.Fatalf("torn tail not cut: file is %q, complete lines %q", onDisk, complete)
 		}
-		if e.height != uint64(bytes.Count(complete, []byte{'\n'})) {
-			t.Fatalf("height %d for %d lines", e.height, bytes.Count(complete, []byte{'\n'}))
+		if kept := bytes.Count(onDisk, []byte{'\n'}); kept < n-1 || uint64(kept) != e.height {
+			t.Fatalf("height %d, %d lines kept of %d complete ones", e.height, kept, n)
+		}
+		// What the replica kept, the client reads, with the same lines.
+		ledger, err := client.ReadLedger(bytes.NewReader(onDisk))
+		if err != nil || uint64(len(ledger)) != e.height {
+			t.Fatalf("client.ReadLedger of the repaired ledger: %d lines, %v; replica height %d", len(ledger), err, e.height)
+		}
+		if len(onDisk) < len(complete) {
+			if _, err := client.ReadLedger(bytes.NewReader(complete)); err == nil {
+				t.Fatalf("replay cut a last line %q that client.ReadLedger accepts", complete[len(onDisk):])
+			}
 		}
 		// Re-encode what was replayed and replay that.
 		var buf bytes.Buffer
-		var lines []string
-		for _, text := range strings.SplitAfter(string(complete), "\n") {
-			if text == "" {
-				continue
-			}
-			text = strings.TrimSuffix(strings.TrimSuffix(text, "\n"), "\r")
-			parts := strings.SplitN(text, "\t", 3)
-			cl, _ := hex.DecodeString(parts[0])
-			seq, _ := strconv.ParseUint(parts[1], 10, 64)
-			line := LedgerLine(cl, seq, parts[2])
-			lines = append(lines, line)
-			buf.WriteString(line + "\n")
+		for _, l := range ledger {
+			cl, _ := hex.DecodeString(l.Client)
+			buf.WriteString(LedgerLine(cl, l.Seq, l.Op) + "\n")
 		}
 		e2, err := replayBytes(t, home, buf.Bytes())
 		if err != nil {
@@ -192,11 +204,7 @@ func FuzzLedgerReplay(f *testing.F) {
 		if e2.height != e.height || !maps.Equal(e2.kv.Snapshot(), e.kv.Snapshot()) || !reflect.DeepEqual(e2.replies, e.replies) {
 			t.Fatalf("decode, encode, decode changed the replayed state")
 		}
-		// Cross-check with the client's reader and replay.
-		ledger, err := client.ReadLedger(bytes.NewReader(complete))
-		if err != nil {
-			return // the client refuses more (client keys must be ed25519 keys)
-		}
+		// Cross-check with the client's independent replay.
 		results, dups, _ := client.Replay(ledger)
 		if len(dups) > 0 {
 			// The executor never writes a (client, seq) twice; replay
@@ -207,7 +215,7 @@ func FuzzLedgerReplay(f *testing.F) {
 			cl, _ := hex.DecodeString(l.Client)
 			rp := e.replies[types.RequestKey{Client: string(cl), Seq: l.Seq}]
 			if rp == nil || rp.Result != results[i] || rp.Height != uint64(i+1) {
-				t.Fatalf("line %d (%s): the replica's replay gives %+v, the client's %q", i+1, lines[i], rp, results[i])
+				t.Fatalf("line %d (%+v): the replica's replay gives %+v, the client's %q", i+1, l, rp, results[i])
 			}
 		}
 	})
@@ -301,6 +309,8 @@ func seedCorpus(t *testing.T) map[string][]any {
 		"FuzzLedgerReplay/torn":           {[]byte(ledger + LedgerLine(cl, 5, "get('movie')")[:40])},
 		"FuzzLedgerReplay/crlf":           {[]byte(strings.ReplaceAll(ledger, "\n", "\r\n"))},
 		"FuzzLedgerReplay/bad-line":       {[]byte("zz\t1\tget('k')\n")},
+		"FuzzLedgerReplay/flipped-middle": {[]byte(strings.Replace(ledger, "wars", "ward", 1))},
+		"FuzzLedgerReplay/bad-last":       {[]byte(ledger + strings.Replace(LedgerLine(cl, 5, "get('movie')"), "movie", "movia", 1) + "\n")},
 		"FuzzDecodeStoredBlock/block":     {block},
 		"FuzzDecodeStoredBlock/genesis":   {gblock},
 		"FuzzDecodeStoredQC/qc":           {qc},

@@ -62,13 +62,6 @@ func FuzzReadLedger(f *testing.F) {
 		}
 		var enc bytes.Buffer
 		for _, l := range lines {
-			if strings.HasSuffix(l.Op, "\r") {
-				// Known ambiguity: ReadLedger strips one '\r' before the
-				// newline (CRLF files), so an operation ending in a raw
-				// '\r' does not survive a round trip. Ledgers never hold
-				// one (kv.Op.String escapes \r, invalid(...) quotes it).
-				t.Skip("operation ends in a raw CR")
-			}
 			enc.WriteString(l.String())
 			enc.WriteByte('\n')
 		}
@@ -179,6 +172,9 @@ func FuzzDecodeLedgerChunk(f *testing.F) {
 	})
 }
 
+// withCRC appends the checksum field to a hand-made line body.
+func withCRC(body string) string { return body + "\t" + ledgerChecksum(body) }
+
 // seedCorpus is the committed seed corpus: target/name to the fuzz
 // arguments of that entry.
 func seedCorpus(t *testing.T) map[string][]any {
@@ -204,12 +200,16 @@ func seedCorpus(t *testing.T) map[string][]any {
 		"FuzzParseLedgerLine/put":         {line(1, "put('k','v')")},
 		"FuzzParseLedgerLine/escaped":     {line(18446744073709551615, `put('a\'b','c\nd')`)},
 		"FuzzParseLedgerLine/invalid-op":  {line(7, `invalid("x(")`)},
-		"FuzzParseLedgerLine/short-key":   {"abcd\t1\tget('k')"},
+		"FuzzParseLedgerLine/tab-in-op":   {line(2, "invalid(\"a\tb\")")},
+		"FuzzParseLedgerLine/short-key":   {LedgerLine{Client: "abcd", Seq: 1, Op: "get('k')"}.String()},
+		"FuzzParseLedgerLine/bad-crc":     {line(1, "put('k','v')")[:len(line(1, "put('k','v')"))-1] + "x"},
+		"FuzzParseLedgerLine/no-crc":      {sampleClient + "\t1\tget('k')"},
 		"FuzzParseLedgerLine/no-tabs":     {"hello"},
 		"FuzzReadLedger/three":            {[]byte(ledger)},
 		"FuzzReadLedger/torn-tail":        {[]byte(ledger + line(4, "put('x','y')")[:20])},
 		"FuzzReadLedger/crlf":             {[]byte(strings.ReplaceAll(ledger, "\n", "\r\n"))},
-		"FuzzReadLedger/bad-seq":          {[]byte(sampleClient + "\tx\tget('k')\n")},
+		"FuzzReadLedger/bad-seq":          {[]byte(withCRC(sampleClient+"\tx\tget('k')") + "\n")},
+		"FuzzReadLedger/flipped-byte":     {[]byte(strings.Replace(ledger, "wars", "ward", 1))},
 		"FuzzReadLedger/empty":            {[]byte{}},
 		"FuzzReadRecords/two":             {[]byte(rec(1, "put('k','v')", "OK", 1) + "\n" + rec(2, "get('k')", "v", 2) + "\n")},
 		"FuzzReadRecords/blank-lines":     {[]byte("\n  \n" + rec(3, "slice('k','0:1')", "fail", 9) + "\n\n")},

@@ -48,7 +48,7 @@ type LedgerRequest struct {
 }
 
 // LedgerChunk is a replica's answer: Lines[i] is its ledger line at height
-// From+1+i, in the ledger file's text ("<client hex>\t<seq>\t<op>"), and
+// From+1+i, in the ledger file's text ("<client hex>\t<seq>\t<op>\t<crc32c>"), and
 // Height is its ledger height when it answered.
 type LedgerChunk struct {
 	_      struct{} `cbor:",toarray"`

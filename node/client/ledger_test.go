@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -152,9 +154,69 @@ func TestCheckResults(t *testing.T) {
 	}
 }
 
+// TestLedgerLineFormat pins the format: "<client>\t<seq>\t<op>\t<crc>", the
+// checksum 8 lowercase hex digits of the CRC-32C of everything before its
+// tab, and parsed as the last field (an operation may hold a tab).
+func TestLedgerLineFormat(t *testing.T) {
+	if got := ledgerChecksum("123456789"); got != "e3069283" { // the CRC-32C check value
+		t.Fatalf("checksum of the check string = %s, want e3069283", got)
+	}
+	key := hex.EncodeToString(bytes.Repeat([]byte{0xab}, 32))
+	l := LedgerLine{Client: key, Seq: 42, Op: "invalid(\"a\\tb\tc\")"}
+	body := key + "\t42\t" + l.Op
+	want := fmt.Sprintf("%s\t%08x", body, crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli)))
+	if l.String() != want {
+		t.Fatalf("String() = %q, want %q", l.String(), want)
+	}
+	if got, err := ParseLedgerLine(want); err != nil || got != l {
+		t.Fatalf("ParseLedgerLine(%q) = %+v, %v", want, got, err)
+	}
+	sum := want[len(want)-8:]
+	for name, bad := range map[string]string{
+		"upper-case checksum": body + "\t" + strings.ToUpper(sum),
+		"short checksum":      body + "\t" + sum[1:],
+		"no checksum":         body,
+		"trailing CR":         want + "\r",
+		"flipped op byte":     strings.Replace(want, "a", "b", 1),
+		"flipped seq":         strings.Replace(want, "\t42\t", "\t43\t", 1),
+	} {
+		if _, err := ParseLedgerLine(bad); !errors.Is(err, ErrBadLedger) {
+			t.Errorf("%s: ParseLedgerLine(%q) = %v, want ErrBadLedger", name, bad, err)
+		}
+	}
+}
+
+// TestReadLedgerRejectsBadChecksum: a complete line whose checksum does not
+// match, in the middle or at the end, is an error naming its line; so is a
+// CRLF line end (a replica never writes one). Only an incomplete last line
+// (no newline) is left out.
+func TestReadLedgerRejectsBadChecksum(t *testing.T) {
+	lines := ledgerLines(3)
+	good := strings.Join(lines, "\n") + "\n"
+	if l, err := ReadLedger(strings.NewReader(good + lines[0][:30])); err != nil || len(l) != 3 {
+		t.Fatalf("ReadLedger of 3 lines and a torn one: %d lines, %v", len(l), err)
+	}
+	flip := func(s string, at int) string { b := []byte(s); b[at] ^= 0x01; return string(b) }
+	for name, c := range map[string]struct {
+		text string
+		line string
+	}{
+		"middle line flipped": {flip(good, len(lines[0])+len(lines[1])/2), "line 2:"},
+		"last line flipped":   {flip(good, len(good)-12), "line 3:"},
+		"checksum flipped":    {flip(good, len(lines[0])-1), "line 1:"},
+		"CRLF":                {strings.ReplaceAll(good, "\n", "\r\n"), "line 1:"},
+	} {
+		_, err := ReadLedger(strings.NewReader(c.text))
+		if !errors.Is(err, ErrBadLedger) || !strings.HasPrefix(err.Error(), c.line) {
+			t.Errorf("%s: ReadLedger = %v, want ErrBadLedger naming %q", name, err, c.line)
+		}
+	}
+}
+
 func TestLedgerAndResultsFiles(t *testing.T) {
 	key := hex.EncodeToString(make([]byte, 32))
-	text := key + "\t1\tput('a','b')\n" + key + "\t2\tput('a','b')\n" + key + "\t1\tput('a','b')\n" + key + "\t3\tbogus\n" + key + "\t4\tget('a"
+	line := func(seq uint64, op string) string { return LedgerLine{Client: key, Seq: seq, Op: op}.String() + "\n" }
+	text := line(1, "put('a','b')") + line(2, "put('a','b')") + line(1, "put('a','b')") + line(3, "bogus") + line(4, "get('a')")[:len(key)+10]
 	l, err := ReadLedger(strings.NewReader(text))
 	if err != nil || len(l) != 4 {
 		t.Fatalf("ReadLedger: %d lines, %v", len(l), err)
@@ -163,7 +225,7 @@ func TestLedgerAndResultsFiles(t *testing.T) {
 	if !slices.Equal(res, []string{"OK", "OK", "", "fail"}) || !slices.Equal(dups, []uint64{3}) || !slices.Equal(bad, []uint64{4}) {
 		t.Errorf("Replay = %q, dups %v, bad %v", res, dups, bad)
 	}
-	for _, badLine := range []string{"x\t1\tget('a')\n", key + "\tone\tget('a')\n", key + " 1 get('a')\n"} {
+	for _, badLine := range []string{withCRC("x\t1\tget('a')") + "\n", withCRC(key+"\tone\tget('a')") + "\n", withCRC(key+" 1 get('a')") + "\n", key + "\t1\tget('a')\n"} {
 		if _, err := ReadLedger(strings.NewReader(badLine)); !errors.Is(err, ErrBadLedger) {
 			t.Errorf("ReadLedger(%q) = %v", badLine, err)
 		}

@@ -3,10 +3,12 @@ package client
 import (
 	"bufio"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"strconv"
@@ -79,18 +81,46 @@ type LedgerLine struct {
 	Op     string
 }
 
+// ledgerCRC is CRC-32C (Castagnoli), the checksum of every ledger line.
+var ledgerCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// ledgerChecksum is the checksum field of a ledger line with this body:
+// 8 lowercase hex digits of the body's CRC-32C.
+func ledgerChecksum(body string) string {
+	var b [8]byte
+	hex.Encode(b[:], binary.BigEndian.AppendUint32(nil, crc32.Checksum([]byte(body), ledgerCRC)))
+	return string(b[:])
+}
+
+// String is the line as a replica writes it to its ledger file, without the
+// newline: "<client hex>\t<seq>\t<op>\t<crc32c>", where <crc32c> is 8
+// lowercase hex digits of the CRC-32C of everything before its tab. This and
+// ParseLedgerLine are the one implementation of the format (node's executor
+// writes and replays its ledger with them).
 func (l LedgerLine) String() string {
-	return l.Client + "\t" + strconv.FormatUint(l.Seq, 10) + "\t" + l.Op
+	body := l.Client + "\t" + strconv.FormatUint(l.Seq, 10) + "\t" + l.Op
+	return body + "\t" + ledgerChecksum(body)
 }
 
 // ErrBadLedger is wrapped by errors about ledger file content.
 var ErrBadLedger = errors.New("bad ledger")
 
-// ParseLedgerLine parses "<client hex>\t<seq>\t<op>".
+// ParseLedgerLine parses a ledger line (without its newline), as String
+// writes it: the checksum is the last tab-separated field (an operation may
+// hold tabs) and must match the rest of the line; the client must be a hex
+// ed25519 public key and the sequence number decimal.
 func ParseLedgerLine(s string) (LedgerLine, error) {
-	parts := strings.SplitN(s, "\t", 3)
+	i := strings.LastIndexByte(s, '\t')
+	if i < 0 {
+		return LedgerLine{}, fmt.Errorf("%w: want <client>\\t<seq>\\t<op>\\t<crc32c>, got %q", ErrBadLedger, s)
+	}
+	body, sum := s[:i], s[i+1:]
+	if want := ledgerChecksum(body); sum != want {
+		return LedgerLine{}, fmt.Errorf("%w: checksum %q, the line's content gives %q", ErrBadLedger, sum, want)
+	}
+	parts := strings.SplitN(body, "\t", 3)
 	if len(parts) != 3 {
-		return LedgerLine{}, fmt.Errorf("%w: want <client>\\t<seq>\\t<op>, got %q", ErrBadLedger, s)
+		return LedgerLine{}, fmt.Errorf("%w: want <client>\\t<seq>\\t<op>\\t<crc32c>, got %q", ErrBadLedger, s)
 	}
 	if k, err := hex.DecodeString(parts[0]); err != nil || len(k) != ed25519.PublicKeySize {
 		return LedgerLine{}, fmt.Errorf("%w: client %q is not a hex ed25519 public key", ErrBadLedger, parts[0])
@@ -104,7 +134,9 @@ func ParseLedgerLine(s string) (LedgerLine, error) {
 
 // ReadLedger reads a ledger file. An incomplete last line (no newline: the
 // replica was stopped while appending) is left out, as the replica itself
-// would on restart; a bad complete line is an error naming its number.
+// cuts it on restart; a bad complete line (one that does not parse or whose
+// checksum does not match) is an error naming its number, wrapping
+// ErrBadLedger.
 func ReadLedger(r io.Reader) ([]LedgerLine, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var out []LedgerLine
@@ -116,7 +148,7 @@ func ReadLedger(r io.Reader) ([]LedgerLine, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, perr := ParseLedgerLine(strings.TrimSuffix(strings.TrimSuffix(text, "\n"), "\r"))
+		l, perr := ParseLedgerLine(strings.TrimSuffix(text, "\n"))
 		if perr != nil {
 			return nil, fmt.Errorf("line %d: %w", n, perr)
 		}
