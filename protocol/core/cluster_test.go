@@ -34,6 +34,7 @@ type clusterOpts struct {
 	mode        leader.Mode
 	noCrypto    bool // fixed signatures and no verification
 	maxRequests int
+	maxOrphans  int // core.Config.MaxOrphans (0: the default)
 }
 
 // fixedSigner is the no-crypto signer: a constant 64-byte signature.
@@ -147,6 +148,7 @@ func newCluster(tb testing.TB, o clusterOpts) *cluster {
 			MaxRequests:      o.maxRequests,
 			IdleProposeDelay: 50 * time.Millisecond,
 			Ledger:           led,
+			MaxOrphans:       o.maxOrphans,
 		}))
 	}
 	for i, cr := range c.cores {

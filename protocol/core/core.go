@@ -41,6 +41,9 @@ type Config struct {
 	IdleProposeDelay time.Duration
 	// FetchTimeout is the first block-fetch timeout; it doubles per retry.
 	FetchTimeout time.Duration
+	// MaxOrphans caps the fetched blocks kept waiting for their parent (0:
+	// 10,000). A replica further behind syncs forward instead (sync.go).
+	MaxOrphans int
 	// Safety is the persisted safety state (zero for a fresh replica).
 	Safety safety.State
 	// Ledger holds committed blocks and execution state; nil means a new
@@ -98,6 +101,7 @@ type Core struct {
 	nextFetch         uint64
 	pendingCommit     *types.QC // a commit QC whose blocks are being fetched
 	timeoutBroadcasts uint32
+	sync              syncState // forward sync of a replica far behind (sync.go)
 
 	Stats Stats
 }
@@ -264,6 +268,10 @@ func (c *Core) tryCommit(qc *types.QC) {
 		if !missing.IsZero() {
 			if c.pendingCommit == nil || qc.Round() > c.pendingCommit.Round() {
 				c.pendingCommit = qc
+			}
+			if c.farBehind() {
+				c.startSync(c.from)
+				return
 			}
 			c.fetch(missing, c.from)
 		}
@@ -481,6 +489,9 @@ func (c *Core) OnTimer(t Timer) []Action {
 			c.maybePropose(true)
 		}
 	case FetchTimer:
+		if c.onSyncTimer(t.ID) {
+			break
+		}
 		if h, ok := c.fetchByID[t.ID]; ok {
 			f := c.fetches[h]
 			f.attempt++
@@ -502,6 +513,9 @@ func (c *Core) nextPeer(p types.ReplicaID) types.ReplicaID {
 
 // fetch asks `to` for block id and its ancestors, unless a fetch is running.
 func (c *Core) fetch(id types.Hash, to types.ReplicaID) {
+	if c.sync.active {
+		return // forward sync brings the replica up first
+	}
 	if _, ok := c.fetches[id]; ok {
 		return
 	}
@@ -527,11 +541,19 @@ func (c *Core) sendFetch(id types.Hash, f *fetch) {
 
 // OnBlockRequest answers a block request with the block and its ancestors.
 func (c *Core) OnBlockRequest(from types.ReplicaID, req *types.BlockRequest) []Action {
+	if req.Forward {
+		c.answerForward(from, req)
+		return c.flush()
+	}
 	resp := &types.BlockResponse{}
 	id := req.ID
+	size := 0
 	for len(resp.Blocks) < int(min(req.Count, maxFetchBatch)) {
 		b, ok := c.Block(id)
 		if !ok || b.Round == 0 {
+			break
+		}
+		if size += approxBlockSize(b); len(resp.Blocks) > 0 && size > maxResponseBytes {
 			break
 		}
 		resp.Blocks = append(resp.Blocks, *b)
@@ -551,7 +573,8 @@ func (c *Core) OnBlockResponse(from types.ReplicaID, resp *types.BlockResponse) 
 	top := resp.Blocks[0].ID
 	f, ok := c.fetches[top]
 	if !ok {
-		return nil // unsolicited or already answered
+		c.onSyncResponse(from, resp) // a forward answer, or unsolicited
+		return c.flush()
 	}
 	delete(c.fetches, top)
 	delete(c.fetchByID, f.id)
@@ -561,9 +584,13 @@ func (c *Core) OnBlockResponse(from types.ReplicaID, resp *types.BlockResponse) 
 		if _, known := c.Block(b.ID); known || b.Round <= c.tree.Root().Round {
 			break
 		}
-		if len(c.orphans) < maxOrphans {
-			c.orphans[b.ID] = &b
+		if len(c.orphans) >= c.orphanCap() {
+			// The chain is longer than the orphans may hold: sync forward
+			// from the root instead (this drops the orphans).
+			c.startSync(from)
+			return c.flush()
 		}
+		c.orphans[b.ID] = &b
 	}
 	// Insert from the oldest block up; ask for more if the oldest's parent is missing.
 	last := &resp.Blocks[len(resp.Blocks)-1]

@@ -11,6 +11,7 @@ package ledger
 
 import (
 	"crypto/sha256"
+	"slices"
 
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -28,6 +29,10 @@ type Ledger interface {
 	Forget(id types.Hash)
 	// CommittedBlock returns a committed block by id.
 	CommittedBlock(id types.Hash) (*types.Block, bool)
+	// CommittedAfter returns up to n committed blocks that follow the
+	// committed block id, oldest first (forward sync). It returns nothing if
+	// id is not committed here or is the last committed block.
+	CommittedAfter(id types.Hash, n int) []*types.Block
 	// Height is the number of committed blocks after genesis.
 	Height() uint64
 	// Last returns the last committed block (genesis at height 0).
@@ -58,7 +63,8 @@ var GenesisState = types.Hash(sha256.Sum256([]byte("diembft/state/genesis/v1")))
 type Memory struct {
 	states    map[types.Hash]types.Hash
 	committed map[types.Hash]*types.Block
-	chain     []*types.Block // committed blocks in order, chain[0] = genesis
+	heights   map[types.Hash]uint64 // committed block id -> height
+	chain     []*types.Block        // committed blocks in order, chain[0] = genesis
 }
 
 // NewMemory returns a ledger holding only genesis.
@@ -67,6 +73,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		states:    map[types.Hash]types.Hash{g.ID: GenesisState},
 		committed: map[types.Hash]*types.Block{g.ID: g},
+		heights:   map[types.Hash]uint64{g.ID: 0},
 		chain:     []*types.Block{g},
 	}
 }
@@ -94,6 +101,7 @@ func (m *Memory) PendingState(id types.Hash) (types.Hash, bool) {
 // Commit implements Ledger.
 func (m *Memory) Commit(b *types.Block, _ *types.QC) {
 	m.committed[b.ID] = b
+	m.heights[b.ID] = uint64(len(m.chain))
 	m.chain = append(m.chain, b)
 }
 
@@ -108,6 +116,16 @@ func (m *Memory) Forget(id types.Hash) {
 func (m *Memory) CommittedBlock(id types.Hash) (*types.Block, bool) {
 	b, ok := m.committed[id]
 	return b, ok
+}
+
+// CommittedAfter implements Ledger.
+func (m *Memory) CommittedAfter(id types.Hash, n int) []*types.Block {
+	h, ok := m.heights[id]
+	if !ok || n <= 0 {
+		return nil
+	}
+	from := int(h) + 1
+	return slices.Clone(m.chain[from:min(from+n, len(m.chain))])
 }
 
 // Height implements Ledger.

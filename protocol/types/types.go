@@ -265,14 +265,22 @@ type TimeoutMsg struct {
 	Attempt uint32
 }
 
-// BlockRequest asks for the block with id ID and up to Count-1 of its ancestors.
+// BlockRequest asks for the block with id ID and up to Count-1 of its
+// ancestors (block retrieval, walking back from a certified block). With
+// Forward set it asks instead for up to Count committed blocks that follow the
+// committed block ID (forward sync of a replica far behind, as CometBFT's
+// blocksync fetches by height); the answer is then empty if ID is not
+// committed at the responder.
 type BlockRequest struct {
-	_     struct{} `cbor:",toarray"`
-	ID    Hash
-	Count uint32
+	_       struct{} `cbor:",toarray"`
+	ID      Hash
+	Count   uint32
+	Forward bool
 }
 
-// BlockResponse carries blocks, highest first, each the parent of the previous.
+// BlockResponse carries blocks, highest first, each the parent of the previous
+// (for both kinds of request, so that one check authenticates the chain: a
+// forward answer ends with the child of the block asked about).
 type BlockResponse struct {
 	_      struct{} `cbor:",toarray"`
 	Blocks []Block

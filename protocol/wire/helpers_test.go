@@ -193,5 +193,6 @@ func (f *fixture) samples() []sample {
 		{"BlockResponseEmpty", CodeBlockResponse, &types.BlockResponse{}},
 		{"ClientRequest", CodeClientRequest, &req},
 		{"ClientReply", CodeClientReply, f.clientReply()},
+		{"BlockRequestForward", CodeBlockRequest, &types.BlockRequest{ID: f.hash(), Count: 100, Forward: true}},
 	}
 }

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"encoding/binary"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// TestCommittedAfter: forward sync reads committed blocks by height from the
+// block store and, for the newest ones (which the committer may not have
+// written yet), from the in-memory window, joining the two where the store
+// ends.
+func TestCommittedAfter(t *testing.T) {
+	const total, stored = recentBlocks + 76, recentBlocks + 26 // the last 50 not in the store yet
+	bs, err := openBlockStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.close()
+	rec, err := bs.recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rec.ledger
+	g, _ := types.Genesis()
+	chain := []*types.Block{g}
+	for h := 1; h <= total; h++ {
+		p := chain[h-1]
+		b := &types.Block{Author: types.ReplicaID(h % 4), Round: types.Round(2 * h), QC: &types.QC{VoteInfo: types.VoteInfo{ID: p.ID, Round: p.Round}}}
+		b.ID = b.ComputeID()
+		chain = append(chain, b)
+		l.remember(b)
+		l.last, l.height = b, uint64(h)
+	}
+	err = bs.db.Update(func(tx *bolt.Tx) error {
+		for h := 1; h <= stored; h++ {
+			key := binary.BigEndian.AppendUint64(nil, uint64(h))
+			data, err := enc.Marshal(chain[h])
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketChain).Put(key, data); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketIndex).Put(chain[h].ID[:], append(key, make([]byte, 32)...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstRecent := total - recentBlocks + 1
+	cases := []struct {
+		name     string
+		after, n int // height of the block asked about, count
+		want     int // blocks expected, from height after+1
+	}{
+		{"from genesis, store", 0, 100, 100},
+		{"old block, store", 40, 100, 100},
+		{"just before the window", firstRecent - 1, 10, 10},
+		{"in the window", total - 60, 100, 60},
+		{"store then window", 60, 2 * total, total - 60},
+		{"last block", total, 10, 0},
+		{"zero count", 5, 0, 0},
+	}
+	for _, tc := range cases {
+		got := l.CommittedAfter(chain[tc.after].ID, tc.n)
+		if len(got) != tc.want {
+			t.Fatalf("%s: %d blocks, want %d", tc.name, len(got), tc.want)
+		}
+		for i, b := range got {
+			if b.ID != chain[tc.after+1+i].ID {
+				t.Fatalf("%s: block %d is not the committed block at height %d", tc.name, i, tc.after+1+i)
+			}
+		}
+	}
+	if got := l.CommittedAfter(types.Hash{7}, 10); got != nil {
+		t.Fatalf("%d blocks after a block that is not committed", len(got))
+	}
+}
