@@ -30,15 +30,17 @@ type executor struct {
 	kv      *kv.Store
 	height  uint64 // requests executed
 	durable uint64 // requests whose ledger lines are fsync'd (guarded by mu)
-	// deferSigning makes execute return unsigned replies: the replica's
-	// committer signs them (committer.go).
-	deferSigning bool
+	// mu guards done, durable and peers: the committer goroutine executes
+	// blocks while the event loop answers replayed requests from the cache.
+	mu    sync.Mutex
+	done  map[types.RequestKey]opDone // every executed operation, by (client, seq)
+	peers map[string]peer.ID
+}
 
-	// mu guards replies and peers: the committer goroutine executes blocks
-	// while the event loop answers replayed requests from the cache.
-	mu      sync.Mutex
-	replies map[types.RequestKey]*types.ClientReply
-	peers   map[string]peer.ID
+// opDone is an executed operation: its result and its ledger height.
+type opDone struct {
+	result string
+	height uint64
 }
 
 // LedgerFile is the name of a replica's ledger in its home.
@@ -90,7 +92,7 @@ func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.P
 
 func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
 	path := filepath.Join(home, LedgerFile(id))
-	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), replies: map[types.RequestKey]*types.ClientReply{}, peers: map[string]peer.ID{}}
+	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), done: map[types.RequestKey]opDone{}, peers: map[string]peer.ID{}}
 	f, created, err := fsys.OpenFile(path, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -147,7 +149,7 @@ func (e *executor) replay(f file, path string) error {
 			result = e.kv.Apply(op)
 		}
 		e.height++
-		e.remember(key, l.Seq, result) // signed when first asked for: restarts stay fast
+		e.done[types.RequestKey{Client: string(key), Seq: l.Seq}] = opDone{result, e.height}
 		start = end + 1
 	}
 	if keep != len(data) {
@@ -161,32 +163,8 @@ func (e *executor) replay(f file, path string) error {
 	return nil
 }
 
-func (e *executor) remember(client []byte, seq uint64, result string) *types.ClientReply {
-	rp := &types.ClientReply{Client: client, Seq: seq, Result: result, Height: e.height, Replica: e.id}
-	e.replies[types.RequestKey{Client: string(client), Seq: seq}] = rp
-	return rp
-}
-
-// signed signs a cached reply the first time it is sent. Only the loop
-// calls it.
-func (e *executor) signed(rp *types.ClientReply) *types.ClientReply {
-	if rp != nil && rp.Sig == nil {
-		rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
-	}
-	return rp
-}
-
-// reply is a reply execute returns: signed, unless the replica signs copies
-// off the event loop (deferSigning, replysigner.go).
-func (e *executor) reply(rp *types.ClientReply) *types.ClientReply {
-	if e.deferSigning {
-		return rp
-	}
-	return e.signed(rp)
-}
-
-// execute applies a committed block, appends its new requests to the ledger
-// file, fsyncs it and returns copies of the replies to send. Only one
+// execute applies a committed block, appends its new operations to the
+// ledger file, fsyncs it and returns the unsigned replies. Only one
 // goroutine at a time may call it (the committer); the lock is not held
 // during the write and fsync, so the loop's cached never waits for the disk.
 func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
@@ -216,8 +194,10 @@ func (e *executor) persist(lines []byte) error {
 	return nil
 }
 
-// apply runs b's requests on the state machine and returns copies of their
-// replies and the ledger lines to append.
+// apply runs b's operations on the state machine and returns the (unsigned)
+// replies, one per request, and the ledger lines to append. An operation
+// executes once: one already executed, in an earlier block or before a
+// restart, keeps its result and height.
 func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 	var buf bytes.Buffer
 	e.mu.Lock()
@@ -225,35 +205,50 @@ func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 	out := make([]*types.ClientReply, 0, len(b.Payload))
 	for i := range b.Payload {
 		req := &b.Payload[i]
-		rp := e.replies[req.Key()]
-		if rp == nil { // not executed before: a request executes once
-			op, text, ok := canonicalOp(req.Op)
-			result := "fail"
-			if ok {
-				result = e.kv.Apply(op)
+		rp := e.newReply(req)
+		for j, text := range req.Ops {
+			k := req.OpKey(j)
+			d, ok := e.done[k]
+			if !ok {
+				op, canon, valid := canonicalOp(text)
+				d.result = "fail"
+				if valid {
+					d.result = e.kv.Apply(op)
+				}
+				e.height++
+				d.height = e.height
+				e.done[k] = d
+				buf.WriteString(LedgerLine(req.Client, k.Seq, canon))
+				buf.WriteByte('\n')
 			}
-			e.height++
-			buf.WriteString(LedgerLine(req.Client, req.Seq, text))
-			buf.WriteByte('\n')
-			rp = e.remember(req.Client, req.Seq, result)
+			rp.Results[j], rp.Heights[j] = d.result, d.height
 		}
-		c := *e.reply(rp)
-		out = append(out, &c)
+		out = append(out, rp)
 	}
 	return out, buf.Bytes()
 }
 
-// cached returns a copy of the signed reply to r if r was executed and its
-// ledger line is on disk (nothing is acknowledged before its fsync).
+func (e *executor) newReply(req *types.Request) *types.ClientReply {
+	return &types.ClientReply{Client: req.Client, Seq: req.Seq, Results: make([]string, len(req.Ops)), Heights: make([]uint64, len(req.Ops)), Replica: e.id}
+}
+
+// cached returns the signed reply to r if every operation of r was executed
+// and its ledger line is on disk (nothing is acknowledged before its fsync).
+// It signs on the caller's goroutine: only retransmissions get here.
 func (e *executor) cached(r *types.Request) *types.ClientReply {
+	rp := e.newReply(r)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	rp := e.replies[r.Key()]
-	if rp == nil || rp.Height > e.durable {
-		return nil
+	for j := range r.Ops {
+		d, ok := e.done[r.OpKey(j)]
+		if !ok || d.height > e.durable {
+			e.mu.Unlock()
+			return nil
+		}
+		rp.Results[j], rp.Heights[j] = d.result, d.height
 	}
-	c := *e.signed(rp)
-	return &c
+	e.mu.Unlock()
+	rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
+	return rp
 }
 
 func (e *executor) clientPeer(client []byte, p peer.ID) {

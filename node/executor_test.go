@@ -23,8 +23,8 @@ import (
 func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	home := t.TempDir()
 	client := ledgerClient("client-x")
-	put := types.Request{Client: client, Seq: 1, Op: "put('k','a')"}
-	app := types.Request{Client: client, Seq: 2, Op: "append('k','b')"}
+	put := types.Request{Client: client, Seq: 1, Ops: []string{"put('k','a')"}}
+	app := types.Request{Client: client, Seq: 2, Ops: []string{"append('k','b')"}}
 	e, err := openExecutor(home, 1, "crash-test", ledgerKey())
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	if rp := e.cached(&app); rp == nil || !sameReply(rp, first[1]) {
 		t.Fatalf("after restart, the cached reply of seq 2 is %+v, want %+v", rp, first[1])
 	}
-	get := types.Request{Client: client, Seq: 3, Op: "get('k')"}
+	get := types.Request{Client: client, Seq: 3, Ops: []string{"get('k')"}}
 	out, err := e.execute(&types.Block{Round: 5, Payload: []types.Request{app, get}})
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +53,8 @@ func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	if !sameReply(out[0], first[1]) {
 		t.Fatalf("replayed seq 2 got %+v, want the cached %+v", out[0], first[1])
 	}
-	if out[1].Result != "ab" || out[1].Height != 3 {
-		t.Fatalf("get after the replay = %q at height %d, want \"ab\" at 3 (append executed twice?)", out[1].Result, out[1].Height)
+	if out[1].Results[0] != "ab" || out[1].Heights[0] != 3 {
+		t.Fatalf("get after the replay = %q at height %v, want \"ab\" at 3 (append executed twice?)", out[1].Results, out[1].Heights)
 	}
 	after, _ := os.ReadFile(path)
 	if want := append(before, LedgerLine(client, 3, "get('k')")+"\n"...); !bytes.Equal(after, want) {
@@ -91,7 +91,7 @@ func TestLedgerTornTailRepairedOnOpen(t *testing.T) {
 	if e.height != 1 {
 		t.Fatalf("height %d after repair, want 1", e.height)
 	}
-	if _, err := e.execute(&types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 2, Op: "append('k','b')"}}}); err != nil {
+	if _, err := e.execute(&types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 2, Ops: []string{"append('k','b')"}}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
@@ -140,7 +140,7 @@ func TestLedgerBadLastLineCutOnOpen(t *testing.T) {
 			if e.height != h {
 				t.Fatalf("height %d after the repair, want %d", e.height, h)
 			}
-			b := &types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 1, Op: "put('k','a')"}, {Client: c, Seq: 2, Op: "append('k','b')"}}}
+			b := &types.Block{Round: 2, Payload: []types.Request{{Client: c, Seq: 1, Ops: []string{"put('k','a')"}}, {Client: c, Seq: 2, Ops: []string{"append('k','b')"}}}}
 			if _, err := e.execute(b); err != nil {
 				t.Fatal(err)
 			}
@@ -216,7 +216,7 @@ func benchExecute(b *testing.B, e *executor) {
 		blk := &types.Block{Round: types.Round(seq/100 + 1)}
 		for range 100 {
 			seq++
-			blk.Payload = append(blk.Payload, types.Request{Client: client, Seq: seq, Op: fmt.Sprintf("put('k%d','v%d')", seq%10, seq)})
+			blk.Payload = append(blk.Payload, types.Request{Client: client, Seq: seq, Ops: []string{fmt.Sprintf("put('k%d','v%d')", seq%10, seq)}})
 		}
 		if _, err := e.execute(blk); err != nil {
 			b.Fatal(err)
@@ -273,7 +273,7 @@ func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.close()
-	req := types.Request{Client: []byte("client-y"), Seq: 1, Op: "put('k','a')"}
+	req := types.Request{Client: []byte("client-y"), Seq: 1, Ops: []string{"put('k','a')"}}
 	out, lines := e.apply(&types.Block{Round: 1, Payload: []types.Request{req}})
 	if len(out) != 1 || len(lines) == 0 {
 		t.Fatalf("apply gave %d replies and %d bytes of ledger", len(out), len(lines))
@@ -284,7 +284,7 @@ func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
 	if err := e.persist(lines); err != nil {
 		t.Fatal(err)
 	}
-	if rp := e.cached(&req); rp == nil || rp.Result != out[0].Result {
-		t.Fatalf("after the fsync cached = %+v, want the result %q", rp, out[0].Result)
+	if rp := e.cached(&req); rp == nil || rp.Results[0] != out[0].Results[0] {
+		t.Fatalf("after the fsync cached = %+v, want the result %q", rp, out[0].Results[0])
 	}
 }

@@ -125,7 +125,7 @@ func newLoadClient(t *testing.T, c *loadCluster) *loadClient {
 		if err != nil {
 			return
 		}
-		k := fmt.Sprintf("%s@%d", rp.Result, rp.Height)
+		k := fmt.Sprintf("%q@%v", rp.Results, rp.Heights)
 		lc.mu.Lock()
 		defer lc.mu.Unlock()
 		if lc.done[rp.Seq] {
@@ -148,7 +148,7 @@ func newLoadClient(t *testing.T, c *loadCluster) *loadClient {
 }
 
 func (lc *loadClient) submit(seq uint64) {
-	r := &types.Request{Client: lc.key.Public().(ed25519.PublicKey), Seq: seq, Op: fmt.Sprintf("put('k%d','v%d')", seq%16, seq)}
+	r := &types.Request{Client: lc.key.Public().(ed25519.PublicKey), Seq: seq, Ops: []string{fmt.Sprintf("put('k%d','v%d')", seq%16, seq)}}
 	r.Sig = ed25519.Sign(lc.key, r.SignBytes(lc.c.com.ChainID))
 	data, _ := wire.Encode(r)
 	for _, p := range lc.c.peers {

@@ -201,7 +201,7 @@ func FuzzLedgerReplay(f *testing.F) {
 			t.Fatalf("re-encoded ledger does not replay: %v\n%q", err, buf.Bytes())
 		}
 		e2.close()
-		if e2.height != e.height || !maps.Equal(e2.kv.Snapshot(), e.kv.Snapshot()) || !reflect.DeepEqual(e2.replies, e.replies) {
+		if e2.height != e.height || !maps.Equal(e2.kv.Snapshot(), e.kv.Snapshot()) || !maps.Equal(e2.done, e.done) {
 			t.Fatalf("decode, encode, decode changed the replayed state")
 		}
 		// Cross-check with the client's independent replay.
@@ -213,9 +213,9 @@ func FuzzLedgerReplay(f *testing.F) {
 		}
 		for i, l := range ledger {
 			cl, _ := hex.DecodeString(l.Client)
-			rp := e.replies[types.RequestKey{Client: string(cl), Seq: l.Seq}]
-			if rp == nil || rp.Result != results[i] || rp.Height != uint64(i+1) {
-				t.Fatalf("line %d (%+v): the replica's replay gives %+v, the client's %q", i+1, l, rp, results[i])
+			d, ok := e.done[types.RequestKey{Client: string(cl), Seq: l.Seq}]
+			if !ok || d.result != results[i] || d.height != uint64(i+1) {
+				t.Fatalf("line %d (%+v): the replica's replay gives %+v, the client's %q", i+1, l, d, results[i])
 			}
 		}
 	})
@@ -284,7 +284,7 @@ func seedCorpus(t *testing.T) map[string][]any {
 	ledger := LedgerLine(cl, 1, "put('movie','star')") + "\n" + LedgerLine(cl, 2, "append('movie',' wars')") + "\n" +
 		LedgerLine(cl, 3, `invalid("slice('movie','x')")`) + "\n" + LedgerLine(cl, 4, "slice('movie','0:4')") + "\n"
 
-	req := types.Request{Client: cl, Seq: 9, Op: "get('movie')", Sig: make([]byte, 64)}
+	req := types.Request{Client: cl, Seq: 9, Ops: []string{"get('movie')"}, Sig: make([]byte, 64)}
 	b2 := &types.Block{Author: 2, Round: 2, QC: qc1, Payload: []types.Request{req}}
 	b2.ID = b2.ComputeID()
 	block, err := enc.Marshal(b2)

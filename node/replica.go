@@ -164,7 +164,6 @@ func New(cfg Config) (*Replica, error) {
 		Pending:          rec.pending,
 	})
 	r.signer = newReplySigner(cfg.ConsensusKey, cfg.Committee.ChainID)
-	exec.deferSigning = true
 	r.registerCostMetrics()
 	if h := rec.ledger.Height(); h > 0 {
 		log.Infow("restored from disk", "blocks", h, "pending", len(rec.pending), "requests", exec.height, "high_qc", rec.highQC.Round())

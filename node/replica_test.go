@@ -147,7 +147,7 @@ func newTestClient(t *testing.T, c *cluster) *testClient {
 }
 
 func (tc *testClient) submit(seq uint64, op string) {
-	r := &types.Request{Client: tc.key.Public().(ed25519.PublicKey), Seq: seq, Op: op}
+	r := &types.Request{Client: tc.key.Public().(ed25519.PublicKey), Seq: seq, Ops: []string{op}}
 	r.Sig = ed25519.Sign(tc.key, r.SignBytes(tc.com.ChainID))
 	data, _ := wire.Encode(r)
 	for _, p := range tc.peers {
@@ -161,10 +161,10 @@ func (tc *testClient) accepted(seq uint64) (string, bool) {
 	defer tc.mu.Unlock()
 	count := map[string]int{}
 	for _, rp := range tc.replies[seq] {
-		k := fmt.Sprintf("%s@%d", rp.Result, rp.Height)
+		k := fmt.Sprintf("%q@%v", rp.Results, rp.Heights)
 		count[k]++
 		if count[k] >= tc.com.F+1 {
-			return rp.Result, true
+			return rp.Results[0], true
 		}
 	}
 	return "", false

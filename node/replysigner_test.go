@@ -15,7 +15,7 @@ func TestReplySignerSigns(t *testing.T) {
 	for _, n := range []int{1, parallelSignMin - 1, parallelSignMin, 3*parallelSignMin + 1} {
 		batch := make([]outgoingReply, n)
 		for i := range batch {
-			batch[i].reply = types.ClientReply{Client: []byte("c"), Seq: uint64(i + 1), Result: "OK", Height: uint64(i + 1)}
+			batch[i].reply = types.ClientReply{Client: []byte("c"), Seq: uint64(i + 1), Results: []string{"OK"}, Heights: []uint64{uint64(i + 1)}}
 		}
 		pre := []byte("already signed")
 		batch[0].reply.Sig = pre

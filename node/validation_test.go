@@ -96,7 +96,7 @@ func (fx *valFixture) qc(round types.Round, chain string, signers ...types.Repli
 }
 
 func (fx *valFixture) request(seq uint64, op, chain string) types.Request {
-	r := types.Request{Client: fx.client.Public().(ed25519.PublicKey), Seq: seq, Op: op}
+	r := types.Request{Client: fx.client.Public().(ed25519.PublicKey), Seq: seq, Ops: []string{op}}
 	r.Sig = ed25519.Sign(fx.client, r.SignBytes(chain))
 	return r
 }
@@ -432,7 +432,7 @@ func TestOnClientBoundary(t *testing.T) {
 		}(), from: fx.stranger, want: types.ErrInvalidSignature, verdict: reject},
 		{name: "signed for another request", data: func() []byte {
 			r := fx.request(1, "put('k','v')", "test")
-			r.Op = "put('k','w')"
+			r.Ops = []string{"put('k','w')"}
 			return fx.encode(&r)
 		}(), from: fx.stranger, want: types.ErrInvalidSignature, verdict: reject},
 		{name: "wrong chain id", data: func() []byte {
@@ -441,7 +441,7 @@ func TestOnClientBoundary(t *testing.T) {
 		}(), from: fx.stranger, want: types.ErrInvalidSignature, verdict: reject},
 		{name: "oversize", data: oversize(wire.CodeClientRequest), from: fx.stranger, want: wire.ErrTooLarge, verdict: reject},
 		{name: "truncated", data: truncated(good), from: fx.stranger, want: wire.ErrMalformed, verdict: reject},
-		{name: "a reply on the request path", data: fx.encode(&types.ClientReply{Client: req.Client, Seq: 1, Result: "OK", Height: 1, Sig: make([]byte, 64)}), from: fx.stranger, want: wire.ErrWrongType, verdict: reject},
+		{name: "a reply on the request path", data: fx.encode(&types.ClientReply{Client: req.Client, Seq: 1, Results: []string{"OK"}, Heights: []uint64{1}, Sig: make([]byte, 64)}), from: fx.stranger, want: wire.ErrWrongType, verdict: reject},
 	}
 	for _, c := range cases {
 		fx.check("client", c, fx.stream(fx.r.onClient, "client", fx.r.requests))
@@ -475,7 +475,7 @@ func TestReplayedClientRequest(t *testing.T) {
 		t.Fatalf("after the replays: height %d, k = %q; want 2 and %q (executed once)", fx.r.exec.height, got, "vw")
 	}
 	rp := fx.r.exec.cached(&app)
-	if rp == nil || rp.Height != 2 || rp.Result != "OK" {
+	if rp == nil || rp.Heights[0] != 2 || rp.Results[0] != "OK" {
 		t.Fatalf("cached reply %+v", rp)
 	}
 	// A new request does reach the mempool.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 
 	"github.com/diembft/diembft/protocol/types"
@@ -25,7 +26,7 @@ type verifiedRequests struct {
 }
 
 type verifiedReq struct {
-	op  string
+	ops []string
 	sig []byte
 }
 
@@ -36,7 +37,7 @@ func (v *verifiedRequests) add(r *types.Request) {
 	if v.m == nil || len(v.m) >= maxVerified {
 		v.m = make(map[types.RequestKey]verifiedReq)
 	}
-	v.m[k] = verifiedReq{op: r.Op, sig: r.Sig}
+	v.m[k] = verifiedReq{ops: r.Ops, sig: r.Sig}
 }
 
 func (v *verifiedRequests) has(r *types.Request) bool {
@@ -44,7 +45,7 @@ func (v *verifiedRequests) has(r *types.Request) bool {
 	v.mu.Lock()
 	e, ok := v.m[k]
 	v.mu.Unlock()
-	return ok && e.op == r.Op && bytes.Equal(e.sig, r.Sig)
+	return ok && slices.Equal(e.ops, r.Ops) && bytes.Equal(e.sig, r.Sig)
 }
 
 func (v *verifiedRequests) forget(reqs []types.Request) {

@@ -8,7 +8,7 @@ import (
 
 func TestVerifiedRequests(t *testing.T) {
 	var v verifiedRequests
-	r := types.Request{Client: []byte("client-key"), Seq: 7, Op: "put('k','v')", Sig: []byte("signature")}
+	r := types.Request{Client: []byte("client-key"), Seq: 7, Ops: []string{"put('k','v')"}, Sig: []byte("signature")}
 	if v.has(&r) {
 		t.Fatal("empty set has a request")
 	}
@@ -20,7 +20,7 @@ func TestVerifiedRequests(t *testing.T) {
 	}
 	otherSig, otherOp := r, r
 	otherSig.Sig = []byte("signaturf")
-	otherOp.Op = "put('k','w')"
+	otherOp.Ops = []string{"put('k','w')"}
 	if v.has(&otherSig) || v.has(&otherOp) {
 		t.Error("a request differing in signature or operation counts as verified")
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/diembft/diembft/node/workload"
 	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/types"
 )
 
 // Exit statuses.
@@ -47,6 +48,7 @@ type options struct {
 	workloadFile  string
 	count         int
 	concurrency   int
+	batch         int
 	timeoutMs     int
 	key           string
 	results       string
@@ -96,7 +98,8 @@ operations separated by semicolons, e.g. "put('movie','star'); get('movie')".`,
 	f.StringVar(&opts.workload, "workload", "", "the workload SPEC (required unless --workload-file)")
 	f.StringVar(&opts.workloadFile, "workload-file", "", "read the workload SPEC from this file instead (for long lists)")
 	f.IntVar(&opts.count, "count", 0, "run this many operations: the workload truncated or repeated (default: the workload once)")
-	f.IntVar(&opts.concurrency, "concurrency", 1, "requests in flight")
+	f.IntVar(&opts.concurrency, "concurrency", 1, "operations in flight")
+	f.IntVar(&opts.batch, "batch", 1, "at most this many operations signed together as one request (when several slots of --concurrency are free)")
 	f.IntVar(&opts.timeoutMs, "timeout-ms", int(client.DefaultTimeout/time.Millisecond), "retransmit a request after this many ms, doubling each time")
 	f.StringVar(&opts.key, "key", "", "signing key file (hex ed25519 seed); created if missing (default: a fresh key)")
 	f.StringVar(&opts.results, "results", "", "write each accepted result to this file as a JSON line")
@@ -167,6 +170,9 @@ func checkOptions(o *options) ([]kv.Op, error) {
 	if o.concurrency < 1 {
 		return nil, usagef("--concurrency must be at least 1, got %d", o.concurrency)
 	}
+	if o.batch < 1 || o.batch > types.MaxOpsPerRequest {
+		return nil, usagef("--batch must be between 1 and %d, got %d", types.MaxOpsPerRequest, o.batch)
+	}
 	if o.timeoutMs < 1 {
 		return nil, usagef("--timeout-ms must be at least 1, got %d", o.timeoutMs)
 	}
@@ -228,6 +234,7 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 	cfg := client.Config{
 		Key:         key,
 		Concurrency: o.concurrency,
+		Batch:       o.batch,
 		Timeout:     time.Duration(o.timeoutMs) * time.Millisecond,
 		OnAccept: func(r client.Result) {
 			bar.add()

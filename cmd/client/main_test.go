@@ -92,11 +92,13 @@ func startCommittee(t *testing.T, liar int) *fakeCommittee {
 				t.Errorf("replica %d: bad request (%v)", i, err)
 				return
 			}
-			result, height := fc.commit(req)
+			results, heights := fc.commit(req)
 			if i == fc.liar {
-				result = "evil"
+				for j := range results {
+					results[j] = "evil"
+				}
 			}
-			r := &types.ClientReply{Client: req.Client, Seq: req.Seq, Result: result, Height: height, Replica: types.ReplicaID(i)}
+			r := &types.ClientReply{Client: req.Client, Seq: req.Seq, Results: results, Heights: heights, Replica: types.ReplicaID(i)}
 			r.Sig = ed25519.Sign(h.ConsensusKey, r.SignBytes("client-test"))
 			out, err := wire.Encode(r)
 			if err != nil {
@@ -119,24 +121,30 @@ func startCommittee(t *testing.T, liar int) *fakeCommittee {
 	return fc
 }
 
-func (fc *fakeCommittee) commit(req *types.Request) (string, uint64) {
+func (fc *fakeCommittee) commit(req *types.Request) ([]string, []uint64) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	k := fmt.Sprintf("%x/%d", req.Client, req.Seq)
-	if d, ok := fc.done[k]; ok {
+	var results []string
+	var heights []uint64
+	for i, text := range req.Ops {
+		seq := req.Seq + uint64(i)
+		k := fmt.Sprintf("%x/%d", req.Client, seq)
+		d, ok := fc.done[k]
+		if !ok {
+			res := kv.Fail
+			if op, err := kv.ParseOp(text); err == nil {
+				res = fc.store.Apply(op)
+			}
+			fc.ledger = append(fc.ledger, client.LedgerLine{Client: hex.EncodeToString(req.Client), Seq: seq, Op: text})
+			d = [2]string{res, fmt.Sprint(len(fc.ledger))}
+			fc.done[k] = d
+		}
 		var h uint64
 		fmt.Sscan(d[1], &h)
-		return d[0], h
+		results = append(results, d[0])
+		heights = append(heights, h)
 	}
-	op, err := kv.ParseOp(req.Op)
-	if err != nil {
-		return kv.Fail, 0
-	}
-	fc.ledger = append(fc.ledger, client.LedgerLine{Client: hex.EncodeToString(req.Client), Seq: req.Seq, Op: req.Op})
-	res := fc.store.Apply(op)
-	h := uint64(len(fc.ledger))
-	fc.done[k] = [2]string{res, fmt.Sprint(h)}
-	return res, h
+	return results, heights
 }
 
 // ledgerChunk answers a ledger request from the shared ledger; a liar

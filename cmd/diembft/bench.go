@@ -62,6 +62,7 @@ type benchOptions struct {
 	batch          int
 	clients        int
 	inflight       int
+	clientBatch    int
 	cpuprofile     bool
 	trace          bool
 	binDir         string
@@ -114,6 +115,7 @@ func init() {
 	f.IntVar(&benchOpts.batch, "batch", 0, "block.max_requests (default 100 for latency, 1000 for throughput)")
 	f.IntVar(&benchOpts.clients, "clients", 0, "load-generating clients (default 1 for latency, 4 for throughput)")
 	f.IntVar(&benchOpts.inflight, "inflight", 0, "requests in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 1000)")
+	f.IntVar(&benchOpts.clientBatch, "client-batch", 0, "operations per signed client request (default 1 for latency; for throughput in-flight/4, at most 100)")
 	f.BoolVar(&benchOpts.cpuprofile, "cpuprofile", false, "write a CPU profile of every replica and of the load generator to DIR/<run>/profiles/")
 	f.BoolVar(&benchOpts.trace, "trace", false, "write a runtime execution trace of every replica to DIR/<run>/profiles/")
 	f.StringVar(&benchOpts.binDir, "bin-dir", "", "where bin/replica is (default: next to this binary)")
@@ -137,8 +139,11 @@ func (o *benchOptions) check(cmd *cobra.Command) error {
 	if o.duration < time.Second {
 		return usageErrorf("--duration %v: at least 1s", o.duration)
 	}
-	if o.warmup < 0 || o.batch < 0 || o.clients < 0 || o.inflight < 0 {
-		return usageErrorf("--warmup, --batch, --clients and --inflight must not be negative")
+	if o.warmup < 0 || o.batch < 0 || o.clients < 0 || o.inflight < 0 || o.clientBatch < 0 {
+		return usageErrorf("--warmup, --batch, --clients, --inflight and --client-batch must not be negative")
+	}
+	if o.clientBatch > types.MaxOpsPerRequest {
+		return usageErrorf("--client-batch %d: at most %d", o.clientBatch, types.MaxOpsPerRequest)
 	}
 	if o.crashAfter > 0 && o.mode != "throughput" {
 		return usageErrorf("--crash-after applies to --mode throughput only")
@@ -162,6 +167,8 @@ type benchRun struct {
 	Batch    int    `json:"batch"`
 	Clients  int    `json:"clients"`
 	Inflight int    `json:"inflight"` // per client
+	// ClientBatch is the most operations a client signs as one request.
+	ClientBatch int `json:"client_batch"`
 }
 
 func (r benchRun) name() string {
@@ -171,7 +178,7 @@ func (r benchRun) name() string {
 // plan lists the runs of opts' mode.
 func (o *benchOptions) plan() []benchRun {
 	mk := func(mode string, n, batch int) benchRun {
-		r := benchRun{Mode: mode, Replicas: n, Batch: batch, Clients: o.clients, Inflight: o.inflight}
+		r := benchRun{Mode: mode, Replicas: n, Batch: batch, Clients: o.clients, Inflight: o.inflight, ClientBatch: o.clientBatch}
 		if mode == "latency" {
 			if r.Batch == 0 {
 				r.Batch = 100
@@ -181,6 +188,9 @@ func (o *benchOptions) plan() []benchRun {
 			}
 			if r.Inflight == 0 {
 				r.Inflight = 4
+			}
+			if r.ClientBatch == 0 {
+				r.ClientBatch = 1 // every operation signed on its own: the latency of one request
 			}
 			return r
 		}
@@ -197,6 +207,11 @@ func (o *benchOptions) plan() []benchRun {
 			// 4,000 at a quarter of the latency, and 200 give less.
 			total := min(max(2*r.Batch, 64), 1000)
 			r.Inflight = max(total/r.Clients, 1)
+		}
+		if r.ClientBatch == 0 {
+			// Several requests per client in flight keep the pipeline
+			// full while one waits for its replies.
+			r.ClientBatch = min(max(r.Inflight/4, 1), 100)
 		}
 		return r
 	}
@@ -228,6 +243,7 @@ type benchResult struct {
 	Batch         int              `json:"batch"`
 	Clients       int              `json:"clients"`
 	Inflight      int              `json:"inflight_per_client"`
+	ClientBatch   int              `json:"client_batch"`
 	WarmupS       float64          `json:"warmup_s"`
 	Committed     int              `json:"committed_ops"`
 	Blocks        float64          `json:"blocks"`
@@ -373,7 +389,7 @@ max_requests = %d
 func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir string, stderr io.Writer) (*benchResult, error) {
 	res := &benchResult{
 		Mode: run.Mode, Replicas: run.Replicas, DurationS: o.duration.Seconds(), Batch: run.Batch,
-		Clients: run.Clients, Inflight: run.Inflight, WarmupS: o.warmup.Seconds(), Problems: []string{}, Dir: dir,
+		Clients: run.Clients, Inflight: run.Inflight, ClientBatch: run.ClientBatch, WarmupS: o.warmup.Seconds(), Problems: []string{}, Dir: dir,
 	}
 	res.LoadAvg[0] = loadAvg()
 	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
@@ -449,6 +465,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		g := &loadgen{node: n}
 		cl, err := client.NewP2P(n, croster, client.Config{
 			Concurrency: run.Inflight,
+			Batch:       run.ClientBatch,
 			Timeout:     benchClientTO,
 			OnAccept: func(r client.Result) {
 				g.samples = append(g.samples, sample{at: int64(r.Submitted.Add(r.Latency).Sub(start)), lat: int64(r.Latency)})
@@ -841,10 +858,10 @@ func startBenchProfile(path string) (func(), error) {
 
 func printBenchTable(w io.Writer, results []*benchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tcpu s/1k ops\tload\t")
+	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight / batch\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tcpu s/1k ops\tload\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.3f\t%.1f\t\n",
-			r.Mode, r.Replicas, r.Batch, r.Clients, r.Inflight, r.OpsPerS, r.BlocksPerS, r.MeanBlockSize,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.3f\t%.1f\t\n",
+			r.Mode, r.Replicas, r.Batch, r.Clients, r.Inflight, r.ClientBatch, r.OpsPerS, r.BlocksPerS, r.MeanBlockSize,
 			r.LatencyMs.P50, r.LatencyMs.P99, r.PerBlock.Transmissions, r.PerBlock.SignatureVerifications,
 			r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
 	}

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,8 +104,15 @@ type Config struct {
 	// Key signs requests; its public key is the client's identity. Nil
 	// generates a fresh key.
 	Key ed25519.PrivateKey
-	// Concurrency is the number of requests in flight (default 1).
+	// Concurrency is the number of operations in flight (default 1).
 	Concurrency int
+	// Batch is the most operations put under one signature in one request
+	// (default 1, at most types.MaxOpsPerRequest). When several slots of
+	// the Concurrency window are free at once (at the start, and when a
+	// batch is accepted) the next operations go out as one request, which
+	// is signed once, verified once by each replica and answered with one
+	// signed reply per replica.
+	Batch int
 	// Timeout is the first retransmission timeout (default DefaultTimeout);
 	// it doubles on every retransmission of a request, up to
 	// Timeout * 2^MaxBackoffShift.
@@ -225,6 +233,7 @@ func New(roster Roster, tr Transport, cfg Config) (*Client, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 1
 	}
+	cfg.Batch = min(max(cfg.Batch, 1), types.MaxOpsPerRequest)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -315,16 +324,22 @@ func (c *Client) Deliver(from peer.ID, data []byte) {
 	}
 }
 
-// answer is what a replica says about one request; f+1 equal answers from
-// distinct replicas make a result.
-type answer struct {
-	result string
-	height uint64
+// answer is what a replica says about one request (the results and ledger
+// heights of its operations, encoded as one comparable string); f+1 equal
+// answers from distinct replicas make a result.
+type answer string
+
+func answerOf(r *types.ClientReply) answer {
+	var b strings.Builder
+	for i, res := range r.Results {
+		fmt.Fprintf(&b, "%d:%d:%s;", r.Heights[i], len(res), res)
+	}
+	return answer(b.String())
 }
 
 type pending struct {
-	seq       uint64
-	op        kv.Op
+	seq       uint64 // of ops[0]
+	ops       []kv.Op
 	data      []byte // the encoded, signed request
 	submitted time.Time
 	timeout   time.Duration
@@ -334,10 +349,11 @@ type pending struct {
 	tally     map[answer]int
 }
 
-// Run submits ops (request i has sequence number i+1) and returns when every
-// one is accepted, or when ctx ends (then with ctx's error and the partial
-// summary). It keeps Config.Concurrency requests in flight and retransmits
-// each to every replica after its timeout, doubling the timeout each time.
+// Run submits ops (operation i has sequence number i+1) and returns when
+// every one is accepted, or when ctx ends (then with ctx's error and the
+// partial summary). It keeps Config.Concurrency operations in flight, in
+// requests of up to Config.Batch operations, and retransmits each request to
+// every replica after its timeout, doubling the timeout each time.
 func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 	if !c.ran.CompareAndSwap(false, true) {
 		return Summary{}, errors.New("client: Run called twice")
@@ -349,40 +365,45 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 	quorum := c.roster.Committee.F + 1
 	maxTimeout := c.cfg.Timeout << MaxBackoffShift
 	inflight := make(map[uint64]*pending, c.cfg.Concurrency)
+	inflightOps := 0
 	var deadlines deadlineHeap
-	next := 0 // index into ops of the next request to submit
+	next := 0 // index into ops of the next operation to submit
 
 	finish := func(err error) (Summary, error) {
 		sum.Duration = time.Since(start)
 		sum.Stats = c.Stats()
 		return sum, err
 	}
-	submit := func() error {
-		op := ops[next]
-		req := &types.Request{Client: c.pub, Seq: uint64(next + 1), Op: op.String()}
+	submit := func(n int) error {
+		batch := ops[next : next+n]
+		req := &types.Request{Client: c.pub, Seq: uint64(next + 1), Ops: make([]string, n)}
+		for i, op := range batch {
+			req.Ops[i] = op.String()
+		}
 		req.Sig = ed25519.Sign(c.key, req.SignBytes(c.chainID))
 		data, err := wire.Encode(req)
 		if err != nil {
-			return fmt.Errorf("request %d (%s): %w", req.Seq, req.Op, err)
+			return fmt.Errorf("request %d (%s): %w", req.Seq, req.Ops[0], err)
 		}
 		now := time.Now()
 		p := &pending{
-			seq: req.Seq, op: op, data: data, submitted: now,
+			seq: req.Seq, ops: batch, data: data, submitted: now,
 			timeout: c.cfg.Timeout, deadline: now.Add(c.cfg.Timeout),
 			votes: make(map[types.ReplicaID]answer, c.roster.Committee.N()),
 			tally: make(map[answer]int, 1),
 		}
 		inflight[p.seq] = p
+		inflightOps += n
 		c.live.Store(p.seq, struct{}{})
-		next++
-		sum.Submitted++
+		next += n
+		sum.Submitted += n
 		heap.Push(&deadlines, deadlineEntry{at: p.deadline, seq: p.seq, sends: 1})
 		c.broadcast(p)
 		return nil
 	}
 	fill := func() error {
-		for len(inflight) < c.cfg.Concurrency && next < len(ops) {
-			if err := submit(); err != nil {
+		for inflightOps < c.cfg.Concurrency && next < len(ops) {
+			if err := submit(min(c.cfg.Batch, c.cfg.Concurrency-inflightOps, len(ops)-next)); err != nil {
 				return err
 			}
 		}
@@ -418,16 +439,19 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 				c.stats.stale.Add(1)
 				continue
 			}
+			if len(r.Results) != len(p.ops) {
+				c.stats.malformed.Add(1) // a faulty replica: honest ones answer every operation
+				continue
+			}
 			c.stats.replies.Add(1)
-			a := answer{r.Result, r.Height}
+			a := answerOf(r)
 			if prev, seen := p.votes[r.Replica]; seen {
 				// Only a replica's first answer counts, so one replica
 				// cannot vote twice; a different second answer is a
 				// sign of a faulty replica.
 				if prev != a {
 					c.stats.conflicting.Add(1)
-					log.Warnw("replica changed its answer", "replica", r.Replica, "seq", r.Seq,
-						"first", prev.result, "first_height", prev.height, "now", a.result, "now_height", a.height)
+					log.Warnw("replica changed its answer", "replica", r.Replica, "seq", r.Seq, "first", prev, "now", a)
 				}
 				continue
 			}
@@ -437,15 +461,19 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 				continue
 			}
 			delete(inflight, p.seq)
+			inflightOps -= len(p.ops)
 			c.live.Delete(p.seq)
-			res := Result{
-				Seq: p.seq, Op: p.op, Result: a.result, Height: a.height,
-				Submitted: p.submitted, Latency: time.Since(p.submitted), Sends: p.sends,
-			}
-			sum.Committed++
-			sum.Latencies = append(sum.Latencies, res.Latency)
-			if c.cfg.OnAccept != nil {
-				c.cfg.OnAccept(res)
+			latency := time.Since(p.submitted)
+			for i, op := range p.ops {
+				res := Result{
+					Seq: p.seq + uint64(i), Op: op, Result: r.Results[i], Height: r.Heights[i],
+					Submitted: p.submitted, Latency: latency, Sends: p.sends,
+				}
+				sum.Committed++
+				sum.Latencies = append(sum.Latencies, res.Latency)
+				if c.cfg.OnAccept != nil {
+					c.cfg.OnAccept(res)
+				}
 			}
 			if err := fill(); err != nil {
 				return finish(err)

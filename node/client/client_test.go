@@ -28,13 +28,13 @@ type committee struct {
 
 	mu     sync.Mutex
 	store  *kv.Store
-	ledger map[string]answer // "client/seq" -> committed (result, height)
+	ledger map[string]opAnswer // "client/seq" -> committed (result, height)
 	height uint64
 }
 
 func newCommittee(f int) *committee {
 	n := 3*f + 1
-	c := &committee{com: &types.Committee{ChainID: testChain, F: f}, store: kv.New(), ledger: map[string]answer{}}
+	c := &committee{com: &types.Committee{ChainID: testChain, F: f}, store: kv.New(), ledger: map[string]opAnswer{}}
 	for i := range n {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = 'r', byte(i)
@@ -63,27 +63,50 @@ func (c *committee) index(p peer.ID) int {
 	return -1
 }
 
-// commit returns the agreed answer to req, committing it on first sight.
-func (c *committee) commit(req *types.Request) answer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := fmt.Sprintf("%x/%d", req.Client, req.Seq)
-	if a, ok := c.ledger[k]; ok {
-		return a
-	}
-	op, err := kv.ParseOp(req.Op)
-	if err != nil {
-		panic(err)
-	}
-	c.height++
-	a := answer{c.store.Apply(op), c.height}
-	c.ledger[k] = a
-	return a
+type opAnswer struct {
+	result string
+	height uint64
 }
 
-// reply encodes a reply naming replica claimed, signed with signer's key.
+// verdict is the agreed answer to a request: one result and height per operation.
+type verdict struct {
+	results []string
+	heights []uint64
+}
+
+// commit returns the agreed answer to req, committing each operation on
+// first sight.
+func (c *committee) commit(req *types.Request) verdict {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var v verdict
+	for i, text := range req.Ops {
+		k := fmt.Sprintf("%x/%d", req.Client, req.Seq+uint64(i))
+		a, ok := c.ledger[k]
+		if !ok {
+			op, err := kv.ParseOp(text)
+			if err != nil {
+				panic(err)
+			}
+			c.height++
+			a = opAnswer{c.store.Apply(op), c.height}
+			c.ledger[k] = a
+		}
+		v.results = append(v.results, a.result)
+		v.heights = append(v.heights, a.height)
+	}
+	return v
+}
+
+// reply encodes a one-operation reply naming replica claimed, signed with
+// signer's key.
 func (c *committee) reply(signer, claimed int, client []byte, seq uint64, result string, height uint64) []byte {
-	r := &types.ClientReply{Client: client, Seq: seq, Result: result, Height: height, Replica: types.ReplicaID(claimed)}
+	return c.replyBatch(signer, claimed, client, seq, verdict{[]string{result}, []uint64{height}})
+}
+
+// replyBatch encodes a reply to a request of len(v.results) operations.
+func (c *committee) replyBatch(signer, claimed int, client []byte, seq uint64, v verdict) []byte {
+	r := &types.ClientReply{Client: client, Seq: seq, Results: v.results, Heights: v.heights, Replica: types.ReplicaID(claimed)}
 	r.Sig = ed25519.Sign(c.keys[signer], r.SignBytes(testChain))
 	data, err := wire.Encode(r)
 	if err != nil {
@@ -136,8 +159,7 @@ func serveHonestly(ctx context.Context, c *committee, tr *fakeTransport, cl *Cli
 			return
 		case s := <-tr.out:
 			i := c.index(s.to)
-			a := c.commit(s.req)
-			cl.Deliver(s.to, c.reply(i, i, s.req.Client, s.req.Seq, a.result, a.height))
+			cl.Deliver(s.to, c.replyBatch(i, i, s.req.Client, s.req.Seq, c.commit(s.req)))
 		}
 	}
 }
@@ -436,6 +458,69 @@ func TestKeyFile(t *testing.T) {
 	for _, bad := range []string{"zz", "abcd", hex.EncodeToString(append(k1.Seed()[:32:32], k2.Public().(ed25519.PublicKey)[:31]...)) + "00"} {
 		if _, err := ParseKey([]byte(bad)); err == nil {
 			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+}
+
+// TestBatchesOperationsUnderOneSignature: with Batch 4 and 8 operations in
+// flight, 10 operations go out as requests of at most 4 (each signed once,
+// checked by the transport), every operation gets its own result, sequence
+// number and height, and a reply whose result count does not match its
+// request is not counted.
+func TestBatchesOperationsUnderOneSignature(t *testing.T) {
+	c := newCommittee(1)
+	tr := newTransport(t, c.com)
+	var got []Result
+	cl, err := New(c.roster(), tr, Config{Concurrency: 8, Batch: 4, OnAccept: func(r Result) { got = append(got, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sizes []int
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-tr.out:
+				i := c.index(s.to)
+				if i == 0 {
+					sizes = append(sizes, len(s.req.Ops))
+				}
+				v := c.commit(s.req)
+				// A short answer first: not counted, and not a vote.
+				short := verdict{v.results[:len(v.results)-1], v.heights[:len(v.heights)-1]}
+				if len(short.results) > 0 {
+					cl.Deliver(s.to, c.replyBatch(i, i, s.req.Client, s.req.Seq, short))
+				}
+				cl.Deliver(s.to, c.replyBatch(i, i, s.req.Client, s.req.Seq, v))
+			}
+		}
+	}()
+	spec := "put('a','1'); put('b','2'); append('a','x'); get('a'); get('b'); put('c','3'); append('c','y'); get('c'); get('zz'); put('a','z')"
+	sum := runClient(t, cl, ops(t, spec))
+	cancel()
+	if sum.Committed != 10 || len(got) != 10 {
+		t.Fatalf("summary %+v, %d accepted; want 10", sum, len(got))
+	}
+	want := map[uint64]string{1: "OK", 2: "OK", 3: "OK", 4: "1x", 5: "2", 6: "OK", 7: "OK", 8: "3y", 9: "", 10: "OK"}
+	heights := map[uint64]bool{}
+	for _, r := range got {
+		if r.Result != want[r.Seq] {
+			t.Errorf("seq %d (%s): result %q, want %q", r.Seq, r.Op, r.Result, want[r.Seq])
+		}
+		if heights[r.Height] || r.Height == 0 || r.Height > 10 {
+			t.Errorf("seq %d: height %d repeated or out of range", r.Seq, r.Height)
+		}
+		heights[r.Height] = true
+	}
+	if st := cl.Stats(); st.Sent != 3 || st.Malformed == 0 {
+		t.Errorf("stats %+v: want 3 requests sent (4+4+2 operations) and the short replies counted as malformed", st)
+	}
+	for _, n := range sizes {
+		if n > 4 {
+			t.Errorf("a request carried %d operations, above the batch of 4", n)
 		}
 	}
 }

@@ -35,8 +35,7 @@ func TestOverLibp2p(t *testing.T) {
 				t.Errorf("replica %d: bad request: %v", i, err)
 				return
 			}
-			a := c.commit(req)
-			n.Send(from, pid, c.reply(i, i, req.Client, req.Seq, a.result, a.height))
+			n.Send(from, pid, c.replyBatch(i, i, req.Client, req.Seq, c.commit(req)))
 		})
 		roster.Replicas = append(roster.Replicas, Replica{ID: types.ReplicaID(i), Peer: n.AddrInfo()})
 	}

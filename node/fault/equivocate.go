@@ -30,7 +30,7 @@ func EquivocationKey(seed int64) ed25519.PrivateKey {
 func Conflicting(p *types.Proposal, chainID string, signer types.Signer, seed int64, maxRequests int) *types.Proposal {
 	key := EquivocationKey(seed)
 	round := p.Block.Round
-	req := types.Request{Client: key.Public().(ed25519.PublicKey), Seq: uint64(round), Op: fmt.Sprintf("put('equivocation','%d')", round)}
+	req := types.Request{Client: key.Public().(ed25519.PublicKey), Seq: uint64(round), Ops: []string{fmt.Sprintf("put('equivocation','%d')", round)}}
 	req.Sig = ed25519.Sign(key, req.SignBytes(chainID))
 	payload := slices.Clone(p.Block.Payload)
 	if maxRequests > 0 && len(payload) >= maxRequests {

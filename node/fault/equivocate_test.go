@@ -29,7 +29,7 @@ func TestConflictingProposalIsValidAndDifferent(t *testing.T) {
 		t.Run(fmt.Sprintf("payload %d", payload), func(t *testing.T) {
 			b := types.Block{Author: 1, Round: 1, QC: gqc}
 			for s := range payload {
-				r := types.Request{Client: client.Public().(ed25519.PublicKey), Seq: uint64(s + 1), Op: "put('abcd','x')"}
+				r := types.Request{Client: client.Public().(ed25519.PublicKey), Seq: uint64(s + 1), Ops: []string{"put('abcd','x')"}}
 				r.Sig = ed25519.Sign(client, r.SignBytes(chain))
 				b.Payload = append(b.Payload, r)
 			}
@@ -47,8 +47,8 @@ func TestConflictingProposalIsValidAndDifferent(t *testing.T) {
 				t.Fatalf("conflicting proposal %+v does not conflict with %+v", q.Block, p.Block)
 			}
 			last := q.Block.Payload[len(q.Block.Payload)-1]
-			if _, err := kv.ParseOp(last.Op); err != nil {
-				t.Fatalf("invented request %q does not parse: %v", last.Op, err)
+			if _, err := kv.ParseOp(last.Ops[0]); len(last.Ops) != 1 || err != nil {
+				t.Fatalf("invented request %q does not parse: %v", last.Ops, err)
 			}
 			if again := Conflicting(p, chain, signer, 5, maxRequests); again.Block.ID != q.Block.ID {
 				t.Fatal("Conflicting is not deterministic")

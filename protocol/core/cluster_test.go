@@ -165,7 +165,7 @@ func (c *cluster) fatalf(format string, args ...any) {
 // request makes the next signed request of client i.
 func (c *cluster) request(i int) *types.Request {
 	k := c.clientKeys[i]
-	r := &types.Request{Client: k.Public().(ed25519.PublicKey), Seq: c.nextSeq[i], Op: fmt.Sprintf("put('k%d','%d')", i, c.nextSeq[i])}
+	r := &types.Request{Client: k.Public().(ed25519.PublicKey), Seq: c.nextSeq[i], Ops: []string{fmt.Sprintf("put('k%d','%d')", i, c.nextSeq[i])}}
 	c.nextSeq[i]++
 	if !c.opts.noCrypto {
 		r.Sig = ed25519.Sign(k, r.SignBytes(chainID))

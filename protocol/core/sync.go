@@ -238,7 +238,10 @@ func approxBlockSize(b *types.Block) int {
 	}
 	for i := range b.Payload {
 		r := &b.Payload[i]
-		n += len(r.Client) + len(r.Op) + len(r.Sig) + 32
+		n += len(r.Client) + len(r.Sig) + 32
+		for _, op := range r.Ops {
+			n += len(op) + 8
+		}
 	}
 	return n
 }

@@ -12,7 +12,7 @@ func block(parent *types.Block, r types.Round, ops ...string) *types.Block {
 	vi := types.VoteInfo{ID: parent.ID, Round: parent.Round}
 	b := &types.Block{Round: r, QC: &types.QC{VoteInfo: vi}}
 	for i, op := range ops {
-		b.Payload = append(b.Payload, types.Request{Client: []byte("c"), Seq: uint64(r)*100 + uint64(i), Op: op})
+		b.Payload = append(b.Payload, types.Request{Client: []byte("c"), Seq: uint64(r)*100 + uint64(i), Ops: []string{op}})
 	}
 	b.ID = b.ComputeID()
 	return b

@@ -49,12 +49,15 @@ func (p *Pool) Len() int { return len(p.pending) }
 // IsCommitted reports whether (client, seq) has committed.
 func (p *Pool) IsCommitted(k types.RequestKey) bool { return p.committed[k] }
 
-// Take returns up to max pending requests in arrival order, skipping those for
-// which exclude returns true (requests already in uncommitted ancestors of the
-// block being built). It does not remove them: they stay until they commit, so
-// a request in an abandoned fork is proposed again.
+// Take returns pending requests in arrival order holding at most max
+// operations in all (a single request larger than max is returned alone, so
+// that it is still ordered), skipping those for which exclude returns true
+// (requests already in uncommitted ancestors of the block being built). It
+// does not remove them: they stay until they commit, so a request in an
+// abandoned fork is proposed again.
 func (p *Pool) Take(max int, exclude func(types.RequestKey) bool) []types.Request {
 	var out []types.Request
+	ops := 0
 	live := p.order[:0]
 	for _, k := range p.order {
 		r := p.pending[k]
@@ -62,8 +65,9 @@ func (p *Pool) Take(max int, exclude func(types.RequestKey) bool) []types.Reques
 			continue // evicted
 		}
 		live = append(live, k)
-		if len(out) < max && (exclude == nil || !exclude(k)) {
+		if n := len(r.Ops); (ops+n <= max || len(out) == 0) && ops < max && (exclude == nil || !exclude(k)) {
 			out = append(out, *r)
+			ops += n
 		}
 	}
 	p.order = live

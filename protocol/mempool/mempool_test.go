@@ -12,7 +12,7 @@ import (
 )
 
 func req(client string, seq uint64) *types.Request {
-	return &types.Request{Client: []byte(client), Seq: seq, Op: fmt.Sprintf("put('%s','%d')", client, seq)}
+	return &types.Request{Client: []byte(client), Seq: seq, Ops: []string{fmt.Sprintf("put('%s','%d')", client, seq)}}
 }
 
 func keys(rs []types.Request) []string {
@@ -59,7 +59,7 @@ func TestDedup(t *testing.T) {
 	}
 	// The key is (client, seq), not the op: a different op with a used seq is a duplicate.
 	r := req("b", 1)
-	r.Op = "get('x')"
+	r.Ops = []string{"get('x')"}
 	if err := p.Add(r); !errors.Is(err, mempool.ErrDuplicate) {
 		t.Errorf("same (client, seq) with another op: %v", err)
 	}

@@ -598,7 +598,7 @@ func (s *Sim) makeRequests() {
 		key := ed25519.NewKeyFromSeed(seed[:])
 		pub := key.Public().(ed25519.PublicKey)
 		for q := 1; q <= s.cfg.RequestsPerClient; q++ {
-			r := &types.Request{Client: pub, Seq: uint64(q), Op: fmt.Sprintf("put('k%d','v%d')", c, q)}
+			r := &types.Request{Client: pub, Seq: uint64(q), Ops: []string{fmt.Sprintf("put('k%d','v%d')", c, q)}}
 			if s.cfg.Verify {
 				r.Sig = ed25519.Sign(key, r.SignBytes(s.com.ChainID))
 			} else {

@@ -277,6 +277,9 @@ func (c *Committee) VerifyRequest(r *Request) error {
 	if len(r.Client) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: client key length %d", ErrMalformed, len(r.Client))
 	}
+	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerRequest || r.Seq+uint64(len(r.Ops)) < r.Seq {
+		return fmt.Errorf("%w: request seq %d with %d operations", ErrMalformed, r.Seq, len(r.Ops))
+	}
 	c.requestChecks.Add(1)
 	if !verify(r.Client, r.SignBytes(c.ChainID), r.Sig) {
 		return fmt.Errorf("%w: client request seq %d", ErrInvalidSignature, r.Seq)
@@ -307,8 +310,10 @@ func (c *Committee) VerifyProposalWith(p *Proposal, maxRequests int, known func(
 	if b.QC == nil || b.Round <= b.QC.VoteInfo.Round {
 		return fmt.Errorf("proposal %s: %w: missing or non-increasing parent QC", b.Round, ErrMalformed)
 	}
-	if maxRequests > 0 && len(b.Payload) > maxRequests {
-		return fmt.Errorf("proposal %s: %w: %d", b.Round, ErrTooManyRequests, len(b.Payload))
+	if n := PayloadOps(b.Payload); maxRequests > 0 && n > maxRequests && len(b.Payload) > 1 {
+		// One request alone may exceed the bound: a client batch larger
+		// than a block must still be ordered (core.propose does the same).
+		return fmt.Errorf("proposal %s: %w: %d operations", b.Round, ErrTooManyRequests, n)
 	}
 	if b.ComputeID() != b.ID {
 		return fmt.Errorf("proposal %s: %w", b.Round, ErrBadBlockID)

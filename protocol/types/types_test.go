@@ -44,8 +44,8 @@ func (fx *fixture) sign(id types.ReplicaID, msg []byte) []byte {
 	return ed25519.Sign(fx.keys[id], msg)
 }
 
-func (fx *fixture) request(seq uint64, op string) types.Request {
-	r := types.Request{Client: fx.client.Public().(ed25519.PublicKey), Seq: seq, Op: op}
+func (fx *fixture) request(seq uint64, ops ...string) types.Request {
+	r := types.Request{Client: fx.client.Public().(ed25519.PublicKey), Seq: seq, Ops: ops}
 	r.Sig = ed25519.Sign(fx.client, r.SignBytes(fx.com.ChainID))
 	return r
 }
@@ -112,7 +112,7 @@ func TestSignBytesDomainSeparated(t *testing.T) {
 	id := types.Hash{1, 2, 3}
 	req := fx.request(7, "get('k')")
 	lci := types.LedgerCommitInfo{CommitStateID: id, VoteInfoHash: id}
-	reply := types.ClientReply{Client: req.Client, Seq: 7, Result: "v", Height: 3, Replica: 1}
+	reply := types.ClientReply{Client: req.Client, Seq: 7, Results: []string{"v"}, Heights: []uint64{3}, Replica: 1}
 	kinds := []struct {
 		name  string
 		bytes func(chain string) []byte
@@ -150,10 +150,22 @@ func TestSignBytesDomainSeparated(t *testing.T) {
 	}
 	// Fields are length-prefixed: moving bytes between the client key and
 	// the op must change what is signed.
-	a := types.Request{Client: []byte("ab"), Seq: 1, Op: "c"}
-	b := types.Request{Client: []byte("a"), Seq: 1, Op: "bc"}
+	a := types.Request{Client: []byte("ab"), Seq: 1, Ops: []string{"c"}}
+	b := types.Request{Client: []byte("a"), Seq: 1, Ops: []string{"bc"}}
 	if bytes.Equal(a.SignBytes(chain), b.SignBytes(chain)) {
 		t.Errorf("request sign bytes are not length-prefixed")
+	}
+	// Nor between the operations of a batch.
+	c := types.Request{Client: []byte("a"), Seq: 1, Ops: []string{"b", "c"}}
+	d := types.Request{Client: []byte("a"), Seq: 1, Ops: []string{"bc"}}
+	if bytes.Equal(c.SignBytes(chain), d.SignBytes(chain)) {
+		t.Errorf("request sign bytes do not separate the operations of a batch")
+	}
+	// A reply's results and heights are bound each to its place.
+	r1 := types.ClientReply{Client: []byte("a"), Seq: 1, Results: []string{"x", "y"}, Heights: []uint64{1, 2}}
+	r2 := types.ClientReply{Client: []byte("a"), Seq: 1, Results: []string{"y", "x"}, Heights: []uint64{1, 2}}
+	if bytes.Equal(r1.SignBytes(chain), r2.SignBytes(chain)) {
+		t.Errorf("reply sign bytes do not bind results to their order")
 	}
 }
 
@@ -179,7 +191,7 @@ func TestBlockComputeIDCoversEveryField(t *testing.T) {
 		{"payload dropped", func(b *types.Block) { b.Payload = b.Payload[:1] }, true},
 		{"payload empty", func(b *types.Block) { b.Payload = nil }, true},
 		{"payload order", func(b *types.Block) { b.Payload[0], b.Payload[1] = b.Payload[1], b.Payload[0] }, true},
-		{"request op", func(b *types.Block) { b.Payload[0].Op = "put('a','2')" }, true},
+		{"request op", func(b *types.Block) { b.Payload[0].Ops[0] = "put('a','2')" }, true},
 		{"request seq", func(b *types.Block) { b.Payload[0].Seq = 9 }, true},
 		{"request client", func(b *types.Block) { b.Payload[0].Client = []byte("someone else") }, true},
 		{"qc block id", func(b *types.Block) { b.QC.VoteInfo.ID[0] ^= 1 }, true},
@@ -305,7 +317,7 @@ func TestVerifyProposal(t *testing.T) {
 			p.LastTC = fx.tc(3, []types.ReplicaID{0, 2, 3}, []types.Round{2, 2, 1})
 		}, nil},
 		{"bad id", func(p *types.Proposal) { p.Block.ID[0] ^= 1 }, types.ErrBadBlockID},
-		{"payload changed after id", func(p *types.Proposal) { p.Block.Payload[0].Op = "put('k','evil')" }, types.ErrBadBlockID},
+		{"payload changed after id", func(p *types.Proposal) { p.Block.Payload[0].Ops[0] = "put('k','evil')" }, types.ErrBadBlockID},
 		{"wrong author signature", func(p *types.Proposal) {
 			p.Signature = fx.sign((p.Block.Author+1)%4, types.ProposalSignBytes(fx.com.ChainID, p.Block.ID, p.Block.Round))
 		}, types.ErrInvalidSignature},
@@ -318,6 +330,23 @@ func TestVerifyProposal(t *testing.T) {
 			b := fx.block(p.Block.Author, p.Block.Round, p.Block.QC, fx.request(1, "a"), fx.request(2, "b"), fx.request(3, "c"))
 			*p = *fx.proposal(b)
 		}, types.ErrTooManyRequests},
+		{"too many operations in two requests", func(p *types.Proposal) {
+			b := fx.block(p.Block.Author, p.Block.Round, p.Block.QC, fx.request(1, "a", "b"), fx.request(3, "c"))
+			*p = *fx.proposal(b)
+		}, types.ErrTooManyRequests},
+		{"one request larger than a block", func(p *types.Proposal) {
+			b := fx.block(p.Block.Author, p.Block.Round, p.Block.QC, fx.request(1, "a", "b", "c", "d"))
+			*p = *fx.proposal(b)
+		}, nil},
+		{"request without operations", func(p *types.Proposal) {
+			b := fx.block(p.Block.Author, p.Block.Round, p.Block.QC, fx.request(1))
+			*p = *fx.proposal(b)
+		}, types.ErrMalformed},
+		{"request batch changed after signing", func(p *types.Proposal) {
+			r := fx.request(1, "put('a','1')", "put('b','2')")
+			r.Ops = r.Ops[:1]
+			*p = *fx.proposal(fx.block(p.Block.Author, p.Block.Round, p.Block.QC, r))
+		}, types.ErrInvalidSignature},
 		{"bad client request signature", func(p *types.Proposal) {
 			r := fx.request(1, "a")
 			r.Sig = append([]byte(nil), r.Sig...)

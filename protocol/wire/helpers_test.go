@@ -54,7 +54,7 @@ func (f *fixture) hash() types.Hash {
 // request is a signed client request.
 func (f *fixture) request(client int, seq uint64, op string) types.Request {
 	k := f.clients[client]
-	r := types.Request{Client: k.Public().(ed25519.PublicKey), Seq: seq, Op: op}
+	r := types.Request{Client: k.Public().(ed25519.PublicKey), Seq: seq, Ops: []string{op}}
 	r.Sig = ed25519.Sign(k, r.SignBytes(chainID))
 	return r
 }
@@ -164,7 +164,7 @@ func (f *fixture) blockResponse(n, perBlock int) *types.BlockResponse {
 
 func (f *fixture) clientReply() *types.ClientReply {
 	k := f.clients[1]
-	r := &types.ClientReply{Client: k.Public().(ed25519.PublicKey), Seq: 42, Result: "ok: 'value-7'", Height: 1234, Replica: 2}
+	r := &types.ClientReply{Client: k.Public().(ed25519.PublicKey), Seq: 42, Results: []string{"ok: 'value-7'", "ok"}, Heights: []uint64{1234, 1235}, Replica: 2}
 	r.Sig = f.signers[2].Sign(r.SignBytes(chainID))
 	return r
 }

@@ -64,8 +64,13 @@ func checkShape(msg any) error {
 		if len(m.Client) != KeySize {
 			return fmt.Errorf("client key of %d bytes", len(m.Client))
 		}
-		if !utf8.ValidString(m.Result) {
-			return errors.New("result is not valid UTF-8")
+		if len(m.Results) != len(m.Heights) || len(m.Results) == 0 || len(m.Results) > types.MaxOpsPerRequest {
+			return fmt.Errorf("%d results with %d heights", len(m.Results), len(m.Heights))
+		}
+		for _, r := range m.Results {
+			if !utf8.ValidString(r) {
+				return errors.New("result is not valid UTF-8")
+			}
 		}
 		return checkSig("reply signature", m.Sig)
 	}
@@ -93,8 +98,13 @@ func checkRequest(r *types.Request) error {
 	if len(r.Client) != KeySize {
 		return fmt.Errorf("client key of %d bytes", len(r.Client))
 	}
-	if !utf8.ValidString(r.Op) {
-		return errors.New("operation is not valid UTF-8")
+	if len(r.Ops) == 0 || len(r.Ops) > types.MaxOpsPerRequest {
+		return fmt.Errorf("request with %d operations", len(r.Ops))
+	}
+	for _, op := range r.Ops {
+		if !utf8.ValidString(op) {
+			return errors.New("operation is not valid UTF-8")
+		}
 	}
 	return checkSig("request signature", r.Sig)
 }

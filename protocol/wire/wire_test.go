@@ -187,9 +187,15 @@ func TestDecodeRejects(t *testing.T) {
 
 	req := f.request(0, 1, "put('a','b')")
 	badUTF8 := req
-	badUTF8.Op = "put('\xff','b')"
+	badUTF8.Ops = []string{"put('\xff','b')"}
 	shortKey := req
 	shortKey.Client = shortKey.Client[:31]
+	noOps := req
+	noOps.Ops = nil
+	tooManyOps := req
+	tooManyOps.Ops = make([]string, types.MaxOpsPerRequest+1)
+	unpairedReply := *f.clientReply()
+	unpairedReply.Heights = unpairedReply.Heights[:1]
 	shortSig := req
 	shortSig.Sig = shortSig.Sig[:63]
 
@@ -269,6 +275,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"null proposal block", cb(CodeProposal, arr(4), 0xf6, 0xf6, arr(3), 0xf6, 0xf6, 0xf6, bstr(64), make([]byte, 64)), ErrMalformed},
 		{"invalid UTF-8 op", raw(t, CodeClientRequest, &badUTF8), ErrMalformed},
 		{"short client key", raw(t, CodeClientRequest, &shortKey), ErrMalformed},
+		{"request without operations", raw(t, CodeClientRequest, &noOps), ErrMalformed},
+		{"request with too many operations", raw(t, CodeClientRequest, &tooManyOps), ErrMalformed},
+		{"reply results without heights", raw(t, CodeClientReply, &unpairedReply), ErrMalformed},
 		{"short request signature", raw(t, CodeClientRequest, &shortSig), ErrMalformed},
 		{"vote without signature", raw(t, CodeVote, vote), ErrMalformed},
 		{"long QC signature", raw(t, CodeProposal, qcSig), ErrMalformed},
@@ -438,7 +447,7 @@ func TestDecodeAllocationBounded(t *testing.T) {
 	hash := make([]byte, 32)
 	// A block response whose blocks carry payload arrays of one-byte
 	// elements: each element makes the decoder allocate a types.Request
-	// (72 bytes). The first input stays just within the element budget, the
+	// (80 bytes). The first input stays just within the element budget, the
 	// second is the same shape at full size.
 	build := func(blocks, perBlock int) []byte {
 		out := cb(CodeBlockResponse, arr(1), arr(blocks))
@@ -464,9 +473,10 @@ func TestDecodeAllocationBounded(t *testing.T) {
 				t.Fatalf("Decode = %v, want ErrMalformed", err)
 			}
 			alloc := after.TotalAlloc - before.TotalAlloc
-			// Each element costs at most a types.Block (80 bytes) and a
-			// discarded type error (about 60 bytes); see MaxTotalElements.
-			limit := uint64(MaxTotalElements*140 + 1<<20)
+			// Each element costs at most a types.Request or types.Block
+			// (80 bytes) and a discarded type error (about 60-70 bytes); see
+			// MaxTotalElements.
+			limit := uint64(MaxTotalElements*150 + 1<<20)
 			t.Logf("%d input bytes, %d bytes allocated (limit %d): %v", len(tc.data), alloc, limit, err)
 			if alloc > limit {
 				t.Fatalf("decoding %d bytes allocated %d bytes, above %d", len(tc.data), alloc, limit)
