@@ -235,6 +235,9 @@ func (c *Core) processSync(s *types.SyncInfo) {
 }
 
 func (c *Core) advanceTC(tc *types.TC) {
+	if tc != nil {
+		c.election.UpdateTC(tc, c.pm.CurrentRound()) // fallback leader of tc.Round+2 (leader.go)
+	}
 	if tc != nil && c.pm.AdvanceTC(tc) {
 		c.enteredRound(true)
 	}

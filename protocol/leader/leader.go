@@ -1,7 +1,37 @@
 // Package leader is DiemBFT v4's leader election (paper §3, "LeaderElection"):
-// reputation-based election over the recent committed history, with the
-// round-robin fallback validators[⌊round/2⌋ mod n], and a fixed per-round map
-// for tests and Twins scenarios.
+// reputation-based election over the recent committed history, with a
+// fallback for the rounds the reputation scheme does not cover, and a fixed
+// per-round map for tests and Twins scenarios.
+//
+// Every choice is a deterministic function of certified data (QCs, TCs and
+// the blocks they certify), never of local timing, so that honest replicas
+// holding the same certificates agree on the leader of every round.
+//
+// Departures from the paper, for a crashed replica (issue #8). With the
+// paper's rules a replica killed during steady operation stays "active" in
+// the reputation window (it signed the last window_size QCs) and keeps being
+// elected, and the round-robin fallback ⌊r/2⌋ mod n gives it two rounds in a
+// row; each of its rounds, and each round before one (whose votes go to it),
+// ends by a timeout: four in a row were measured. Here:
+//
+//   - Reputation: only the signers of the window's QCs of the newest rounds
+//     (RecentRounds) are active, so a replica missing from the QCs formed
+//     after its crash drops out at the next election. Aptos' LeaderReputation
+//     (consensus/src/liveness/leader_reputation.rs, ProposerAndVoterHeuristic)
+//     does the same job with weights: failed_weight for replicas whose rounds
+//     failed, inactive_weight for those with no votes in the window.
+//   - Fallback (rounds without a reputation leader, which after a timeout are
+//     the next three): the round-robin candidate ⌊r/2⌋ mod n, skipped forward
+//     in round-robin order past (a) the leader of round r-1 or r-2 if that
+//     round ended by a TC and no QC of it is known: Aptos' "failed authors",
+//     the proposers of the rounds a block skipped; and (b) the replicas that
+//     did not sign the QC of round r-2. Both hold for everyone holding the
+//     certificates: any TC of round s shows round s failed, and a QC is one
+//     object, formed by the next leader and passed on. We do not skip the
+//     non-signers of a TC: each replica forms its own TC from the first 2f+1
+//     timeouts it gets, so with n ≥ 7 their signer sets differ and replicas
+//     disagree on the leader (measured in protocol/sim: five timeouts in a
+//     row instead of two).
 package leader
 
 import (
@@ -20,6 +50,24 @@ const (
 	RoundRobin
 )
 
+// RecentRounds bounds how old the newest QC a reputation candidate signed
+// may be: a candidate must have signed a QC of the window whose round is at
+// least qc.Round - RecentRounds, where qc elects. In steady state the window
+// walk visits the QCs of rounds r, r-2, r-3, ... (see elect), so that is the
+// newest two QCs: a live replica whose vote reached the leader after the
+// quorum once is still a candidate, and one missing from both is left out of
+// this one election only (it is back as soon as it signs again). After a
+// timeout the older QCs of the window predate the gap and do not count, so a
+// replica that signed nothing since is out at once.
+const RecentRounds = 2
+
+// keepRounds: choices and certificates of rounds this far below the current
+// round are kept, because the fallback of round r looks at rounds r-1 and
+// r-2 and at their leaders (failedDepth levels deep), and the core asks for
+// the leader of the round before the current one (votes). Pruning never
+// changes a choice the core can still ask for.
+const keepRounds = 2*(failedDepth+1) + 1
+
 // Election picks the leader of each round.
 type Election struct {
 	mode        Mode
@@ -27,24 +75,94 @@ type Election struct {
 	windowSize  int
 	excludeSize int
 	reputation  map[types.Round]types.ReplicaID
+	// qcSigners holds the signers of the QC of round s (the first seen).
+	qcSigners map[types.Round][]bool
+	// failed holds the rounds this replica holds a TC of.
+	failed map[types.Round]bool
 	// Fixed overrides the election for the listed rounds (tests, Twins).
 	Fixed map[types.Round]types.ReplicaID
 }
 
 // New creates an election for n replicas.
 func New(mode Mode, n, windowSize, excludeSize int) *Election {
-	return &Election{mode: mode, n: n, windowSize: windowSize, excludeSize: excludeSize, reputation: map[types.Round]types.ReplicaID{}}
+	return &Election{mode: mode, n: n, windowSize: windowSize, excludeSize: excludeSize,
+		reputation: map[types.Round]types.ReplicaID{}, qcSigners: map[types.Round][]bool{}, failed: map[types.Round]bool{}}
 }
 
-// Get is the paper's get_leader.
-func (e *Election) Get(r types.Round) types.ReplicaID {
+// Get is the paper's get_leader: a fixed leader, else the reputation leader
+// elected by the QC of round r-2, else the fallback.
+func (e *Election) Get(r types.Round) types.ReplicaID { return e.get(r, failedDepth) }
+
+// failedDepth bounds the recursion of the fallback into the leaders of
+// earlier failed rounds, so that a choice depends only on certificates of
+// rounds r-1 .. r-2·(failedDepth+1), which keepRounds keeps.
+const failedDepth = 2
+
+func (e *Election) get(r types.Round, depth int) types.ReplicaID {
 	if l, ok := e.Fixed[r]; ok {
 		return l
 	}
 	if l, ok := e.reputation[r]; ok {
 		return l
 	}
-	return types.ReplicaID((uint64(r) / 2) % uint64(e.n))
+	return e.fallback(r, depth)
+}
+
+// fallback is the round-robin leader ⌊r/2⌋ mod n (paper §3), skipped forward
+// in round-robin order past the failed leaders of rounds r-1 and r-2 and the
+// non-signers of the QC of round r-2 (Reputation mode only; see the package
+// comment). If that skips everyone, the round-robin leader stands.
+func (e *Election) fallback(r types.Round, depth int) types.ReplicaID {
+	start := (uint64(r) / 2) % uint64(e.n)
+	if e.mode != Reputation {
+		return types.ReplicaID(start)
+	}
+	skip := make([]bool, e.n)
+	if r >= 2 {
+		if s, ok := e.qcSigners[r-2]; ok {
+			for id, signed := range s {
+				skip[id] = !signed
+			}
+		}
+	}
+	for _, s := range []types.Round{r - 1, r - 2} {
+		if depth == 0 || s >= r { // s >= r: wrapped below round 0
+			continue
+		}
+		if e.failed[s] && e.qcSigners[s] == nil {
+			// The leader of s by the same rules, one level less deep.
+			if l := e.get(s, depth-1); int(l) < e.n {
+				skip[l] = true
+			}
+		}
+	}
+	for i := range uint64(e.n) {
+		if id := (start + i) % uint64(e.n); !skip[id] {
+			return types.ReplicaID(id)
+		}
+	}
+	return types.ReplicaID(start)
+}
+
+func (e *Election) prune(below types.Round) {
+	if below < keepRounds {
+		return
+	}
+	for r := range e.reputation {
+		if r < below-keepRounds {
+			delete(e.reputation, r)
+		}
+	}
+	for r := range e.qcSigners {
+		if r < below-keepRounds {
+			delete(e.qcSigners, r)
+		}
+	}
+	for r := range e.failed {
+		if r < below-keepRounds {
+			delete(e.failed, r)
+		}
+	}
 }
 
 // BlockLookup finds a committed block by id.
@@ -55,17 +173,30 @@ type BlockLookup func(types.Hash) (*types.Block, bool)
 // committed history. The paper also requires qc_round+1 = current_round; we
 // drop that condition so that the choice is a pure function of the QC and
 // every replica that sees the QC elects the same leader, whenever it sees it.
+// Every QC, consecutive or not, is also recorded for the fallback.
 // pruneBelow drops stored choices for rounds that have passed.
 func (e *Election) Update(qc *types.QC, pruneBelow types.Round, committed BlockLookup) {
-	for r := range e.reputation {
-		if r < pruneBelow {
-			delete(e.reputation, r)
-		}
-	}
-	if e.mode != Reputation || qc.VoteInfo.ParentRound+1 != qc.VoteInfo.Round {
+	e.prune(pruneBelow)
+	if e.mode != Reputation || qc == nil {
 		return
 	}
-	target := qc.VoteInfo.Round + 2
+	r := qc.VoteInfo.Round
+	if r+keepRounds < pruneBelow {
+		return // too old to matter
+	}
+	if _, ok := e.qcSigners[r]; !ok {
+		s := make([]bool, e.n)
+		for _, p := range qc.Signatures {
+			if int(p.Signer) < e.n {
+				s[p.Signer] = true
+			}
+		}
+		e.qcSigners[r] = s
+	}
+	target := r + 2
+	if qc.VoteInfo.ParentRound+1 != r || target+keepRounds < pruneBelow {
+		return
+	}
 	if _, done := e.reputation[target]; done {
 		return
 	}
@@ -74,10 +205,29 @@ func (e *Election) Update(qc *types.QC, pruneBelow types.Round, committed BlockL
 	}
 }
 
+// UpdateTC records that round tc.Round ended by a timeout: the fallback of
+// the next two rounds skips the leader of that round, unless a QC of the
+// round turns up. Call it with every TC the replica forms or receives. Only
+// the TC's round matters, not its signers, so replicas that formed different
+// TCs of one round agree.
+func (e *Election) UpdateTC(tc *types.TC, pruneBelow types.Round) {
+	if e.mode != Reputation || tc == nil {
+		e.prune(pruneBelow)
+		return
+	}
+	e.prune(pruneBelow)
+	if tc.Round+keepRounds >= pruneBelow {
+		e.failed[tc.Round] = true
+	}
+}
+
 // elect is the paper's elect_reputation_leader: the signers of the last
 // window_size QCs are active, the authors of the last exclude_size committed
 // blocks are excluded, and one of the rest is picked with the QC's round as
 // seed. It reports false when the history needed is not available locally.
+// Departure: only signers of a window QC of round ≥ qc.Round - RecentRounds
+// are active (see RecentRounds and the package comment). With no candidate
+// it reports false too, and the round gets the fallback leader.
 //
 // Paper slip fixed: the pseudocode steps with current_block ←
 // committed_block(current_qc.vote_info.parent_id) and current_qc ←
@@ -86,7 +236,7 @@ func (e *Election) Update(qc *types.QC, pruneBelow types.Round, committed BlockL
 // QC. We walk the committed chain one block at a time: block b, the QC that
 // certifies its child, then b's parent and b.qc.
 func (e *Election) elect(qc *types.QC, committed BlockLookup) (types.ReplicaID, bool) {
-	active := map[types.ReplicaID]bool{}
+	recent := map[types.ReplicaID]bool{}
 	last := map[types.ReplicaID]bool{}
 	cur := qc // certifies the child of b
 	b, ok := committed(qc.VoteInfo.ParentID)
@@ -97,9 +247,9 @@ func (e *Election) elect(qc *types.QC, committed BlockLookup) (types.ReplicaID, 
 		if b.Round == 0 { // reached genesis: the history is shorter than the window
 			break
 		}
-		if i < e.windowSize {
+		if i < e.windowSize && cur.VoteInfo.Round+RecentRounds >= qc.VoteInfo.Round {
 			for _, s := range cur.Signatures {
-				active[s.Signer] = true
+				recent[s.Signer] = true
 			}
 		}
 		if len(last) < e.excludeSize {
@@ -108,18 +258,23 @@ func (e *Election) elect(qc *types.QC, committed BlockLookup) (types.ReplicaID, 
 		cur = b.QC
 		b, ok = committed(b.ParentID())
 	}
-	var cands []types.ReplicaID
-	for id := range active {
-		if !last[id] {
-			cands = append(cands, id)
-		}
-	}
+	cands := candidates(recent, last)
 	if len(cands) == 0 {
 		return 0, false
 	}
-	slices.Sort(cands)
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], uint64(qc.VoteInfo.Round))
 	h := sha256.Sum256(buf[:])
 	return cands[binary.BigEndian.Uint64(h[:8])%uint64(len(cands))], true
+}
+
+func candidates(active, excluded map[types.ReplicaID]bool) []types.ReplicaID {
+	var c []types.ReplicaID
+	for id := range active {
+		if !excluded[id] {
+			c = append(c, id)
+		}
+	}
+	slices.Sort(c)
+	return c
 }

@@ -124,8 +124,12 @@ func TestReputationOnlyForConsecutiveQCs(t *testing.T) {
 		e.Update(q, 0, h.led.CommittedBlock)
 		rr := leader.New(leader.RoundRobin, 4, 3, 1)
 		for r := q.Round(); r < q.Round()+4; r++ {
-			if e.Get(r) != rr.Get(r) {
-				t.Fatalf("seed %d: a QC with a round gap elected a leader for round %d", seed, r)
+			want := rr.Get(r)
+			if r == q.Round()+2 { // the QC is only the fallback basis of r+2
+				want = skipTo(r, 4, q.Signatures)
+			}
+			if e.Get(r) != want {
+				t.Fatalf("seed %d: a QC with a round gap elected %d for round %d, want %d", seed, e.Get(r), r, want)
 			}
 		}
 	}
@@ -169,13 +173,14 @@ func TestReputationElection(t *testing.T) {
 			got := e.Get(target)
 
 			// The window: q, then the QCs of the newest committed blocks
-			// going back one block at a time.
+			// going back one block at a time; only the signers of its QCs
+			// of round ≥ r-RecentRounds are active.
 			active := map[types.ReplicaID]bool{}
 			excluded := map[types.ReplicaID]bool{}
 			cur := q
 			k := len(h.blocks) - 1 // newest committed block, q's parent
 			for i := 0; (i < p.window || len(excluded) < p.exclude) && k > 0; i++ {
-				if i < p.window {
+				if i < p.window && cur.Round()+leader.RecentRounds >= q.Round() {
 					for _, s := range cur.Signatures {
 						active[s.Signer] = true
 					}
@@ -192,15 +197,14 @@ func TestReputationElection(t *testing.T) {
 					cands++
 				}
 			}
-			rr := types.ReplicaID((uint64(target) / 2) % n)
 			if cands == 0 {
-				if got != rr {
-					t.Errorf("window %d exclude %d seed %d: no candidate, yet elected %d (round-robin %d)", p.window, p.exclude, seed, got, rr)
+				if fb := skipTo(target, n, q.Signatures); got != fb {
+					t.Errorf("window %d exclude %d seed %d: no candidate, yet elected %d (fallback %d)", p.window, p.exclude, seed, got, fb)
 				}
 				continue
 			}
 			if !active[got] {
-				t.Errorf("window %d exclude %d seed %d: leader %d of round %d signed none of the last %d QCs", p.window, p.exclude, seed, got, target, p.window)
+				t.Errorf("window %d exclude %d seed %d: leader %d of round %d signed none of the recent QCs of the last %d", p.window, p.exclude, seed, got, target, p.window)
 			}
 			if excluded[got] {
 				t.Errorf("window %d exclude %d seed %d: leader %d of round %d authored one of the last %d committed blocks %v", p.window, p.exclude, seed, got, target, p.exclude, authors(h, p.exclude))
@@ -222,12 +226,28 @@ func TestReputationElection(t *testing.T) {
 			// Passed rounds are forgotten (pruned by a QC that elects nobody).
 			gap := *q
 			gap.VoteInfo.ParentRound = 0
-			e.Update(&gap, target+1, h.led.CommittedBlock)
-			if e.Get(target) != rr {
+			e.Update(&gap, target+10, h.led.CommittedBlock)
+			if e.Get(target) != types.ReplicaID((uint64(target)/2)%n) {
 				t.Errorf("seed %d: reputation leader of round %d kept after pruning", seed, target)
 			}
 		}
 	}
+}
+
+// skipTo is the fallback leader of round r with a basis certificate signed
+// by sigs: ⌊r/2⌋ mod n, or the next replica in round-robin order that signed.
+func skipTo(r types.Round, n int, sigs []types.PartialSig) types.ReplicaID {
+	signed := map[types.ReplicaID]bool{}
+	for _, s := range sigs {
+		signed[s.Signer] = true
+	}
+	start := int(uint64(r)/2) % n
+	for i := range n {
+		if id := types.ReplicaID((start + i) % n); signed[id] {
+			return id
+		}
+	}
+	return types.ReplicaID(start)
 }
 
 func authors(h *history, k int) []types.ReplicaID {
