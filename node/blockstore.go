@@ -152,49 +152,53 @@ func (s *blockStore) recover() (*recovered, error) {
 	return rec, nil
 }
 
-// saveHead records the uncommitted blocks and the high certificates (not
-// synced: a loss only costs a fetch after restart).
-func (s *blockStore) saveHead(pending []*types.Block, highQC, highCommitQC *types.QC) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		pb := tx.Bucket(bucketPending)
-		keep := map[string]bool{}
-		for _, b := range pending {
-			keep[string(b.ID[:])] = true
-			if pb.Get(b.ID[:]) != nil {
-				continue
-			}
-			data, err := enc.Marshal(b)
-			if err != nil {
-				return err
-			}
-			if err := pb.Put(b.ID[:], data); err != nil {
-				return err
-			}
+// head is what the block store keeps besides the committed chain: the
+// uncommitted blocks and the high certificates (not synced on their own: a
+// loss only costs a fetch after restart).
+type head struct {
+	pending              []*types.Block
+	highQC, highCommitQC *types.QC
+}
+
+func putHead(tx *bolt.Tx, h *head) error {
+	pb := tx.Bucket(bucketPending)
+	keep := map[string]bool{}
+	for _, b := range h.pending {
+		keep[string(b.ID[:])] = true
+		if pb.Get(b.ID[:]) != nil {
+			continue
 		}
-		var stale [][]byte
-		_ = pb.ForEach(func(k, _ []byte) error {
-			if !keep[string(k)] {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range stale {
-			if err := pb.Delete(k); err != nil {
-				return err
-			}
+		data, err := enc.Marshal(b)
+		if err != nil {
+			return err
 		}
-		meta := tx.Bucket(bucketMeta)
-		for name, qc := range map[string]*types.QC{"high_qc": highQC, "high_commit_qc": highCommitQC} {
-			data, err := enc.Marshal(qc)
-			if err != nil {
-				return err
-			}
-			if err := meta.Put([]byte(name), data); err != nil {
-				return err
-			}
+		if err := pb.Put(b.ID[:], data); err != nil {
+			return err
+		}
+	}
+	var stale [][]byte
+	_ = pb.ForEach(func(k, _ []byte) error {
+		if !keep[string(k)] {
+			stale = append(stale, append([]byte(nil), k...))
 		}
 		return nil
 	})
+	for _, k := range stale {
+		if err := pb.Delete(k); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	for name, qc := range map[string]*types.QC{"high_qc": h.highQC, "high_commit_qc": h.highCommitQC} {
+		data, err := enc.Marshal(qc)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put([]byte(name), data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // storeLedger is the replica's ledger.Ledger: speculative states in memory,
@@ -259,31 +263,37 @@ func (l *storeLedger) remember(b *types.Block) {
 
 // take hands over the blocks committed since the last take and the ledger
 // height before the first of them (the loop calls it; the committer writes
-// them with writeCommitted after the ledger file's fsync).
+// them with write after the ledger file's fsync).
 func (l *storeLedger) take() (uint64, []committedBlock) {
 	blocks := l.pendingTx
 	l.pendingTx = nil
 	return l.height - uint64(len(blocks)), blocks
 }
 
-// writeCommitted appends committed blocks to the chain at heights from+1...
-// and syncs the store, so that the block store never runs ahead of the
-// ledger file.
-func (s *blockStore) writeCommitted(from uint64, blocks []committedBlock) error {
-	if len(blocks) == 0 {
+// write stores, in one transaction, the head h (if not nil) and then the
+// committed blocks at heights from+1..., and syncs the store if there are
+// blocks, so that the committed chain never runs ahead of the ledger file
+// (the committer calls it after the ledger's fsync). One transaction per
+// commit instead of one for the head and one for the chain: each bbolt
+// commit rewrites its meta and freelist pages.
+func (s *blockStore) write(from uint64, blocks []committedBlock, h *head) error {
+	if len(blocks) == 0 && h == nil {
 		return nil
 	}
-	h := from
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if h != nil {
+			if err := putHead(tx, h); err != nil {
+				return err
+			}
+		}
 		chain, index, pending := tx.Bucket(bucketChain), tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
-		for _, c := range blocks {
+		for i, c := range blocks {
 			b := c.b
-			h++
 			data, err := enc.Marshal(b)
 			if err != nil {
 				return err
 			}
-			key := binary.BigEndian.AppendUint64(nil, h)
+			key := binary.BigEndian.AppendUint64(nil, from+uint64(i)+1)
 			if err := chain.Put(key, data); err != nil {
 				return err
 			}
@@ -296,7 +306,7 @@ func (s *blockStore) writeCommitted(from uint64, blocks []committedBlock) error 
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || len(blocks) == 0 {
 		return err
 	}
 	return s.db.Sync()

@@ -31,19 +31,39 @@ type commitJob struct {
 const commitQueue = 1024
 
 // inflightBlock is a block handed to the committer that the block store may
-// not hold yet: saveHead keeps it among the pending blocks until then.
+// not hold yet: heads keep it among the pending blocks until then.
 type inflightBlock struct {
 	height uint64
 	block  *types.Block
 }
 
-// handOver passes a committed block to the committer (on the loop).
-func (r *Replica) handOver(c core.Committed) {
+// commitGroup bounds the queued blocks the committer executes together:
+// one ledger write and fsync and one block-store transaction and sync for
+// all of them, when commits arrive faster than the disk syncs.
+const commitGroup = 64
+
+// handOver prepares the job of a committed block (on the loop): the blocks
+// committed since the last job become in flight until the committer has
+// written them.
+func (r *Replica) handOver(c core.Committed) commitJob {
 	from, blocks := r.led.take()
 	for i, cb := range blocks {
 		r.inflight = append(r.inflight, inflightBlock{height: from + uint64(i) + 1, block: cb.b})
 	}
-	r.commits <- commitJob{block: c.Block, from: from, blocks: blocks}
+	return commitJob{block: c.Block, from: from, blocks: blocks}
+}
+
+// publishHead leaves the newest head for the committer to write with the
+// next commit, or alone if wake is set (on the loop).
+func (r *Replica) publishHead(wake bool) {
+	pending := append(r.core.PendingBlocks(), r.unwritten()...)
+	r.head.Store(&head{pending: pending, highQC: r.core.HighQC(), highCommitQC: r.core.HighCommitQC()})
+	if wake {
+		select {
+		case r.headReady <- struct{}{}:
+		default: // already signalled
+		}
+	}
 }
 
 // unwritten returns the handed-over blocks the committer has not written to
@@ -62,35 +82,83 @@ func (r *Replica) unwritten() []*types.Block {
 	return out
 }
 
-// runCommitter executes the handed-over blocks until the queue is closed.
+// runCommitter executes the handed-over blocks, in groups of up to
+// commitGroup, and writes heads left without a commit, until the queue is
+// closed.
 func (r *Replica) runCommitter(done chan<- struct{}) {
 	defer close(done)
-	for j := range r.commits {
-		r.execute(j)
+	for {
+		select {
+		case j, ok := <-r.commits:
+			if !ok {
+				return
+			}
+			jobs, open := r.drain([]commitJob{j})
+			r.execute(jobs)
+			if !open {
+				return
+			}
+		case <-r.headReady:
+			if h := r.head.Swap(nil); h != nil {
+				if err := r.bs.write(0, nil, h); err != nil {
+					log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
+				}
+			}
+		}
 	}
 }
 
-func (r *Replica) execute(j commitJob) {
+// drain adds the jobs already queued, up to commitGroup; open is false if
+// the queue was closed.
+func (r *Replica) drain(jobs []commitJob) (_ []commitJob, open bool) {
+	for len(jobs) < commitGroup {
+		select {
+		case j, ok := <-r.commits:
+			if !ok {
+				return jobs, false
+			}
+			jobs = append(jobs, j)
+		default:
+			return jobs, true
+		}
+	}
+	return jobs, true
+}
+
+func (r *Replica) execute(jobs []commitJob) {
 	start := time.Now()
-	r.verified.forget(j.block.Payload)
-	replies, err := r.exec.execute(j.block)
+	var lines []byte
+	var blocks []committedBlock
+	var replies []*types.ClientReply
+	heights := make([]uint64, len(jobs))
+	for i, j := range jobs {
+		r.verified.forget(j.block.Payload)
+		rps, l := r.exec.apply(j.block)
+		lines = append(lines, l...)
+		replies = append(replies, rps...)
+		blocks = append(blocks, j.blocks...)
+		heights[i] = r.exec.height
+	}
+	from := jobs[0].from
+	err := r.exec.persist(lines)
 	if err == nil {
-		err = r.bs.writeCommitted(j.from, j.blocks)
+		err = r.bs.write(from, blocks, r.head.Swap(nil))
 	}
 	if err != nil {
 		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
 	}
-	r.written.Store(j.from + uint64(len(j.blocks)))
-	height := r.exec.height
-	r.m.commits.Inc()
-	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(j.block.Round), Height: height, Requests: len(j.block.Payload)})
-	r.m.height.Set(float64(height))
-	r.m.execLatency.Observe(time.Since(start).Seconds())
-	if effects := r.cfg.Faults.Committed(height); len(effects) > 0 {
-		// Rare (a commit(h) trigger firing once): the effects act on the
-		// loop's state, and the committer must never wait for the loop.
-		go post(r.consensus, func() { r.carry(effects) })
+	r.written.Store(from + uint64(len(blocks)))
+	for i, j := range jobs {
+		r.m.commits.Inc()
+		r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(j.block.Round), Height: heights[i], Requests: len(j.block.Payload)})
+		if effects := r.cfg.Faults.Committed(heights[i]); len(effects) > 0 {
+			// Rare (a commit(h) trigger firing once): the effects act on the
+			// loop's state, and the committer must never wait for the loop.
+			go post(r.consensus, func() { r.carry(effects) })
+		}
 	}
+	r.m.height.Set(float64(r.exec.height))
+	r.m.execLatency.Observe(time.Since(start).Seconds())
 	batch := make([]outgoingReply, 0, len(replies))
 	for _, rp := range replies {
 		if to, ok := r.exec.peerOf(rp.Client); ok {

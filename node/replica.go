@@ -92,6 +92,10 @@ type Replica struct {
 	commits  chan commitJob
 	written  atomic.Uint64
 	inflight []inflightBlock
+	// head is the newest uncommitted state for the block store, written by
+	// the committer with the next commit or, after headReady, alone.
+	head      atomic.Pointer[head]
+	headReady chan struct{}
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
@@ -141,6 +145,7 @@ func New(cfg Config) (*Replica, error) {
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
 		commits:       make(chan commitJob, commitQueue),
+		headReady:     make(chan struct{}, 1),
 		voteProto:     p2p.VoteProtocol(chain),
 		syncProto:     p2p.SyncProtocol(chain),
 		clientProto:   p2p.ClientProtocol(chain),
@@ -447,13 +452,16 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 
 func (r *Replica) apply(acts []core.Action) {
 	moved := false
+	var jobs []commitJob
 	defer func() {
+		// Committed blocks go to the committer after the votes and
+		// proposals of this step have left, with the new head (written in
+		// the same block-store transaction as the commit).
 		if moved {
-			// Not synced: losing it only costs a fetch after a restart.
-			pending := append(r.core.PendingBlocks(), r.unwritten()...)
-			if err := r.bs.saveHead(pending, r.core.HighQC(), r.core.HighCommitQC()); err != nil {
-				log.Warnw("block store", "err", err)
-			}
+			r.publishHead(len(jobs) == 0)
+		}
+		for _, j := range jobs {
+			r.commits <- j
 		}
 	}()
 	for _, a := range acts {
@@ -479,7 +487,7 @@ func (r *Replica) apply(acts []core.Action) {
 			t := a.Timer
 			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
 		case core.Committed:
-			r.handOver(a)
+			jobs = append(jobs, r.handOver(a))
 		case core.NewRound:
 			moved = true
 			r.round.Store(uint64(a.Round))
