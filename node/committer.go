@@ -13,9 +13,9 @@ import (
 // it, in every round. Commit durability does not bear on safety (only the
 // safety data before a vote does, and the loop still syncs that first), so
 // the loop hands committed blocks over in order and goes on; the committer
-// writes the ledger, fsyncs it, writes the block store after it (it never
-// runs ahead of the ledger), and only then signs and sends the replies:
-// nothing is acknowledged before it is on disk.
+// writes the ledger and fsyncs it, then signs and sends the replies (nothing
+// is acknowledged before it is on disk), then writes and syncs the block
+// store (which so never runs ahead of the ledger).
 
 // commitJob is one committed block for the committer.
 type commitJob struct {
@@ -139,13 +139,22 @@ func (r *Replica) execute(jobs []commitJob) {
 		blocks = append(blocks, j.blocks...)
 		heights[i] = r.exec.height
 	}
-	from := jobs[0].from
-	err := r.exec.persist(lines)
-	if err == nil {
-		err = r.bs.write(from, blocks, r.head.Swap(nil))
-	}
-	if err != nil {
+	if err := r.exec.persist(lines); err != nil {
 		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
+	}
+	// The replies may leave once the ledger is on disk (what a client is
+	// told is durable); the block store follows, off the reply path.
+	batch := make([]outgoingReply, 0, len(replies))
+	for _, rp := range replies {
+		if to, ok := r.exec.peerOf(rp.Client); ok {
+			batch = append(batch, outgoingReply{to: to, reply: *rp})
+		}
+	}
+	r.signer.sign(batch)
+	r.sendReplies(batch)
+	from := jobs[0].from
+	if err := r.bs.write(from, blocks, r.head.Swap(nil)); err != nil {
+		log.Fatalf("block store: %v", err)
 	}
 	r.written.Store(from + uint64(len(blocks)))
 	for i, j := range jobs {
@@ -159,12 +168,4 @@ func (r *Replica) execute(jobs []commitJob) {
 	}
 	r.m.height.Set(float64(r.exec.height))
 	r.m.execLatency.Observe(time.Since(start).Seconds())
-	batch := make([]outgoingReply, 0, len(replies))
-	for _, rp := range replies {
-		if to, ok := r.exec.peerOf(rp.Client); ok {
-			batch = append(batch, outgoingReply{to: to, reply: *rp})
-		}
-	}
-	r.signer.sign(batch)
-	r.sendReplies(batch)
 }
