@@ -236,7 +236,7 @@ func (c *Core) processSync(s *types.SyncInfo) {
 
 func (c *Core) advanceTC(tc *types.TC) {
 	if tc != nil {
-		c.election.UpdateTC(tc, c.pm.CurrentRound()) // fallback leader of tc.Round+2 (leader.go)
+		c.election.UpdateTC(tc, c.pm.CurrentRound()) // the fallback of the next two rounds skips its leader (leader.go)
 	}
 	if tc != nil && c.pm.AdvanceTC(tc) {
 		c.enteredRound(true)
