@@ -14,13 +14,21 @@ import (
 
 	"github.com/diembft/diembft/node/client"
 	"github.com/diembft/diembft/node/kv"
+	"github.com/diembft/diembft/protocol/seqset"
 	"github.com/diembft/diembft/protocol/types"
 )
 
 // executor applies committed blocks to the key-value state machine, appends
 // each executed request to the ledger file (fsync'd per block) and signs the
 // replies. A (client, seq) executes once: a request that appears again, in a
-// later block or after a restart, gets its cached reply.
+// later block or after a restart, gets its cached reply while it is recent.
+//
+// Exactly-once state is bounded per client (clientState): the executed
+// seqs as a watermark and the spans above it (protocol/seqset), and the
+// results of the operations within types.ReplyWindow of the client's
+// highest executed seq, not one entry per operation ever executed. Every
+// piece of it follows from the ledger alone, so replay rebuilds it exactly
+// and every replica makes the same decisions.
 type executor struct {
 	id      types.ReplicaID
 	chainID string
@@ -30,11 +38,29 @@ type executor struct {
 	kv      *kv.Store
 	height  uint64 // requests executed
 	durable uint64 // requests whose ledger lines are fsync'd (guarded by mu)
-	// mu guards done, durable and peers: the committer goroutine executes
-	// blocks while the event loop answers replayed requests from the cache.
-	mu    sync.Mutex
-	done  map[types.RequestKey]opDone // every executed operation, by (client, seq)
-	peers map[string]peer.ID
+	// mu guards clients, durable, refused and peers: the committer
+	// goroutine executes blocks while the event loop answers replayed
+	// requests from the cache.
+	mu      sync.Mutex
+	clients map[string]*clientState // by string(client key)
+	refused uint64                  // requests refused at execution (refuseAtExecution)
+	peers   map[string]peer.ID
+}
+
+// clientState is what a replica remembers of one client's executed
+// operations. It is one small entry per client ever executed (a watermark,
+// a few spans, at most types.ReplyWindow results, and none after the client
+// stayed idle for idleHeights); clients are ed25519 keys and each costs at
+// least one ordered operation, as an account does on Aptos or in the Cosmos
+// SDK, where its sequence number also stays in the state forever.
+type clientState struct {
+	done seqset.Set // the executed seqs
+	// results holds the executed seqs above done.Highest()-ReplyWindow; an
+	// older executed operation is still known executed (done) but its
+	// retransmission gets no reply (see cached).
+	results map[uint64]opDone
+	trimmed uint64 // results holds no seq <= trimmed
+	last    uint64 // ledger height of the client's last executed operation
 }
 
 // opDone is an executed operation: its result and its ledger height.
@@ -42,6 +68,22 @@ type opDone struct {
 	result string
 	height uint64
 }
+
+// idleHeights: the results of a client without an executed operation in
+// the last idleHeights ledger lines are dropped (checked every idleCheck
+// lines), so that the many short-lived client keys of a long-running
+// system (every client run makes a fresh key by default) leave only their
+// watermarks behind. At 30,000 ops/s this is about 9 minutes: a client
+// would need every reply to its retransmissions lost for that long.
+const (
+	idleHeights = 1 << 24
+	idleCheck   = 1 << 20
+)
+
+// maxPeers bounds the reply routes (client key -> peer) a replica keeps;
+// past it they are forgotten (a client's next retransmission sets its
+// route again). Verified requests that never execute set routes too.
+const maxPeers = 1 << 16
 
 // LedgerFile is the name of a replica's ledger in its home.
 func LedgerFile(id types.ReplicaID) string { return fmt.Sprintf("replica-%d.ledger", id) }
@@ -92,7 +134,7 @@ func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.P
 
 func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
 	path := filepath.Join(home, LedgerFile(id))
-	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), done: map[types.RequestKey]opDone{}, peers: map[string]peer.ID{}}
+	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), clients: map[string]*clientState{}, peers: map[string]peer.ID{}}
 	f, created, err := fsys.OpenFile(path, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -148,8 +190,13 @@ func (e *executor) replay(f file, path string) error {
 		if op, err := kv.ParseOp(l.Op); err == nil {
 			result = e.kv.Apply(op)
 		}
-		e.height++
-		e.done[types.RequestKey{Client: string(key), Seq: l.Seq}] = opDone{result, e.height}
+		cs := e.client(string(key))
+		if cs.done.Has(l.Seq) {
+			// apply never writes an executed seq twice; replay keeps the
+			// first, as apply would have.
+			log.Warnw("ledger: a (client, seq) twice", "path", path, "line", e.height+1, "seq", l.Seq)
+		}
+		e.record(cs, l.Seq, result)
 		start = end + 1
 	}
 	if keep != len(data) {
@@ -197,7 +244,10 @@ func (e *executor) persist(lines []byte) error {
 // apply runs b's operations on the state machine and returns the (unsigned)
 // replies, one per request, and the ledger lines to append. An operation
 // executes once: one already executed, in an earlier block or before a
-// restart, keeps its result and height.
+// restart, keeps its result and height; if its result is no longer kept
+// (older than the client's reply window), its request gets no reply. A
+// request refused by refuseAtExecution is skipped whole: not executed, not
+// in the ledger, no reply.
 func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 	var buf bytes.Buffer
 	e.mu.Lock()
@@ -205,55 +255,186 @@ func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 	out := make([]*types.ClientReply, 0, len(b.Payload))
 	for i := range b.Payload {
 		req := &b.Payload[i]
+		cs := e.clients[string(req.Client)]
+		if err := refuseAtExecution(cs, req); err != nil {
+			e.refused++
+			log.Warnw("request refused at execution", "seq", req.Seq, "ops", len(req.Ops), "err", err)
+			continue
+		}
+		if cs == nil {
+			cs = e.client(string(req.Client))
+		}
 		rp := e.newReply(req)
+		complete := true
 		for j, text := range req.Ops {
-			k := req.OpKey(j)
-			d, ok := e.done[k]
-			if !ok {
+			seq := req.Seq + uint64(j)
+			var d opDone
+			if cs.done.Has(seq) {
+				var ok bool
+				if d, ok = cs.results[seq]; !ok {
+					complete = false
+				}
+			} else {
 				op, canon, valid := canonicalOp(text)
 				d.result = "fail"
 				if valid {
 					d.result = e.kv.Apply(op)
 				}
-				e.height++
-				d.height = e.height
-				e.done[k] = d
-				buf.WriteString(LedgerLine(req.Client, k.Seq, canon))
+				d.height = e.record(cs, seq, d.result)
+				buf.WriteString(LedgerLine(req.Client, seq, canon))
 				buf.WriteByte('\n')
 			}
 			rp.Results[j], rp.Heights[j] = d.result, d.height
 		}
-		out = append(out, rp)
+		if complete {
+			out = append(out, rp)
+		}
 	}
 	return out, buf.Bytes()
+}
+
+// refuseAtExecution is the execution-time rule for a committed request of
+// a client that scatters its seqs (cs nil: nothing executed yet). It
+// depends only on the ledger (the client's executed seqs), so every
+// replica, and replay, decides alike. A correct client never meets it: its
+// seqs in flight span less than types.ReplyWindow, and all its seqs below
+// them executed at lower heights.
+func refuseAtExecution(cs *clientState, req *types.Request) error {
+	var done seqset.Set
+	if cs != nil {
+		done = cs.done
+	}
+	lo, hi := req.Seq, req.Seq+uint64(len(req.Ops))-1
+	if hi > done.Watermark()+types.SeqWindow {
+		return fmt.Errorf("%w: ops %d..%d, watermark %d", ErrSeqTooFarAhead, lo, hi, done.Watermark())
+	}
+	if done.Spans() >= seqset.MaxSpans && done.AddsSpan(lo, hi) {
+		return fmt.Errorf("%w: ops %d..%d would open span %d above watermark %d", ErrSeqTooFarAhead, lo, hi, done.Spans()+1, done.Watermark())
+	}
+	return nil
+}
+
+// client returns the state of client c, creating it.
+func (e *executor) client(c string) *clientState {
+	cs := e.clients[c]
+	if cs == nil {
+		cs = &clientState{results: map[uint64]opDone{}}
+		e.clients[c] = cs
+	}
+	return cs
+}
+
+// record notes seq of cs as executed with result at the next ledger height
+// and returns that height; the one bookkeeping path of apply and replay, so
+// that replay rebuilds the live state exactly. It drops the results that
+// fell out of the client's reply window and, every idleCheck heights, the
+// results of idle clients.
+func (e *executor) record(cs *clientState, seq uint64, result string) uint64 {
+	e.height++
+	cs.done.Add(seq, seq)
+	cs.last = e.height
+	if cut := cs.done.Highest(); cut > types.ReplyWindow {
+		cs.trim(cut - types.ReplyWindow)
+	}
+	if seq > cs.trimmed {
+		cs.results[seq] = opDone{result, e.height}
+	}
+	if e.height%idleCheck == 0 && e.height > idleHeights {
+		for c, other := range e.clients {
+			if other.last <= e.height-idleHeights && len(other.results) > 0 {
+				other.results = map[uint64]opDone{}
+				other.trimmed = other.done.Highest()
+				delete(e.peers, c)
+			}
+		}
+	}
+	return e.height
+}
+
+// trim drops the results of seqs <= cut.
+func (cs *clientState) trim(cut uint64) {
+	if cut <= cs.trimmed {
+		return
+	}
+	if cut-cs.trimmed > uint64(len(cs.results)) {
+		for q := range cs.results {
+			if q <= cut {
+				delete(cs.results, q)
+			}
+		}
+	} else {
+		for q := cs.trimmed + 1; q <= cut; q++ {
+			delete(cs.results, q)
+		}
+	}
+	cs.trimmed = cut
 }
 
 func (e *executor) newReply(req *types.Request) *types.ClientReply {
 	return &types.ClientReply{Client: req.Client, Seq: req.Seq, Results: make([]string, len(req.Ops)), Heights: make([]uint64, len(req.Ops)), Replica: e.id}
 }
 
-// cached returns the signed reply to r if every operation of r was executed
-// and its ledger line is on disk (nothing is acknowledged before its fsync).
-// It signs on the caller's goroutine: only retransmissions get here.
+// cached returns the signed reply to r if every operation of r was executed,
+// its result is still kept and its ledger line is on disk (nothing is
+// acknowledged before its fsync). It signs on the caller's goroutine: only
+// retransmissions get here.
 func (e *executor) cached(r *types.Request) *types.ClientReply {
+	rp, _ := e.admit(r)
+	return rp
+}
+
+// admit decides, at a replica's door, what to do with a verified client
+// request: answer it from the cache (reply), drop it (a typed error:
+// ErrSeqTooFarAhead, ErrResultForgotten), or (neither) pass it on to
+// the mempool.
+//
+// ErrResultForgotten is a request whose operations all executed but whose
+// results fell out of the client's reply window (or were dropped after the
+// client idled for idleHeights): it is not ordered again and gets no
+// reply. A correct client cannot be left waiting by it: it only
+// retransmits operations in flight, and those lie within
+// types.ReplyWindow of the newest seq it submitted (node/client), so
+// within the window of the highest seq executed.
+func (e *executor) admit(r *types.Request) (*types.ClientReply, error) {
 	rp := e.newReply(r)
 	e.mu.Lock()
+	cs := e.clients[string(r.Client)]
+	if err := refuseAtExecution(cs, r); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	if cs == nil {
+		e.mu.Unlock()
+		return nil, nil
+	}
+	lo, hi := r.Seq, r.Seq+uint64(len(r.Ops))-1
+	if !cs.done.HasAll(lo, hi) {
+		e.mu.Unlock()
+		return nil, nil
+	}
 	for j := range r.Ops {
-		d, ok := e.done[r.OpKey(j)]
-		if !ok || d.height > e.durable {
+		d, ok := cs.results[lo+uint64(j)]
+		if !ok {
 			e.mu.Unlock()
-			return nil
+			return nil, fmt.Errorf("%w: ops %d..%d, results kept above %d", ErrResultForgotten, lo, hi, cs.trimmed)
+		}
+		if d.height > e.durable {
+			e.mu.Unlock()
+			return nil, nil
 		}
 		rp.Results[j], rp.Heights[j] = d.result, d.height
 	}
 	e.mu.Unlock()
 	rp.Sig = ed25519.Sign(e.key, rp.SignBytes(e.chainID))
-	return rp
+	return rp, nil
 }
 
 func (e *executor) clientPeer(client []byte, p peer.ID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, ok := e.peers[string(client)]; !ok && len(e.peers) >= maxPeers {
+		clear(e.peers)
+	}
 	e.peers[string(client)] = p
 }
 

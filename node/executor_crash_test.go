@@ -142,7 +142,7 @@ func checkRecovered(e *executor, fs *crashFS, ref *ledgerRef, durable uint64) er
 	if !maps.Equal(e.kv.Snapshot(), replayed.Snapshot()) {
 		return fmt.Errorf("KV state %v differs from a replay of the ledger %v", e.kv.Snapshot(), replayed.Snapshot())
 	}
-	for k, d := range e.done { // the blocks here carry one operation per request
+	for k, d := range e.resultsByKey() { // the blocks here carry one operation per request
 		if want := ref.replies[k]; want == nil || want.Results[0] != d.result || want.Heights[0] != d.height {
 			return fmt.Errorf("cached result for seq %d differs from the reference", k.Seq)
 		}

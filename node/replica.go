@@ -420,7 +420,15 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 	r.verified.add(req)
 	handle := func() {
 		r.exec.clientPeer(req.Client, from)
-		if reply := r.exec.cached(req); reply != nil {
+		reply, err := r.exec.admit(req)
+		if err != nil {
+			// Too far ahead of the client's executed seqs, or executed
+			// long ago (executor.admit): not ordered, no reply.
+			log.Debugw("client request refused", "seq", req.Seq, "ops", len(req.Ops), "err", err)
+			r.ignore("client", err)
+			return
+		}
+		if reply != nil {
 			r.sendReply(from, reply) // exactly once: a replayed request gets the cached result
 			return
 		}

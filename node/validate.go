@@ -21,6 +21,16 @@ var (
 	// ErrFutureRound: the message is for a round further ahead than the
 	// window of rounds a replica buffers (futureRounds).
 	ErrFutureRound = errors.New("round too far ahead")
+	// ErrSeqTooFarAhead: a client request reaches more than
+	// types.SeqWindow above the client's watermark, or would open more than
+	// seqset.MaxSpans out-of-order spans above it (executor.admit). The
+	// same rule, applied to the ledger state, skips such a request at
+	// execution (refuseAtExecution).
+	ErrSeqTooFarAhead = errors.New("request sequence number too far ahead")
+	// ErrResultForgotten: every operation of a client request executed
+	// long ago and its result is no longer kept (executor.admit): the
+	// request is not ordered again and gets no reply.
+	ErrResultForgotten = errors.New("request executed, result no longer kept")
 )
 
 // windowError is the error for a message of round that roundWindow refused.

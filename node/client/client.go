@@ -104,7 +104,10 @@ type Config struct {
 	// Key signs requests; its public key is the client's identity. Nil
 	// generates a fresh key.
 	Key ed25519.PrivateKey
-	// Concurrency is the number of operations in flight (default 1).
+	// Concurrency is the number of operations in flight (default 1). The
+	// sequence numbers in flight also span less than types.ReplyWindow: a
+	// request waiting long for its answer holds back new ones, so that a
+	// retransmission always finds its result in the replicas' reply window.
 	Concurrency int
 	// Batch is the most operations put under one signature in one request
 	// (default 1, at most types.MaxOpsPerRequest). When several slots of
@@ -366,6 +369,7 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 	maxTimeout := c.cfg.Timeout << MaxBackoffShift
 	inflight := make(map[uint64]*pending, c.cfg.Concurrency)
 	inflightOps := 0
+	var order []uint64 // seqs of the requests submitted, oldest first; a prefix may be accepted
 	var deadlines deadlineHeap
 	next := 0 // index into ops of the next operation to submit
 
@@ -393,6 +397,7 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 			tally: make(map[answer]int, 1),
 		}
 		inflight[p.seq] = p
+		order = append(order, p.seq)
 		inflightOps += n
 		c.live.Store(p.seq, struct{}{})
 		next += n
@@ -401,9 +406,30 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 		c.broadcast(p)
 		return nil
 	}
+	// window is how many operations may be submitted without the seqs in
+	// flight spanning types.ReplyWindow or more: the replicas keep the
+	// results of the ReplyWindow seqs below a client's highest executed
+	// one (node/executor.go), and no longer answer a retransmission older
+	// than that.
+	window := func() int {
+		i := 0
+		for i < len(order) && inflight[order[i]] == nil {
+			i++
+		}
+		order = order[i:]
+		oldest := uint64(next + 1)
+		if len(order) > 0 {
+			oldest = order[0]
+		}
+		return int(oldest + types.ReplyWindow - 1 - uint64(next))
+	}
 	fill := func() error {
 		for inflightOps < c.cfg.Concurrency && next < len(ops) {
-			if err := submit(min(c.cfg.Batch, c.cfg.Concurrency-inflightOps, len(ops)-next)); err != nil {
+			n := min(c.cfg.Batch, c.cfg.Concurrency-inflightOps, len(ops)-next, window())
+			if n <= 0 {
+				break
+			}
+			if err := submit(n); err != nil {
 				return err
 			}
 		}

@@ -524,3 +524,48 @@ func TestBatchesOperationsUnderOneSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestSeqsInFlightSpanLessThanReplyWindow: a request left unanswered holds
+// back new ones once the seqs in flight would span types.ReplyWindow, so
+// that the replicas still keep its result when it is retransmitted
+// (node/executor.go keeps the results of the ReplyWindow seqs below a
+// client's highest executed one).
+func TestSeqsInFlightSpanLessThanReplyWindow(t *testing.T) {
+	c := newCommittee(1)
+	tr := newTransport(t, c.com)
+	cl, err := New(c.roster(), tr, Config{Concurrency: 16, Timeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go func() {
+		// Seq 1 is lost until it is retransmitted after seq ReplyWindow
+		// went out (its retransmission timeout has then grown to ~1 s).
+		full, released := false, false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-tr.out:
+				if s.req.Seq+uint64(len(s.req.Ops))-1 >= 1+types.ReplyWindow && !released {
+					t.Errorf("seq %d sent while seq 1 is in flight (window %d)", s.req.Seq, types.ReplyWindow)
+				}
+				if s.req.Seq == types.ReplyWindow {
+					full = true
+				}
+				if s.req.Seq == 1 && !released {
+					if released = full; !released {
+						continue
+					}
+				}
+				i := c.index(s.to)
+				cl.Deliver(s.to, c.replyBatch(i, i, s.req.Client, s.req.Seq, c.commit(s.req)))
+			}
+		}
+	}()
+	sum, err := cl.Run(ctx, Repeat(ops(t, "put('a','b')"), types.ReplyWindow+50))
+	if err != nil || sum.Committed != types.ReplyWindow+50 {
+		t.Fatalf("Run: %v, %d committed", err, sum.Committed)
+	}
+}

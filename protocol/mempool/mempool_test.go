@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/diembft/diembft/protocol/mempool"
+	"github.com/diembft/diembft/protocol/seqset"
 	"github.com/diembft/diembft/protocol/types"
 )
 
@@ -135,7 +136,7 @@ func TestRandomOperations(t *testing.T) {
 		var order []types.RequestKey // model: pending in arrival order
 		committed := map[types.RequestKey]bool{}
 		for range 300 {
-			r := req(string(rune('a'+rng.Intn(4))), uint64(rng.Intn(10)))
+			r := req(string(rune('a'+rng.Intn(4))), uint64(rng.Intn(10))+1) // seqs start at 1
 			k := r.Key()
 			switch rng.Intn(3) {
 			case 0:
@@ -168,5 +169,70 @@ func TestRandomOperations(t *testing.T) {
 				t.Fatalf("seed %d: Len %d, model %d", seed, p.Len(), len(order))
 			}
 		}
+	}
+}
+
+func batch(client string, seq uint64, n int) *types.Request {
+	r := &types.Request{Client: []byte(client), Seq: seq}
+	for i := range n {
+		r.Ops = append(r.Ops, fmt.Sprintf("put('%s','%d')", client, seq+uint64(i)))
+	}
+	return r
+}
+
+// TestCommittedStateBounded: a client's committed requests are remembered
+// as a watermark and the spans above it. Out-of-order commits within a
+// window leave a few spans that close as the gaps commit; committed
+// requests are refused long after (however far the watermark moved), the
+// pending ones of the window are still taken, and the spans stay bounded
+// even for a client scattering its seqs.
+func TestCommittedStateBounded(t *testing.T) {
+	p := mempool.New(0)
+	const n, size = 20000, 4
+	// Requests of 4 ops; commit them in windows of 8, in reverse order
+	// within each window (out of order, as concurrent requests complete).
+	for w := 0; w < n; w += 8 {
+		for i := w + 7; i >= w; i-- {
+			p.Commit([]types.Request{*batch("a", uint64(i*size+1), size)})
+			if s := p.SpansOf([]byte("a")); s > 1 {
+				t.Fatalf("after committing request %d: %d spans, want at most 1 (the window's tail)", i, s)
+			}
+		}
+	}
+	for _, i := range []int{0, 1, n / 2, n - 1} {
+		if err := p.Add(batch("a", uint64(i*size+1), size)); !errors.Is(err, mempool.ErrDuplicate) {
+			t.Fatalf("committed request %d re-admitted: %v", i, err)
+		}
+	}
+	// A pending request next to a gap: admitted and taken.
+	next := uint64(n*size + 1)
+	p.Commit([]types.Request{*batch("a", next+size, size)}) // completes before next
+	if err := p.Add(batch("a", next, size)); err != nil {
+		t.Fatalf("pending request in the gap refused: %v", err)
+	}
+	if got := p.Take(100, nil); len(got) != 1 || got[0].Seq != next {
+		t.Fatalf("Take = %v, want the request at %d", keys(got), next)
+	}
+	// A partly committed request is still ordered (its new ops execute).
+	if err := p.Add(batch("a", next+size-1, 3)); err != nil {
+		t.Fatalf("partly committed request refused: %v", err)
+	}
+
+	// Scattered seqs: every other seq of a window far wider than MaxSpans,
+	// then seqs far beyond the window.
+	for i := uint64(1); i <= 3*seqset.MaxSpans; i++ {
+		p.Commit([]types.Request{*batch("z", 2*i+1, 1)})
+		if s := p.SpansOf([]byte("z")); s > seqset.MaxSpans {
+			t.Fatalf("scattering client: %d spans after %d commits, bound %d", s, i, seqset.MaxSpans)
+		}
+	}
+	for i := uint64(1); i <= 100; i++ {
+		p.Commit([]types.Request{*batch("z", i<<40, 1)})
+	}
+	if s := p.SpansOf([]byte("z")); s > 1 {
+		t.Fatalf("seqs beyond the window left %d spans, want 1", s)
+	}
+	if err := p.Add(batch("z", 100<<40, 1)); !errors.Is(err, mempool.ErrDuplicate) {
+		t.Fatalf("committed far seq re-admitted: %v", err)
 	}
 }

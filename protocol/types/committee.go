@@ -277,7 +277,7 @@ func (c *Committee) VerifyRequest(r *Request) error {
 	if len(r.Client) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: client key length %d", ErrMalformed, len(r.Client))
 	}
-	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerRequest || r.Seq+uint64(len(r.Ops)) < r.Seq {
+	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerRequest || r.Seq == 0 || r.Seq+uint64(len(r.Ops)) <= r.Seq {
 		return fmt.Errorf("%w: request seq %d with %d operations", ErrMalformed, r.Seq, len(r.Ops))
 	}
 	c.requestChecks.Add(1)

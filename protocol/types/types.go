@@ -42,13 +42,29 @@ func (h Hash) IsZero() bool { return h == ZeroHash }
 type Request struct {
 	_      struct{} `cbor:",toarray"`
 	Client []byte   // ed25519 public key (32 bytes)
-	Seq    uint64   // per-client sequence number of Ops[0], starts at 1
+	Seq    uint64   // per-client sequence number of Ops[0], starts at 1 (0 is malformed)
 	Ops    []string // textual operations, e.g. put('k','v')
 	Sig    []byte   // client signature over SignBytes
 }
 
 // MaxOpsPerRequest bounds a request's batch.
 const MaxOpsPerRequest = 1024
+
+// ReplyWindow bounds the operations whose results a replica keeps per
+// client: those within ReplyWindow of the client's highest executed seq.
+// A client never has an operation in flight ReplyWindow or more below the
+// newest seq it submitted (node/client: its sequence numbers in flight span
+// less than ReplyWindow), so a retransmission of any operation it still
+// waits for finds its result.
+const ReplyWindow = 4 * MaxOpsPerRequest
+
+// SeqWindow bounds how far above a client's watermark (every seq up to it
+// executed) a request may reach: a replica refuses a request beyond it, at
+// its door and, deterministically from the ledger, at execution. It keeps
+// the per-client state bounded against a client that scatters its seqs,
+// and is far wider than a correct client's window (ReplyWindow), so that a
+// replica lagging behind still admits the requests of correct clients.
+const SeqWindow = 1 << 20
 
 // PayloadOps is the number of operations in reqs (what block.max_requests
 // bounds).
