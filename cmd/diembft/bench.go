@@ -114,8 +114,8 @@ func init() {
 	f.StringVar(&benchOpts.out, "out", "", "output directory (default runs/bench-<mode>-<timestamp>)")
 	f.IntVar(&benchOpts.batch, "batch", 0, "block.max_requests (default 100 for latency, 1000 for throughput)")
 	f.IntVar(&benchOpts.clients, "clients", 0, "load-generating clients (default 1 for latency, 4 for throughput)")
-	f.IntVar(&benchOpts.inflight, "inflight", 0, "requests in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 1000)")
-	f.IntVar(&benchOpts.clientBatch, "client-batch", 0, "operations per signed client request (default 1 for latency; for throughput in-flight/4, at most 100)")
+	f.IntVar(&benchOpts.inflight, "inflight", 0, "operations in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 2000)")
+	f.IntVar(&benchOpts.clientBatch, "client-batch", 0, "operations per signed client request (default 1 for latency; for throughput in-flight/4, at most 125 and at most --batch)")
 	f.BoolVar(&benchOpts.cpuprofile, "cpuprofile", false, "write a CPU profile of every replica and of the load generator to DIR/<run>/profiles/")
 	f.BoolVar(&benchOpts.trace, "trace", false, "write a runtime execution trace of every replica to DIR/<run>/profiles/")
 	f.StringVar(&benchOpts.binDir, "bin-dir", "", "where bin/replica is (default: next to this binary)")
@@ -202,16 +202,18 @@ func (o *benchOptions) plan() []benchRun {
 		}
 		if r.Inflight == 0 {
 			// Enough to fill blocks in the pipeline, capped where more
-			// requests in flight only queue: on the 2-core machine of
-			// docs/performance.md, 1,000 in flight give the same ops/s as
-			// 4,000 at a quarter of the latency, and 200 give less.
-			total := min(max(2*r.Batch, 64), 1000)
+			// operations in flight only queue: on the 2-core machine of
+			// docs/performance.md, 2,000 in flight (4 clients x 500 in
+			// requests of 125) give 23-35k ops/s at p50 47-66 ms; 1,000 give
+			// about half of that, 4,000 only more latency.
+			total := min(max(2*r.Batch, 64), 2000)
 			r.Inflight = max(total/r.Clients, 1)
 		}
 		if r.ClientBatch == 0 {
-			// Several requests per client in flight keep the pipeline
-			// full while one waits for its replies.
-			r.ClientBatch = min(max(r.Inflight/4, 1), 100)
+			// Four requests per client in flight keep the pipeline full
+			// while one waits for its replies; a request is no larger than
+			// a block.
+			r.ClientBatch = min(max(r.Inflight/4, 1), 125, r.Batch)
 		}
 		return r
 	}

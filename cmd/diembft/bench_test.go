@@ -13,17 +13,18 @@ func TestBenchPlan(t *testing.T) {
 		t.Fatalf("sweep plans %d runs, want 8 (N = 4 and 7: latency, batch 1, 100, 1000)", len(runs))
 	}
 	want := []struct {
-		mode      string
-		n, batch  int
-		totalLoad int // clients x in flight
+		mode        string
+		n, batch    int
+		totalLoad   int // clients x in flight
+		clientBatch int // operations per signed request
 	}{
-		{"latency", 4, 100, 4}, {"throughput", 4, 1, 64}, {"throughput", 4, 100, 200}, {"throughput", 4, 1000, 1000},
-		{"latency", 7, 100, 4}, {"throughput", 7, 1, 64}, {"throughput", 7, 100, 200}, {"throughput", 7, 1000, 1000},
+		{"latency", 4, 100, 4, 1}, {"throughput", 4, 1, 64, 1}, {"throughput", 4, 100, 200, 12}, {"throughput", 4, 1000, 2000, 125},
+		{"latency", 7, 100, 4, 1}, {"throughput", 7, 1, 64, 1}, {"throughput", 7, 100, 200, 12}, {"throughput", 7, 1000, 2000, 125},
 	}
 	for i, w := range want {
 		r := runs[i]
-		if r.Mode != w.mode || r.Replicas != w.n || r.Batch != w.batch || r.Clients*r.Inflight != w.totalLoad {
-			t.Errorf("run %d = %+v, want %s N=%d batch %d with %d in flight", i, r, w.mode, w.n, w.batch, w.totalLoad)
+		if r.Mode != w.mode || r.Replicas != w.n || r.Batch != w.batch || r.Clients*r.Inflight != w.totalLoad || r.ClientBatch != w.clientBatch {
+			t.Errorf("run %d = %+v, want %s N=%d batch %d with %d in flight in requests of %d", i, r, w.mode, w.n, w.batch, w.totalLoad, w.clientBatch)
 		}
 	}
 	o = benchOptions{mode: "latency", replicas: 7}
