@@ -236,7 +236,7 @@ func (c *Core) processSync(s *types.SyncInfo) {
 
 func (c *Core) advanceTC(tc *types.TC) {
 	if tc != nil {
-		c.election.UpdateTC(tc, c.pm.CurrentRound()) // the fallback of the next two rounds skips its leader (leader.go)
+		c.election.UpdateTC(tc, c.pm.CurrentRound()) // the next round's leader changes to the fallback (leader.go)
 	}
 	if tc != nil && c.pm.AdvanceTC(tc) {
 		c.enteredRound(true)

@@ -166,12 +166,9 @@ func TestRoundTimeoutFormsTC(t *testing.T) {
 				}
 			}
 			heightBefore := c.minHeight()
-			nextLeader := c.cores[0].Leader(r + 1)
-			for i, cr := range c.cores {
-				if cr.Leader(r+1) != nextLeader {
-					c.fatalf("replicas 0 and %d disagree on the leader of round %d", i, r+1)
-				}
-			}
+			// The leader of round r+1 as chosen before the TC: it lost
+			// round r's votes (they went to it).
+			aggregator, leaderR := c.cores[0].Leader(r+1), c.cores[0].Leader(r)
 
 			var timeouts []*types.TimeoutMsg
 			var tcProposal *types.Proposal
@@ -213,6 +210,22 @@ func TestRoundTimeoutFormsTC(t *testing.T) {
 			}
 			if tcs == 0 || byTC != 4 {
 				c.fatalf("%d TCs formed, %d replicas entered round %d by TC", tcs, byTC, r+1)
+			}
+			// Every replica holds a TC of round r and no QC: they agree on
+			// the leader of round r+1. With reputation election it is
+			// neither round r's leader nor its vote aggregator (leader.go,
+			// "after a timeout"); round-robin keeps ⌊(r+1)/2⌋ mod n.
+			nextLeader := c.cores[0].Leader(r + 1)
+			for i, cr := range c.cores {
+				if cr.Leader(r+1) != nextLeader {
+					c.fatalf("replicas 0 and %d disagree on the leader of round %d", i, r+1)
+				}
+			}
+			if m.mode == leader.Reputation && (nextLeader == aggregator || nextLeader == leaderR) {
+				c.fatalf("after the TC of round %d, round %d is led by %d (leader of round %d %d, aggregator %d)", r, r+1, nextLeader, r, leaderR, aggregator)
+			}
+			if m.mode == leader.RoundRobin && nextLeader != aggregator {
+				c.fatalf("round-robin: the TC changed the leader of round %d from %d to %d", r+1, aggregator, nextLeader)
 			}
 			if tcProposal == nil {
 				// Nothing urgent to propose: the leader waits IdleProposeDelay.

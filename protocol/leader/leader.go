@@ -22,16 +22,53 @@
 //     failed, inactive_weight for those with no votes in the window.
 //   - Fallback (rounds without a reputation leader, which after a timeout are
 //     the next three): the round-robin candidate ⌊r/2⌋ mod n, skipped forward
-//     in round-robin order past (a) the leader of round r-1 or r-2 if that
-//     round ended by a TC and no QC of it is known: Aptos' "failed authors",
-//     the proposers of the rounds a block skipped; and (b) the replicas that
-//     did not sign the QC of round r-2. Both hold for everyone holding the
+//     in round-robin order past (a) the suspects of round r-1 or r-2 if that
+//     round ended by a TC and no QC of it is known: its leader and the
+//     aggregator of its votes (below); Aptos' "failed authors" are the
+//     proposers of the rounds a block skipped; and (b) the replicas that did
+//     not sign the QC of round r-2. Both hold for everyone holding the
 //     certificates: any TC of round s shows round s failed, and a QC is one
 //     object, formed by the next leader and passed on. We do not skip the
 //     non-signers of a TC: each replica forms its own TC from the first 2f+1
 //     timeouts it gets, so with n ≥ 7 their signer sets differ and replicas
 //     disagree on the leader (measured in protocol/sim: five timeouts in a
 //     row instead of two).
+//   - After a timeout: if round r-1 ended by a TC and no QC of round r-1 is
+//     known, round r gets the fallback leader even if the QC of round r-3
+//     elected a reputation leader for it. Round r-1's votes went to that
+//     leader (votes go to the next round's leader), so the TC shows that the
+//     leader of r-1 did not propose or the leader of r did not form the QC;
+//     we cannot tell which, so both are suspects and skipped. The aggregator
+//     of round s's votes is the leader of s+1 as chosen without the TC of s
+//     (get with ignore = s). Without this, a replica killed while it was the
+//     leader of the next round (elected from a QC it signed alive) cost two
+//     timeouts: the round whose votes it lost, then its own round. Now the
+//     round after the TC has a live leader, and its votes go to a live
+//     leader of the round after (the suspects of r-1 are skipped in round
+//     r+1 too), so only one round times out.
+//
+// Agreement after a timeout. The choice for round r depends on whether the
+// replica holds a TC of round r-1 and whether it holds a QC of round r-1, so
+// two honest replicas disagree only when both certificates exist and one of
+// them has not seen the QC yet: round r-1's aggregator formed the QC just as
+// 2f+1 replicas gave up on the round. Replicas that entered round r by the
+// QC keep the reputation leader (round r-1 did not fail for them); the
+// reputation leader's proposal carries that QC, so anyone receiving it
+// switches to it, but a replica that already voted for the fallback leader's
+// proposal cannot vote again in round r, and round r may fail: one extra
+// timeout, in a race that needs round r-1 to end at its timeout anyway. The
+// aggregator itself stops taking round r-1's votes once it holds the TC (it
+// is no longer the leader of round r), which keeps it from forming such a
+// late QC. A Byzantine aggregator can create the race on purpose, but it can
+// already make round r fail by not proposing. Safety never depends on the
+// leader: the safety rules vote at most once per round whoever proposes.
+//
+// Aptos (consensus/src/liveness) does not change the proposer of a round
+// after a timeout: LeaderReputation's window lags the committed history by
+// exclude_round rounds, and failed proposers lose weight only once blocks
+// carrying them as failed_authors commit, so a dead validator keeps its
+// scheduled rounds for a while and each costs a timeout. Here the election
+// works from the newest certificates, which lets a TC act at once.
 package leader
 
 import (
@@ -90,55 +127,92 @@ func New(mode Mode, n, windowSize, excludeSize int) *Election {
 }
 
 // Get is the paper's get_leader: a fixed leader, else the reputation leader
-// elected by the QC of round r-2, else the fallback.
-func (e *Election) Get(r types.Round) types.ReplicaID { return e.get(r, failedDepth) }
+// elected by the QC of round r-2, else the fallback. After a round r-1 that
+// ended by a TC with no QC of it known, the fallback replaces the reputation
+// leader of round r (see the package comment, "after a timeout").
+func (e *Election) Get(r types.Round) types.ReplicaID { return e.get(r, failedDepth, noRound) }
 
-// failedDepth bounds the recursion of the fallback into the leaders of
-// earlier failed rounds, so that a choice depends only on certificates of
-// rounds r-1 .. r-2·(failedDepth+1), which keepRounds keeps.
+// failedDepth bounds the recursion of the fallback into the leaders and vote
+// aggregators of earlier failed rounds, so that a choice depends only on
+// certificates of rounds r-1 .. r-2·(failedDepth+1), which keepRounds keeps.
 const failedDepth = 2
 
-func (e *Election) get(r types.Round, depth int) types.ReplicaID {
+// noRound is a round that is never ignored (see get).
+const noRound = ^types.Round(0)
+
+// get is Get with the TC of round ignore treated as unknown: that is the
+// leader of ignore+1 as the replicas saw it while round ignore was running,
+// i.e. the replica round ignore's votes went to (its aggregator).
+func (e *Election) get(r types.Round, depth int, ignore types.Round) types.ReplicaID {
 	if l, ok := e.Fixed[r]; ok {
 		return l
+	}
+	if r >= 1 && e.failedNoQC(r-1, ignore) {
+		// Round r-1 failed: its TC shows that its leader or the replica
+		// its votes went to (the reputation leader of round r, if any)
+		// failed; do not wait a round timeout for the latter to propose.
+		return e.fallback(r, depth, ignore)
 	}
 	if l, ok := e.reputation[r]; ok {
 		return l
 	}
-	return e.fallback(r, depth)
+	return e.fallback(r, depth, ignore)
+}
+
+// failedNoQC reports whether round s ended by a TC (unless s is the ignored
+// round) and no QC of it is known. Reputation mode only: in other modes no
+// TC is recorded.
+func (e *Election) failedNoQC(s, ignore types.Round) bool {
+	return s != ignore && e.failed[s] && e.qcSigners[s] == nil
+}
+
+// suspects marks the replicas a TC of round s (with no QC) points at: the
+// leader of s, which may not have proposed, and the aggregator of s's votes,
+// the leader of s+1 as chosen before the TC was known, which may not have
+// formed the QC. The TC cannot tell which of the two failed.
+func (e *Election) suspects(s types.Round, depth int, skip []bool) {
+	for _, l := range [2]types.ReplicaID{e.get(s, depth, noRound), e.get(s+1, depth, s)} {
+		if int(l) < e.n {
+			skip[l] = true
+		}
+	}
 }
 
 // fallback is the round-robin leader ⌊r/2⌋ mod n (paper §3), skipped forward
-// in round-robin order past the failed leaders of rounds r-1 and r-2 and the
+// in round-robin order past the suspects (leader and vote aggregator) of
+// rounds r-1 and r-2 if they ended by a TC with no QC known, and past the
 // non-signers of the QC of round r-2 (Reputation mode only; see the package
-// comment). If that skips everyone, the round-robin leader stands.
-func (e *Election) fallback(r types.Round, depth int) types.ReplicaID {
+// comment). If that skips everyone, the suspects of round r-1 alone are
+// skipped (the newest evidence), and if that skips everyone too, the
+// round-robin leader stands.
+func (e *Election) fallback(r types.Round, depth int, ignore types.Round) types.ReplicaID {
 	start := (uint64(r) / 2) % uint64(e.n)
 	if e.mode != Reputation {
 		return types.ReplicaID(start)
 	}
-	skip := make([]bool, e.n)
+	newest := make([]bool, e.n) // suspects of round r-1
+	older := make([]bool, e.n)  // non-signers of QC(r-2), suspects of round r-2
 	if r >= 2 {
 		if s, ok := e.qcSigners[r-2]; ok {
 			for id, signed := range s {
-				skip[id] = !signed
+				older[id] = !signed
 			}
 		}
 	}
-	for _, s := range []types.Round{r - 1, r - 2} {
-		if depth == 0 || s >= r { // s >= r: wrapped below round 0
-			continue
+	if depth > 0 {
+		if r >= 1 && e.failedNoQC(r-1, ignore) {
+			e.suspects(r-1, depth-1, newest)
 		}
-		if e.failed[s] && e.qcSigners[s] == nil {
-			// The leader of s by the same rules, one level less deep.
-			if l := e.get(s, depth-1); int(l) < e.n {
-				skip[l] = true
-			}
+		if r >= 2 && e.failedNoQC(r-2, ignore) {
+			e.suspects(r-2, depth-1, older)
 		}
 	}
-	for i := range uint64(e.n) {
-		if id := (start + i) % uint64(e.n); !skip[id] {
-			return types.ReplicaID(id)
+	for _, both := range []bool{true, false} {
+		for i := range uint64(e.n) {
+			id := (start + i) % uint64(e.n)
+			if !newest[id] && !(both && older[id]) {
+				return types.ReplicaID(id)
+			}
 		}
 	}
 	return types.ReplicaID(start)
@@ -205,9 +279,10 @@ func (e *Election) Update(qc *types.QC, pruneBelow types.Round, committed BlockL
 	}
 }
 
-// UpdateTC records that round tc.Round ended by a timeout: the fallback of
-// the next two rounds skips the leader of that round, unless a QC of the
-// round turns up. Call it with every TC the replica forms or receives. Only
+// UpdateTC records that round tc.Round ended by a timeout: the next round
+// gets the fallback leader, and the fallback of the next two rounds skips
+// the leader of that round and the aggregator of its votes, unless a QC of
+// the round turns up. Call it with every TC the replica forms or receives. Only
 // the TC's round matters, not its signers, so replicas that formed different
 // TCs of one round agree.
 func (e *Election) UpdateTC(tc *types.TC, pruneBelow types.Round) {

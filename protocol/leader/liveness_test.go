@@ -221,23 +221,26 @@ func TestFallbackRule(t *testing.T) {
 	}
 	none := (&ledger.Memory{}).CommittedBlock
 	e := leader.New(leader.Reputation, n, 5, 1)
-	// Round 9 (leader ⌊9/2⌋ mod 4 = 0) timed out: round 10's candidate 1 stands,
-	// round 11's candidate 1 too; a TC of round 10 (leader 1) moves 11 to 2.
+	// Round 9 (leader ⌊9/2⌋ mod 4 = 0) timed out: its suspects are its leader
+	// 0 and its vote aggregator, round 10's candidate 1, so round 10 goes to
+	// 2. A TC of round 10 (leader 2, aggregator 2) moves 11 (candidate 1) past
+	// 0, 1 (round 9) and 2 to 3, and 12 (candidate 2) past 2 to 3.
 	e.UpdateTC(tc(9), 9)
-	if got := e.Get(10); got != 1 {
-		t.Fatalf("Get(10) = %d, want 1", got)
+	if got := e.Get(10); got != 2 {
+		t.Fatalf("Get(10) = %d, want 2", got)
 	}
 	e.UpdateTC(tc(10), 10)
-	if got := e.Get(11); got != 2 {
-		t.Fatalf("after a TC of round 10 led by 1: Get(11) = %d, want 2", got)
+	if got := e.Get(11); got != 3 {
+		t.Fatalf("after a TC of round 10 led by 2: Get(11) = %d, want 3", got)
 	}
-	if got := e.Get(12); got != 2 { // candidate 2 led no failed round
-		t.Fatalf("Get(12) = %d, want 2", got)
+	if got := e.Get(12); got != 3 {
+		t.Fatalf("Get(12) = %d, want 3", got)
 	}
-	// A QC of round 10 shows round 10 did not fail after all.
+	// A QC of round 10 shows round 10 did not fail after all: round 11
+	// skips only round 9's suspects 0 and 1.
 	e.Update(qc(10, 0, 1, 2), 10, none)
-	if got := e.Get(11); got != 1 {
-		t.Fatalf("QC of round 10 known: Get(11) = %d, want 1", got)
+	if got := e.Get(11); got != 2 {
+		t.Fatalf("QC of round 10 known: Get(11) = %d, want 2", got)
 	}
 	// ... and its non-signer 3 is skipped in round 12+... : round 12's basis is
 	// the QC of round 10: candidate 2 signed.
@@ -267,6 +270,62 @@ func TestFallbackRule(t *testing.T) {
 	for r := types.Round(10); r < 16; r++ {
 		if got, want := rr.Get(r), types.ReplicaID(uint64(r)/2%n); got != want {
 			t.Fatalf("round-robin mode: Get(%d) = %d, want %d", r, got, want)
+		}
+	}
+}
+
+// TestTimeoutReplacesNextLeader (issue #8, a crash of the next leader): the
+// QC of round r-1 elected x, alive then, to lead round r+1, so x is the
+// aggregator of round r's votes. x dies; round r ends by a TC and no QC of it
+// exists. The leader of round r+1 is then neither x nor the leader of round
+// r (the TC cannot tell which failed), and so is the leader of round r+2 as
+// seen while round r+1 runs (its votes go there). Replicas holding TCs of
+// round r with different signers agree. If a QC of round r turns up after
+// all (round r did not fail), x leads round r+1 again, as for the replicas
+// that entered round r+1 by that QC.
+func TestTimeoutReplacesNextLeader(t *testing.T) {
+	for seed := int64(1); seed <= 60; seed++ {
+		for _, n := range []int{4, 7} {
+			f := (n - 1) / 3
+			rng := rand.New(rand.NewSource(seed))
+			c := newChain()
+			var e []*leader.Election
+			for range 3 {
+				e = append(e, leader.New(leader.Reputation, n, 5, f))
+			}
+			for range 8 + rng.Intn(20) {
+				qc := c.grow(types.ReplicaID(rng.Intn(n)), others(rng, n, types.ReplicaID(n), 2*f+1+rng.Intn(n-2*f)))
+				for _, ei := range e {
+					ei.Update(qc, 0, c.led.CommittedBlock)
+				}
+			}
+			r := c.last.Round + 1 // the round in progress; QC(r-1) elected r+1
+			x, lr := e[0].Get(r+1), e[0].Get(r)
+			// Round r's block, certified by some (x formed QC(r) and died).
+			b := &types.Block{Author: lr, Round: r, QC: c.lastQC}
+			b.ID = b.ComputeID()
+			vi := types.VoteInfo{ID: b.ID, Round: r, ParentID: b.ParentID(), ParentRound: b.QC.Round()}
+			late := &types.QC{VoteInfo: vi, Signatures: sigs(others(rng, n, x, 2*f+1))}
+			var got [2][]types.ReplicaID
+			for _, ei := range e {
+				ei.UpdateTC(&types.TC{Round: r, Signatures: sigs(others(rng, n, x, 2*f+1))}, r)
+				l1, l2 := ei.Get(r+1), ei.Get(r+2)
+				for i, l := range []types.ReplicaID{l1, l2} {
+					if l == x || l == lr {
+						t.Fatalf("seed %d n %d: after a TC of round %d (leader %d, aggregator %d), round %d is led by %d", seed, n, r, lr, x, r+1+types.Round(i), l)
+					}
+					got[i] = append(got[i], l)
+				}
+			}
+			for i := range got {
+				if got[i][0] != got[i][1] || got[i][0] != got[i][2] {
+					t.Fatalf("seed %d n %d round %d: replicas with different TCs disagree: %v", seed, n, r+1+types.Round(i), got[i])
+				}
+			}
+			e[0].Update(late, r+1, c.led.CommittedBlock)
+			if got := e[0].Get(r + 1); got != x {
+				t.Fatalf("seed %d n %d: QC of round %d known, yet round %d led by %d, not the reputation leader %d", seed, n, r, r+1, got, x)
+			}
 		}
 	}
 }
