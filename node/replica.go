@@ -291,10 +291,23 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 // replica that fell further behind than the window must still accept the
 // messages of the rounds the committee has certified, as they are what
 // makes it fetch the blocks it lacks and catch up.
-func (r *Replica) roundWindow(round, certified types.Round) bool {
+//
+// past is how many rounds behind the local round a message may be:
+// pastTimeouts for timeouts, pastProposals for proposals (a late proposal's
+// block still spares a fetch, see core.keepLate).
+func (r *Replica) roundWindow(round, certified, past types.Round) bool {
 	cur := types.Round(r.round.Load())
-	return round+2 >= cur && round <= max(cur, certified)+futureRounds
+	return round+past >= cur && round <= max(cur, certified)+futureRounds
 }
+
+// How far behind the local round a gossiped message may be and still be
+// accepted (and relayed). For proposals, as far back as the leader election
+// still knows who led a round (protocol/leader keeps 7 rounds), which is
+// what core.keepLate needs to judge a late block.
+const (
+	pastTimeouts  = 2
+	pastProposals = 6
+)
 
 func tcRound(tc *types.TC) types.Round {
 	if tc == nil {
@@ -308,8 +321,8 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResu
 	if err != nil {
 		return r.judge("proposal", err)
 	}
-	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC))) {
-		return r.ignore("proposal", r.windowError(p.Block.Round))
+	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC)), pastProposals) {
+		return r.ignore("proposal", r.windowError(p.Block.Round, pastProposals))
 	}
 	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has))
 }
@@ -319,8 +332,8 @@ func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResul
 	if err != nil {
 		return r.judge("timeout", err)
 	}
-	if !r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC))) {
-		return r.ignore("timeout", r.windowError(t.Timeout.Round))
+	if !r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC)), pastTimeouts) {
+		return r.ignore("timeout", r.windowError(t.Timeout.Round, pastTimeouts))
 	}
 	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t))
 }

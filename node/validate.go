@@ -34,9 +34,9 @@ var (
 )
 
 // windowError is the error for a message of round that roundWindow refused.
-func (r *Replica) windowError(round types.Round) error {
+func (r *Replica) windowError(round, past types.Round) error {
 	cur := types.Round(r.round.Load())
-	if round+2 < cur {
+	if round+past < cur {
 		return fmt.Errorf("%w: %d, current round %d", ErrStaleRound, round, cur)
 	}
 	return fmt.Errorf("%w: %d, current round %d", ErrFutureRound, round, cur)

@@ -24,7 +24,7 @@ import (
 // whether the message reached the event loop), the counted metric and the
 // typed error (through Replica.onVerdict).
 
-const valRound = 10 // the replica's current round in these tests
+const valRound = 10 // the replica's current round in these tests (> pastProposals)
 
 type valFixture struct {
 	t        *testing.T
@@ -290,7 +290,7 @@ func TestValidateProposalBoundary(t *testing.T) {
 		{name: "QC signed for another chain", data: fx.encode(fx.proposal(valRound, 1, "test", func(p *types.Proposal) {
 			p.Block.QC = fx.qc(valRound-1, "other-chain", 0, 1, 2)
 		})), want: types.ErrInvalidSignature, verdict: reject},
-		{name: "stale round", data: fx.encode(fx.proposal(valRound-3, 1, "test", nil)), want: ErrStaleRound, verdict: ignore},
+		{name: "stale round", data: fx.encode(fx.proposal(valRound-pastProposals-1, 1, "test", nil)), want: ErrStaleRound, verdict: ignore},
 		{name: "round too far ahead", data: fx.encode(fx.proposal(valRound+2*futureRounds, 1, "test", func(p *types.Proposal) {
 			p.Block.QC = fx.qc(valRound, "test", 0, 1, 2)
 			p.Sync.HighQC = p.Block.QC

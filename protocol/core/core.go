@@ -376,6 +376,9 @@ func (c *Core) processProposal(p *types.Proposal) {
 	r := c.pm.CurrentRound()
 	if b.Round != r || b.Author != c.election.Get(r) {
 		c.Stats.StaleOrWrongLeader++
+		if b.Round < r && b.Author == c.election.Get(b.Round) {
+			c.keepLate(b)
+		}
 		return
 	}
 	if _, ok := c.tree.Get(b.ParentID()); !ok {
@@ -387,6 +390,20 @@ func (c *Core) processProposal(p *types.Proposal) {
 		return
 	}
 	c.executeAndVote(p)
+}
+
+// keepLate keeps the block of a proposal that arrived after its round (the
+// replica moved on through a QC or TC in other messages, which happens when
+// proposals queue behind a busy validator while votes do not): it is not
+// voted on, but it enters the tree (or waits as an orphan for its parent)
+// exactly as a fetched block would, so that the QCs certifying it do not
+// each cost a block fetch. Blocks in the tree have no bearing on safety.
+func (c *Core) keepLate(b *types.Block) {
+	if _, known := c.Block(b.ID); known || b.Round <= c.tree.Root().Round || len(c.orphans) >= c.orphanCap() || c.sync.active {
+		return
+	}
+	c.orphans[b.ID] = b
+	c.adoptOrphans()
 }
 
 // executeAndVote is execute_and_insert (paper slip fixed: it takes P.block)

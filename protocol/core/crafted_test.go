@@ -423,3 +423,42 @@ func TestLeaderFetchesHighQCBlockBeforeProposing(t *testing.T) {
 		t.Fatalf("proposal does not verify: %v", err)
 	}
 }
+
+// TestLateProposalBlockKept: a replica that moved past a round before that
+// round's proposal arrived (the next proposal, carrying the QC, came first)
+// keeps the late block as it would a fetched one: it does not vote for it,
+// but the block enters the tree, the waiting proposal that extends it is
+// voted on, and nothing has to be fetched again. A late block from a replica
+// that did not lead its round is not kept.
+func TestLateProposalBlockKept(t *testing.T) {
+	s := newSolo(t, 75)
+	_, g := types.Genesis()
+	b1 := s.block(1, g, true)
+	s.propose(b1, nil)
+	b2 := s.block(2, s.qc(b1), true)
+	b3 := s.block(3, s.qc(b2), true)
+	s.propose(b3, nil) // b2's proposal is late: round 3 is entered through its QC
+	if s.me.CurrentRound() != 3 || s.vote() != nil {
+		t.Fatalf("round %d, vote %v: want round 3 and no vote before b2 is known", s.me.CurrentRound(), s.vote())
+	}
+	forged := &types.Block{Author: 2, Round: 2, QC: b2.QC, Payload: b2.Payload}
+	forged.ID = forged.ComputeID()
+	s.ref.Speculate(forged)
+	s.propose(forged, nil)
+	if _, ok := s.me.Block(forged.ID); ok {
+		t.Fatal("kept a late block whose author did not lead its round")
+	}
+	s.propose(b2, nil)
+	if _, ok := s.me.Block(b2.ID); !ok {
+		t.Fatal("the late block of round 2 was dropped")
+	}
+	v := s.vote()
+	if v == nil || v.VoteInfo.Round != 3 {
+		t.Fatalf("vote %+v after the late block: want the vote for the waiting round-3 proposal", v)
+	}
+	for _, a := range s.acts {
+		if _, ok := a.(core.SendBlockRequest); ok {
+			t.Fatal("fetched a block after the late proposal supplied it")
+		}
+	}
+}
