@@ -47,7 +47,7 @@ import (
 
 const (
 	benchFile       = "bench.json"
-	benchWorkload   = 10000 // distinct pseudorandom operations, cycled
+	benchWorkload   = 10000  // distinct pseudorandom operations, cycled
 	benchOpsBudget  = 150000 // operations per second of run generated per run (spread over clients; well above the 35-45k measured)
 	benchClientTO   = 30 * time.Second
 	statsFreshAfter = 3 * time.Second // wait at most this long for a replica's stats.json to be rewritten
