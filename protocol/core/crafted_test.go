@@ -462,3 +462,52 @@ func TestLateProposalBlockKept(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchAsksForFewBlocksThenDoubles: a replica missing the parent of a
+// proposal asks for a few blocks, not a whole batch (at full load each is
+// hundreds of operations to decode and verify), and for twice as many each
+// time a fetched chain still lacks its parent.
+func TestFetchAsksForFewBlocksThenDoubles(t *testing.T) {
+	s := newSolo(t, 76)
+	_, g := types.Genesis()
+	chain := []*types.Block{s.block(1, g, true)}
+	for r := types.Round(2); r <= 7; r++ {
+		chain = append(chain, s.block(r, s.qc(chain[len(chain)-1]), true))
+	}
+	// The replica sees only the proposal of round 7 (it enters round 7 through
+	// the QC of round 6) and lacks rounds 1..6.
+	s.propose(chain[6], nil)
+	var asked bool
+	for _, req := range s.blockRequests() {
+		if req.Count != 4 {
+			t.Fatalf("first fetches %+v: want 4 blocks each", s.blockRequests())
+		}
+		asked = asked || req.ID == chain[5].ID
+	}
+	if !asked {
+		t.Fatal("the parent of the proposal (round 6) was not fetched")
+	}
+	resp := &types.BlockResponse{}
+	for i := 5; i >= 2; i-- { // rounds 6..3: round 2 is still missing
+		resp.Blocks = append(resp.Blocks, *chain[i])
+	}
+	s.acts = s.me.OnBlockResponse(0, resp)
+	reqs := s.blockRequests()
+	if len(reqs) != 1 || reqs[0].ID != chain[1].ID || reqs[0].Count != 8 {
+		t.Fatalf("second fetch %+v: want the block of round 2 and 8 blocks", reqs)
+	}
+	s.acts = s.me.OnBlockResponse(0, &types.BlockResponse{Blocks: []types.Block{*chain[1], *chain[0]}})
+	if len(s.blockRequests()) != 0 || s.vote() == nil {
+		t.Fatal("after the chain connected: want the vote for round 7 and no further fetch")
+	}
+}
+
+func (s *solo) blockRequests() []*types.BlockRequest {
+	var out []*types.BlockRequest
+	for _, a := range s.acts {
+		if r, ok := a.(core.SendBlockRequest); ok {
+			out = append(out, r.Request)
+		}
+	}
+	return out
+}
