@@ -73,13 +73,13 @@ type Stats struct {
 }
 
 const (
-	maxFetchBatch   = 100   // blocks per block response
+	maxFetchBatch = 100 // blocks per block response
 	// firstFetch is the blocks a fetch asks for first; a chain that is still
 	// missing its parent is asked for in doubling batches. Asking for
 	// maxFetchBatch every time made a replica a block or two behind receive,
 	// decode and verify up to 100 blocks it mostly had (at full load each
 	// of ~400 operations): the fetches kept it behind, a spiral.
-	firstFetch = 4
+	firstFetch      = 4
 	maxOrphans      = 10000 // fetched blocks waiting for their parent
 	maxWaitingProps = 16    // proposals waiting for a missing parent
 )
