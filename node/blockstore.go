@@ -98,10 +98,13 @@ type recovered struct {
 	ledger               *storeLedger
 	highQC, highCommitQC *types.QC
 	pending              []*types.Block
+	// ledgerLines is the ledger file's line count after the last committed
+	// block here (noLimit for a store written before it was recorded).
+	ledgerLines uint64
 }
 
 func (s *blockStore) recover() (*recovered, error) {
-	rec := &recovered{}
+	rec := &recovered{ledgerLines: noLimit}
 	led := &storeLedger{store: s, states: map[types.Hash]types.Hash{}, recent: map[types.Hash]*types.Block{}}
 	g, _ := types.Genesis()
 	led.states[g.ID] = ledger.GenesisState
@@ -123,6 +126,9 @@ func (s *blockStore) recover() (*recovered, error) {
 			led.states[b.ID] = led.lastState
 		}
 		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyLedgerLines); len(v) == 8 {
+			rec.ledgerLines = binary.BigEndian.Uint64(v)
+		}
 		var err error
 		if v := meta.Get([]byte("high_qc")); v != nil {
 			if rec.highQC, err = decodeQC(v); err != nil {
@@ -270,13 +276,18 @@ func (l *storeLedger) take() (uint64, []committedBlock) {
 	return l.height - uint64(len(blocks)), blocks
 }
 
+// keyLedgerLines is the meta key of the ledger file's line count after the
+// last committed block (see openExecutorFS).
+var keyLedgerLines = []byte("ledger_lines")
+
 // write stores, in one transaction, the head h (if not nil) and then the
-// committed blocks at heights from+1..., and syncs the store if there are
-// blocks, so that the committed chain never runs ahead of the ledger file
-// (the committer calls it after the ledger's fsync). One transaction per
+// committed blocks at heights from+1... with the ledger file's line count
+// after them, and syncs the store if there are blocks, so that the committed
+// chain never runs ahead of the ledger file (the committer calls it after
+// the ledger's fsync). One transaction per
 // commit instead of one for the head and one for the chain: each bbolt
 // commit rewrites its meta and freelist pages.
-func (s *blockStore) write(from uint64, blocks []committedBlock, h *head) error {
+func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledgerLines uint64) error {
 	if len(blocks) == 0 && h == nil {
 		return nil
 	}
@@ -303,6 +314,9 @@ func (s *blockStore) write(from uint64, blocks []committedBlock, h *head) error 
 			if err := pending.Delete(b.ID[:]); err != nil {
 				return err
 			}
+		}
+		if len(blocks) > 0 {
+			return tx.Bucket(bucketMeta).Put(keyLedgerLines, binary.BigEndian.AppendUint64(nil, ledgerLines))
 		}
 		return nil
 	})

@@ -100,7 +100,7 @@ func (r *Replica) runCommitter(done chan<- struct{}) {
 			}
 		case <-r.headReady:
 			if h := r.head.Swap(nil); h != nil {
-				if err := r.bs.write(0, nil, h); err != nil {
+				if err := r.bs.write(0, nil, h, 0); err != nil {
 					log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
 				}
 			}
@@ -153,7 +153,7 @@ func (r *Replica) execute(jobs []commitJob) {
 	r.signer.sign(batch)
 	r.sendReplies(batch)
 	from := jobs[0].from
-	if err := r.bs.write(from, blocks, r.head.Swap(nil)); err != nil {
+	if err := r.bs.write(from, blocks, r.head.Swap(nil), r.exec.height); err != nil {
 		log.Fatalf("block store: %v", err)
 	}
 	r.written.Store(from + uint64(len(blocks)))

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/seqset"
@@ -276,5 +279,55 @@ func TestClientRequestFarAheadRefused(t *testing.T) {
 	(<-fx.r.requests)()
 	if n := fx.r.core.PendingRequests(); n != 1 {
 		t.Fatalf("request at the window's edge not queued (%d pending)", n)
+	}
+}
+
+// TestReexecutionAfterStoreLagIsIdentical: the committer fsyncs the ledger
+// before the block store records the blocks, so a crash in between restarts
+// the replica with ledger lines of blocks that commit again. Their
+// execution-time decisions depend on the state (a seq far ahead is refused
+// at execution until the client's watermark moves): replayed from the whole
+// ledger, block A below would be executed the second time although it was
+// refused the first, and this replica's ledger would diverge. Opened at the
+// block store's ledger height, the lines past it are cut and re-executed
+// from the same state: identical ledger and state.
+func TestReexecutionAfterStoreLagIsIdentical(t *testing.T) {
+	home := t.TempDir()
+	e, err := openExecutor(home, 1, "lag", ledgerKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ledgerClient("lag")
+	blockA := &types.Block{Round: 1, Payload: []types.Request{batchReq(c, 1+types.SeqWindow, 1, "k")}} // refused: watermark 0
+	blockB := &types.Block{Round: 2, Payload: []types.Request{batchReq(c, 1, 1, "k")}}                 // moves the watermark to 1
+	for _, b := range []*types.Block{blockA, blockB} {
+		if _, err := e.execute(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := os.ReadFile(filepath.Join(home, LedgerFile(1)))
+	e.close()
+	// Crash before the block store recorded A and B: it holds 0 lines.
+	again, err := openExecutorFS(osFS{}, home, 1, "lag", ledgerKey(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.close()
+	if again.height != 0 {
+		t.Fatalf("height %d after opening at the store's 0 lines", again.height)
+	}
+	for _, b := range []*types.Block{blockA, blockB} {
+		if _, err := again.execute(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(filepath.Join(home, LedgerFile(1)))
+	if !bytes.Equal(got, want) || again.height != e.height {
+		t.Fatalf("re-executed ledger (height %d):\n%s\nwant (height %d):\n%s", again.height, got, e.height, want)
+	}
+	// A ledger shorter than the store's count is refused, not silently reused.
+	again.close()
+	if _, err := openExecutorFS(osFS{}, home, 1, "lag", ledgerKey(), e.height+5); !errors.Is(err, ErrLedgerBehindStore) {
+		t.Fatalf("ledger behind the store: %v, want ErrLedgerBehindStore", err)
 	}
 }

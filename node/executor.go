@@ -102,6 +102,12 @@ func LedgerLine(clientKey []byte, seq uint64, op string) string {
 // refuses to start on it (see LedgerCorruptError).
 var ErrLedgerCorrupt = errors.New("ledger corrupt")
 
+// ErrLedgerBehindStore is wrapped by the error New returns when the ledger
+// file has fewer lines than the block store's committed blocks produced: the
+// ledger was truncated or moved away and the block store kept. Move
+// blocks.db away as well and restart: the replica catches up from the others.
+var ErrLedgerBehindStore = errors.New("ledger behind the block store (move blocks.db away too and restart to catch up)")
+
 // LedgerCorruptError names the ledger file and the 1-based line that is
 // damaged. It wraps ErrLedgerCorrupt and the parse error (which wraps
 // client.ErrBadLedger).
@@ -129,10 +135,24 @@ func canonicalOp(s string) (kv.Op, string, bool) {
 }
 
 func openExecutor(home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
-	return openExecutorFS(osFS{}, home, id, chainID, key)
+	return openExecutorFS(osFS{}, home, id, chainID, key, noLimit)
 }
 
-func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey) (*executor, error) {
+// noLimit replays the whole ledger (a block store that does not record the
+// ledger height, or tests of the executor alone).
+const noLimit = ^uint64(0)
+
+// openExecutorFS opens the ledger and replays its first limit lines: the
+// lines of the blocks the block store holds as committed (it records the
+// ledger height it was written at). Lines beyond are cut: they were written
+// and fsync'd but the block store's sync did not follow (a crash in between),
+// so their blocks are committed again after the restart and must then be
+// executed from exactly the state they were first executed from, or an
+// execution-time rule that depends on the state (executor.refuseAtExecution)
+// could decide differently and this ledger would diverge from the others.
+// Re-execution writes the same lines again. A ledger shorter than limit was
+// truncated or moved away while the block store was kept: ErrLedgerBehindStore.
+func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID string, key ed25519.PrivateKey, limit uint64) (*executor, error) {
 	path := filepath.Join(home, LedgerFile(id))
 	e := &executor{id: id, chainID: chainID, key: key, kv: kv.New(), clients: map[string]*clientState{}, peers: map[string]peer.ID{}}
 	f, created, err := fsys.OpenFile(path, 0o644)
@@ -145,7 +165,16 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 		err = fsys.SyncDir(home)
 	}
 	if err == nil {
-		err = e.replay(f, path)
+		err = e.replay(f, path, limit)
+	}
+	if err == nil && limit != noLimit && e.height < limit {
+		err = fmt.Errorf("%w: %s has %d lines, the block store's committed blocks %d", ErrLedgerBehindStore, path, e.height, limit)
+	}
+	if err == nil {
+		// Lines left by a process killed before its fsync may still be
+		// only in the page cache: make them durable before answering from
+		// them (nothing is acknowledged before its fsync).
+		err = f.Sync()
 		e.durable = e.height
 	}
 	if err != nil {
@@ -161,7 +190,7 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 // without its newline, or a last line that fails its checksum or does not
 // parse. Such a line anywhere else is damage in place: replay returns a
 // *LedgerCorruptError and leaves the file as it is.
-func (e *executor) replay(f file, path string) error {
+func (e *executor) replay(f file, path string, limit uint64) error {
 	size, err := f.Size()
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -173,6 +202,11 @@ func (e *executor) replay(f file, path string) error {
 	keep := bytes.LastIndexByte(data, '\n') + 1 // the complete lines
 	torn := "incomplete last line (no newline)"
 	for start := 0; start < keep; {
+		if e.height == limit {
+			log.Warnw("ledger: cutting lines past the block store's last committed block (executed again when their blocks commit)", "path", path, "lines", bytes.Count(data[start:keep], []byte{'\n'}))
+			keep, torn = start, ""
+			break
+		}
 		end := start + bytes.IndexByte(data[start:keep], '\n')
 		l, err := client.ParseLedgerLine(string(data[start:end]))
 		var key []byte
@@ -201,7 +235,9 @@ func (e *executor) replay(f file, path string) error {
 	}
 	if keep != len(data) {
 		// Not synced: the next block's write and fsync overwrite the tail.
-		log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", len(data)-keep, "why", torn)
+		if torn != "" {
+			log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", len(data)-keep, "why", torn)
+		}
 		if err := f.Truncate(int64(keep)); err != nil {
 			return fmt.Errorf("ledger: repair torn tail: %w", err)
 		}

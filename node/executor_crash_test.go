@@ -94,7 +94,7 @@ type ledgerRef struct {
 
 func ledgerReference(blocks []*types.Block) (*ledgerRef, error) {
 	fs := newCrashFS(rand.New(rand.NewPCG(0, 0)), -1, loseUnsynced)
-	e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey())
+	e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey(), noLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func checkRecovered(e *executor, fs *crashFS, ref *ledgerRef, durable uint64) er
 
 func openExecutorAfterCrash(fs *crashFS, plan crashPlan) (*executor, error) {
 	for {
-		e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey())
+		e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey(), noLimit)
 		if !errors.Is(err, errCrashed) {
 			return e, err
 		}
@@ -206,7 +206,7 @@ func runLedgerCrash(blocks []*types.Block, ref *ledgerRef, plan crashPlan, noSyn
 	}
 	fs.powerLoss()
 	fs.restart(-1)
-	if e, err = openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey()); err == nil {
+	if e, err = openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey(), noLimit); err == nil {
 		err = checkRecovered(e, fs, ref, durable)
 	}
 	if err != nil {
@@ -304,7 +304,7 @@ func TestLedgerFlippedByteCrashPoints(t *testing.T) {
 			start += len(line)
 			fs := newCrashFS(rng, -1, loseUnsynced)
 			fs.files[crashLedger] = &memNode{durable: bytes.Clone(damaged), data: bytes.Clone(damaged), dirDurable: true}
-			e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey())
+			e, err := openExecutorFS(fs, crashHome, 1, "crash-test", ledgerKey(), noLimit)
 			cases++
 			if k < len(lines)-1 {
 				var ce *LedgerCorruptError

@@ -200,7 +200,7 @@ func BenchmarkExecuteBlock(b *testing.B) {
 		benchExecute(b, e)
 	})
 	b.Run("InMemory", func(b *testing.B) {
-		e, err := openExecutorFS(newCrashFS(nil, -1, keepUnsynced), crashHome, 1, "bench", ledgerKey())
+		e, err := openExecutorFS(newCrashFS(nil, -1, keepUnsynced), crashHome, 1, "bench", ledgerKey(), noLimit)
 		if err != nil {
 			b.Fatal(err)
 		}

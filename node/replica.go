@@ -114,14 +114,6 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	exec, err := openExecutor(cfg.Home, cfg.ID, cfg.Committee.ChainID, cfg.ConsensusKey)
-	if err != nil {
-		return nil, err
-	}
-	tl, err := openTimeline(cfg.Home)
-	if err != nil {
-		return nil, err
-	}
 	bs, err := openBlockStore(cfg.Home)
 	if err != nil {
 		return nil, err
@@ -129,6 +121,19 @@ func New(cfg Config) (*Replica, error) {
 	rec, err := bs.recover()
 	if err != nil {
 		bs.close()
+		return nil, err
+	}
+	// The ledger is replayed up to the block store's last committed block
+	// (see openExecutorFS).
+	exec, err := openExecutorFS(osFS{}, cfg.Home, cfg.ID, cfg.Committee.ChainID, cfg.ConsensusKey, rec.ledgerLines)
+	if err != nil {
+		bs.close()
+		return nil, err
+	}
+	tl, err := openTimeline(cfg.Home)
+	if err != nil {
+		bs.close()
+		exec.close()
 		return nil, err
 	}
 	p := cfg.Params
@@ -413,7 +418,7 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 func (r *Replica) onClient(from peer.ID, data []byte) {
 	if client.IsLedgerRequest(data) {
 		// A client checking its results reads the ledger file (appended
-		// and fsync'd by the loop; an incomplete last line is not served).
+		// and fsync'd by the committer; an incomplete last line is not served).
 		out, err := client.AnswerLedgerRequest(filepath.Join(r.cfg.Home, LedgerFile(r.cfg.ID)), data)
 		if err != nil {
 			r.judge("client", err)

@@ -8,6 +8,7 @@
 package core
 
 import (
+	"bytes"
 	"cmp"
 	"slices"
 	"time"
@@ -402,11 +403,16 @@ func (c *Core) processProposal(p *types.Proposal) {
 // keepLate keeps the block of a proposal that arrived after its round (the
 // replica moved on through a QC or TC in other messages, which happens when
 // proposals queue behind a busy validator while votes do not): it is not
-// voted on, but it enters the tree (or waits as an orphan for its parent)
-// exactly as a fetched block would, so that the QCs certifying it do not
-// each cost a block fetch. Blocks in the tree have no bearing on safety.
+// voted on, but if its parent is in the tree it enters the tree exactly as
+// a fetched block would, so that the QCs certifying it do not each cost a
+// block fetch. Blocks in the tree have no bearing on safety. A late block
+// without its parent is not kept as an orphan: a leader could otherwise
+// fill the orphan pool with variants of its block citing old QCs.
 func (c *Core) keepLate(b *types.Block) {
-	if _, known := c.Block(b.ID); known || b.Round <= c.tree.Root().Round || len(c.orphans) >= c.orphanCap() || c.sync.active {
+	if _, known := c.Block(b.ID); known || b.Round <= c.tree.Root().Round || c.sync.active {
+		return
+	}
+	if _, ok := c.tree.Get(b.ParentID()); !ok {
 		return
 	}
 	c.orphans[b.ID] = b
@@ -641,7 +647,11 @@ func (c *Core) adoptOrphans() {
 		for id := range c.orphans {
 			ids = append(ids, id)
 		}
-		slices.SortFunc(ids, func(a, b types.Hash) int { return cmp.Compare(c.orphans[a].Round, c.orphans[b].Round) })
+		// By round, then id: two blocks of one round (an equivocating
+		// leader) must go in the same order on every run.
+		slices.SortFunc(ids, func(a, b types.Hash) int {
+			return cmp.Or(cmp.Compare(c.orphans[a].Round, c.orphans[b].Round), bytes.Compare(a[:], b[:]))
+		})
 		for _, id := range ids {
 			b := c.orphans[id]
 			if _, ok := c.tree.Get(b.ParentID()); !ok {
