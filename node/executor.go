@@ -38,12 +38,14 @@ type executor struct {
 	kv      *kv.Store
 	height  uint64 // requests executed
 	durable uint64 // requests whose ledger lines are fsync'd (guarded by mu)
-	// mu guards clients, durable, refused and peers: the committer
-	// goroutine executes blocks while the event loop answers replayed
-	// requests from the cache.
+	// mu guards clients, durable and refused: the committer goroutine
+	// executes blocks while the event loop answers replayed requests from
+	// the cache.
 	mu      sync.Mutex
 	clients map[string]*clientState // by string(client key)
 	refused uint64                  // requests refused at execution (refuseAtExecution)
+	// peersMu guards peers (the loop records, the committer looks up).
+	peersMu sync.Mutex
 	peers   map[string]peer.ID
 }
 
@@ -286,47 +288,56 @@ func (e *executor) persist(lines []byte) error {
 // in the ledger, no reply.
 func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 	var buf bytes.Buffer
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	out := make([]*types.ClientReply, 0, len(b.Payload))
 	for i := range b.Payload {
-		req := &b.Payload[i]
-		cs := e.clients[string(req.Client)]
-		if err := refuseAtExecution(cs, req); err != nil {
-			e.refused++
-			log.Warnw("request refused at execution", "seq", req.Seq, "ops", len(req.Ops), "err", err)
-			continue
-		}
-		if cs == nil {
-			cs = e.client(string(req.Client))
-		}
-		rp := e.newReply(req)
-		complete := true
-		for j, text := range req.Ops {
-			seq := req.Seq + uint64(j)
-			var d opDone
-			if cs.done.Has(seq) {
-				var ok bool
-				if d, ok = cs.results[seq]; !ok {
-					complete = false
-				}
-			} else {
-				op, canon, valid := canonicalOp(text)
-				d.result = "fail"
-				if valid {
-					d.result = e.kv.Apply(op)
-				}
-				d.height = e.record(cs, seq, d.result)
-				buf.WriteString(LedgerLine(req.Client, seq, canon))
-				buf.WriteByte('\n')
-			}
-			rp.Results[j], rp.Heights[j] = d.result, d.height
-		}
-		if complete {
+		if rp := e.applyRequest(&b.Payload[i], &buf); rp != nil {
 			out = append(out, rp)
 		}
 	}
 	return out, buf.Bytes()
+}
+
+// applyRequest executes one request of a committed block under the lock,
+// which is taken per request so that the event loop's admit and cached wait
+// for one request at most, not a whole block.
+func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.ClientReply {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cs := e.clients[string(req.Client)]
+	if err := refuseAtExecution(cs, req); err != nil {
+		e.refused++
+		log.Warnw("request refused at execution", "seq", req.Seq, "ops", len(req.Ops), "err", err)
+		return nil
+	}
+	if cs == nil {
+		cs = e.client(string(req.Client))
+	}
+	rp := e.newReply(req)
+	complete := true
+	for j, text := range req.Ops {
+		seq := req.Seq + uint64(j)
+		var d opDone
+		if cs.done.Has(seq) {
+			var ok bool
+			if d, ok = cs.results[seq]; !ok {
+				complete = false
+			}
+		} else {
+			op, canon, valid := canonicalOp(text)
+			d.result = "fail"
+			if valid {
+				d.result = e.kv.Apply(op)
+			}
+			d.height = e.record(cs, seq, d.result)
+			buf.WriteString(LedgerLine(req.Client, seq, canon))
+			buf.WriteByte('\n')
+		}
+		rp.Results[j], rp.Heights[j] = d.result, d.height
+	}
+	if !complete {
+		return nil
+	}
+	return rp
 }
 
 // refuseAtExecution is the execution-time rule for a committed request of
@@ -380,7 +391,9 @@ func (e *executor) record(cs *clientState, seq uint64, result string) uint64 {
 			if other.last <= e.height-idleHeights && len(other.results) > 0 {
 				other.results = map[uint64]opDone{}
 				other.trimmed = other.done.Highest()
+				e.peersMu.Lock()
 				delete(e.peers, c)
+				e.peersMu.Unlock()
 			}
 		}
 	}
@@ -466,8 +479,8 @@ func (e *executor) admit(r *types.Request) (*types.ClientReply, error) {
 }
 
 func (e *executor) clientPeer(client []byte, p peer.ID) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.peersMu.Lock()
+	defer e.peersMu.Unlock()
 	if _, ok := e.peers[string(client)]; !ok && len(e.peers) >= maxPeers {
 		clear(e.peers)
 	}
@@ -475,8 +488,8 @@ func (e *executor) clientPeer(client []byte, p peer.ID) {
 }
 
 func (e *executor) peerOf(client []byte) (peer.ID, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.peersMu.Lock()
+	defer e.peersMu.Unlock()
 	p, ok := e.peers[string(client)]
 	return p, ok
 }
