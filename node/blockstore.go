@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -219,6 +220,10 @@ type storeLedger struct {
 	last      *types.Block
 	lastState types.Hash
 	pendingTx []committedBlock // committed since the last take
+	// written, if set, is the height the committer has written to the
+	// store: blocks above it stay in the recent window whatever its size,
+	// since the store cannot answer for them yet.
+	written *atomic.Uint64
 }
 
 type committedBlock struct {
@@ -261,7 +266,8 @@ func (l *storeLedger) Commit(b *types.Block, _ *types.QC) {
 func (l *storeLedger) remember(b *types.Block) {
 	l.recent[b.ID] = b
 	l.order = append(l.order, b.ID)
-	if len(l.order) > recentBlocks {
+	// order[0] is at height l.height-len(order)+1.
+	for len(l.order) > recentBlocks && (l.written == nil || l.height-uint64(len(l.order))+1 <= l.written.Load()) {
 		delete(l.recent, l.order[0])
 		l.order = l.order[1:]
 	}

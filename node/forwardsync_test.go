@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -81,5 +82,48 @@ func TestCommittedAfter(t *testing.T) {
 	}
 	if got := l.CommittedAfter(types.Hash{7}, 10); got != nil {
 		t.Fatalf("%d blocks after a block that is not committed", len(got))
+	}
+}
+
+// TestRecentWindowKeepsUnwrittenBlocks: committed blocks the committer has
+// not written to the store yet stay in the in-memory window, however far it
+// lags, so block requests can still be answered; once written, the window
+// shrinks back to recentBlocks.
+func TestRecentWindowKeepsUnwrittenBlocks(t *testing.T) {
+	bs, err := openBlockStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.close()
+	rec, err := bs.recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rec.ledger
+	var written atomic.Uint64
+	l.written = &written
+	g, _ := types.Genesis()
+	p := g
+	var first *types.Block
+	commit := func(h int) {
+		b := &types.Block{Author: types.ReplicaID(h % 4), Round: types.Round(h), QC: &types.QC{VoteInfo: types.VoteInfo{ID: p.ID, Round: p.Round}}}
+		b.ID = b.ComputeID()
+		l.states[b.ID] = types.Hash{byte(h)}
+		l.Commit(b, nil)
+		if first == nil {
+			first = b
+		}
+		p = b
+	}
+	for h := 1; h <= 3*recentBlocks; h++ {
+		commit(h)
+	}
+	if _, ok := l.CommittedBlock(first.ID); !ok || len(l.order) != 3*recentBlocks {
+		t.Fatalf("window of %d blocks, first block kept %v: want all %d unwritten blocks", len(l.order), ok, 3*recentBlocks)
+	}
+	written.Store(uint64(3 * recentBlocks))
+	commit(3*recentBlocks + 1)
+	if len(l.order) != recentBlocks {
+		t.Fatalf("window of %d blocks after the store caught up, want %d", len(l.order), recentBlocks)
 	}
 }

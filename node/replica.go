@@ -191,6 +191,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer r.bs.close()
 	defer r.tl.close()
 	r.written.Store(r.led.Height())
+	r.led.written = &r.written // the recent window keeps what the store lacks
 	committed := make(chan struct{})
 	go r.runCommitter(committed)
 	defer func() { close(r.commits); <-committed }() // before the files close
