@@ -1,9 +1,7 @@
 package olympus
 
 import (
-	"errors"
 	"fmt"
-	"os/exec"
 	"time"
 
 	"github.com/diembft/diembft/node/fault"
@@ -36,17 +34,14 @@ func writeFaultSpecs(cfg *config.Config, procs []*replicaProc) error {
 // it on its own home after that long. Any other exit (or a crash without
 // restart) leaves it down.
 func (l *Local) afterCrash(p *replicaProc, err error) {
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != fault.CrashExitCode {
+	if !fault.IsCrashExit(err) {
 		return
 	}
-	recs, rerr := fault.ReadLog(p.home)
-	idx := fault.LastCrash(recs)
-	if rerr != nil || idx < 0 || idx >= len(l.failures) {
-		log.Warnw("crash fault: cannot tell which failure stopped the replica; it stays down", "id", p.id, "err", rerr)
+	idx, after, err := fault.RestartAfter(p.home, l.failures)
+	if err != nil {
+		log.Warnw("crash fault: cannot tell which failure stopped the replica; it stays down", "id", p.id, "err", err)
 		return
 	}
-	after := time.Duration(l.failures[idx].RestartAfterMs) * time.Millisecond
 	if after <= 0 {
 		log.Warnw("crash fault: replica stays down", "id", p.id, "failure", idx)
 		return

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -150,17 +149,10 @@ func labHosts(replicas, clients int) []string {
 // namespaces, runs the clients in theirs with diembft run's client phase, and
 // stops everything. Whatever goes wrong becomes a problem of the report.
 func (e *experiment) executeLab(ctx context.Context, subnet netip.Prefix) {
-	bins, err := findBinaries(e.opts.binDir)
-	if err != nil {
-		e.problem("%v", err)
+	bins, workloads, deadline, ok := e.prepare()
+	if !ok {
 		return
 	}
-	workloads, err := e.cfg.ClientWorkloads()
-	if err != nil {
-		e.problem("%v", err)
-		return
-	}
-	deadline := e.start.Add(time.Duration(e.cfg.Timing.RunDeadlineS) * time.Second)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
@@ -238,7 +230,7 @@ func (e *experiment) executeLab(ctx context.Context, subnet netip.Prefix) {
 			if r.restartErr != nil {
 				e.problem("replica %d: restart after a crash fault: %v", r.id, r.restartErr)
 			}
-			if early := r.p.exitedEarly(); early != "" && !isCrashFault(r.p.err) {
+			if early := r.p.exitedEarly(); early != "" && !fault.IsCrashExit(r.p.err) {
 				e.problem("replica %d exited during the run (%s): %s", r.id, early, lastLine(r.p.logPath))
 			}
 			wg.Go(func() { r.p.stop(stopGrace) })
@@ -289,12 +281,6 @@ type labReplica struct {
 	restartErr      error // the restart after a crash fault failed
 }
 
-// isCrashFault reports whether a replica's exit was a crash fault's.
-func isCrashFault(err error) bool {
-	var ee *exec.ExitError
-	return errors.As(err, &ee) && ee.ExitCode() == fault.CrashExitCode
-}
-
 // superviseLabReplica restarts r after a crash fault, as Olympus's local
 // mode does in diembft run: a replica that exits with fault.CrashExitCode is
 // started again on its home (and its host) after its failure's
@@ -308,16 +294,14 @@ func (e *experiment) superviseLabReplica(running context.Context, r *labReplica,
 		case <-running.Done():
 			return
 		}
-		if !isCrashFault(r.p.err) {
+		if !fault.IsCrashExit(r.p.err) {
 			return
 		}
-		recs, err := fault.ReadLog(r.home)
-		idx := fault.LastCrash(recs)
-		if err != nil || idx < 0 || idx >= len(e.cfg.Failures) {
+		idx, after, err := fault.RestartAfter(r.home, e.cfg.Failures)
+		if err != nil {
 			e.status.note(fmt.Sprintf("replica %d: crash fault: cannot tell which failure stopped it (%v); it stays down", r.id, err))
 			return
 		}
-		after := time.Duration(e.cfg.Failures[idx].RestartAfterMs) * time.Millisecond
 		if after <= 0 {
 			e.status.note(fmt.Sprintf("replica %d: crashed by fault %d; it stays down", r.id, idx))
 			return

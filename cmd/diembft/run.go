@@ -275,19 +275,29 @@ func clientSettings(cfg *config.Config) []config.Client {
 	return out
 }
 
-// execute runs the processes. Whatever goes wrong becomes a problem.
-func (e *experiment) execute(ctx context.Context) {
+// prepare is what execute and executeLab start with: the binaries, the
+// clients' workloads and the run's deadline. It records a problem and
+// reports false if one of them is missing.
+func (e *experiment) prepare() (binaries, [][]kv.Op, time.Time, bool) {
 	bins, err := findBinaries(e.opts.binDir)
 	if err != nil {
 		e.problem("%v", err)
-		return
+		return binaries{}, nil, time.Time{}, false
 	}
 	workloads, err := e.cfg.ClientWorkloads()
 	if err != nil {
 		e.problem("%v", err)
+		return binaries{}, nil, time.Time{}, false
+	}
+	return bins, workloads, e.start.Add(time.Duration(e.cfg.Timing.RunDeadlineS) * time.Second), true
+}
+
+// execute runs the processes. Whatever goes wrong becomes a problem.
+func (e *experiment) execute(ctx context.Context) {
+	bins, workloads, deadline, ok := e.prepare()
+	if !ok {
 		return
 	}
-	deadline := e.start.Add(time.Duration(e.cfg.Timing.RunDeadlineS) * time.Second)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 

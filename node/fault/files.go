@@ -12,7 +12,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/diembft/diembft/olympus/config"
 )
@@ -173,4 +175,28 @@ func LastCrash(recs []Record) int {
 		}
 	}
 	return -1
+}
+
+// IsCrashExit reports whether a replica process ended with err because a
+// crash fault stopped it (exit status CrashExitCode).
+func IsCrashExit(err error) bool {
+	var ee *exec.ExitError
+	return errors.As(err, &ee) && ee.ExitCode() == CrashExitCode
+}
+
+// RestartAfter tells what follows a crash-fault exit of the replica whose
+// home is home, in a run with failures: the failure that stopped it (its
+// faults.jsonl names it) and how long after the crash to start it again on
+// its home (0: it stays down). err says why the failure cannot be told; the
+// replica then stays down. Olympus local mode and diembft lab both use it.
+func RestartAfter(home string, failures []config.Failure) (idx int, after time.Duration, err error) {
+	recs, err := ReadLog(home)
+	idx = LastCrash(recs)
+	if err == nil && (idx < 0 || idx >= len(failures)) {
+		err = fmt.Errorf("no crash fault of the run's %d failures in %s", len(failures), LogFile)
+	}
+	if err != nil {
+		return -1, 0, err
+	}
+	return idx, time.Duration(failures[idx].RestartAfterMs) * time.Millisecond, nil
 }
