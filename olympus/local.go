@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,7 +198,7 @@ func (l *Local) WaitReady(ctx context.Context) (*Roster, error) {
 			c := crashes[0]
 			p := l.procs[c.id]
 			return nil, fmt.Errorf("replica %d exited before the committee was ready (%v): %s (log: %s)",
-				c.id, c.err, lastLine(p.logPath), p.logPath)
+				c.id, c.err, LastLogLine(p.logPath), p.logPath)
 		}
 		select {
 		case <-l.Service.Ready():
@@ -477,27 +478,29 @@ func unwrapExec(err error) error {
 	return unwrapPath(err)
 }
 
-// lastLine returns the last non-empty line of a log file (shortened), to
-// say why a replica died without making the user open the file.
-func lastLine(path string) string {
+// LastLogLine returns the last non-empty line of a process log (shortened),
+// leaving out the "# command" lines the launchers write at each start, to
+// say why a process died without making the user open the file. Olympus's
+// local mode and the diembft launcher both use it.
+func LastLogLine(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return "no log"
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
-		_, _ = f.Seek(st.Size()-64<<10, 0)
+		_, _ = f.Seek(st.Size()-64<<10, io.SeekStart)
 	}
 	last := ""
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if s := strings.TrimSpace(sc.Text()); s != "" {
+		if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "# ") {
 			last = s
 		}
 	}
 	if last == "" {
-		return "empty log"
+		return "empty log " + path
 	}
 	if len(last) > 300 {
 		last = last[:300] + "…"

@@ -231,13 +231,13 @@ func (e *experiment) executeLab(ctx context.Context, subnet netip.Prefix) {
 				e.problem("replica %d: restart after a crash fault: %v", r.id, r.restartErr)
 			}
 			if early := r.p.exitedEarly(); early != "" && !fault.IsCrashExit(r.p.err) {
-				e.problem("replica %d exited during the run (%s): %s", r.id, early, lastLine(r.p.logPath))
+				e.problem("replica %d exited during the run (%s): %s", r.id, early, olympus.LastLogLine(r.p.logPath))
 			}
 			wg.Go(func() { r.p.stop(stopGrace) })
 		}
 		wg.Wait()
 		if early := oly.exitedEarly(); early != "" {
-			e.problem("olympus exited during the run (%s): %s", early, lastLine(oly.logPath))
+			e.problem("olympus exited during the run (%s): %s", early, olympus.LastLogLine(oly.logPath))
 		}
 		oly.stop(stopGrace)
 		e.collectReplicaFiles()

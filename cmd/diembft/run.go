@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -313,7 +312,7 @@ func (e *experiment) execute(ctx context.Context) {
 	defer func() {
 		e.status.phase("stopping olympus and the replicas")
 		if early := oly.exitedEarly(); early != "" {
-			e.problem("olympus exited during the run (%s): %s", early, lastLine(oly.logPath))
+			e.problem("olympus exited during the run (%s): %s", early, olympus.LastLogLine(oly.logPath))
 		}
 		oly.stop(stopGrace)
 		e.collectReplicaFiles()
@@ -381,7 +380,7 @@ func (e *experiment) runClients(ctx, dctx context.Context, clientBin, addr strin
 	e.info.ClientPhaseS = round3(time.Since(clientStart).Seconds())
 	for i, p := range clients {
 		if p.err != nil {
-			e.problem("client %d ended with %v: %s", i, p.err, lastLine(p.logPath))
+			e.problem("client %d ended with %v: %s", i, p.err, olympus.LastLogLine(p.logPath))
 		}
 	}
 	e.status.unwatch()
@@ -410,7 +409,7 @@ func (e *experiment) waitOlympus(ctx context.Context, oly *proc, dir string) (st
 		}
 		select {
 		case <-oly.done:
-			return "", fmt.Errorf("olympus exited before listening (%v): %s", oly.err, lastLine(oly.logPath))
+			return "", fmt.Errorf("olympus exited before listening (%v): %s", oly.err, olympus.LastLogLine(oly.logPath))
 		case <-ctx.Done():
 			return "", fmt.Errorf("olympus did not write %s within %v (log: %s)",
 				filepath.Join(dir, olympus.MultiaddrsFile), e.opts.startTimeout, oly.logPath)
@@ -553,34 +552,6 @@ func (p *proc) stop(grace time.Duration) {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
-}
-
-// lastLine returns the last non-empty line of a log (shortened) to say why
-// a process failed without making the user open the file.
-func lastLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "no log"
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > 64<<10 {
-		_, _ = f.Seek(st.Size()-64<<10, io.SeekStart)
-	}
-	last := ""
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "# ") {
-			last = s
-		}
-	}
-	if last == "" {
-		return "empty log " + path
-	}
-	if len(last) > 300 {
-		last = last[:300] + "…"
-	}
-	return last
 }
 
 // status shows what the run is doing: on a terminal a one-line display
