@@ -106,9 +106,9 @@ type recovered struct {
 
 func (s *blockStore) recover() (*recovered, error) {
 	rec := &recovered{ledgerLines: noLimit}
-	led := &storeLedger{store: s, states: map[types.Hash]types.Hash{}, recent: map[types.Hash]*types.Block{}}
+	led := &storeLedger{store: s, States: ledger.States{}, recent: map[types.Hash]*types.Block{}}
 	g, _ := types.Genesis()
-	led.states[g.ID] = ledger.GenesisState
+	led.States[g.ID] = ledger.GenesisState
 	led.last, led.lastState = g, ledger.GenesisState
 	err := s.db.View(func(tx *bolt.Tx) error {
 		chain := tx.Bucket(bucketChain)
@@ -124,7 +124,7 @@ func (s *blockStore) recover() (*recovered, error) {
 			led.height = binary.BigEndian.Uint64(k)
 			led.last = b
 			copy(led.lastState[:], ix[8:])
-			led.states[b.ID] = led.lastState
+			led.States[b.ID] = led.lastState
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyLedgerLines); len(v) == 8 {
@@ -212,14 +212,14 @@ func putHead(tx *bolt.Tx, h *head) error {
 // committed blocks in the block store with the most recent ones cached (the
 // reputation election and block retrieval read them).
 type storeLedger struct {
-	store     *blockStore
-	states    map[types.Hash]types.Hash
-	recent    map[types.Hash]*types.Block
-	order     []types.Hash // recent, oldest first
-	height    uint64
-	last      *types.Block
-	lastState types.Hash
-	pendingTx []committedBlock // committed since the last take
+	store         *blockStore
+	ledger.States // speculative states of uncommitted blocks
+	recent        map[types.Hash]*types.Block
+	order         []types.Hash // recent, oldest first
+	height        uint64
+	last          *types.Block
+	lastState     types.Hash
+	pendingTx     []committedBlock // committed since the last take
 	// written, if set, is the height the committer has written to the
 	// store: blocks above it stay in the recent window whatever its size,
 	// since the store cannot answer for them yet.
@@ -233,33 +233,15 @@ type committedBlock struct {
 
 const recentBlocks = 1024
 
-func (l *storeLedger) Speculate(b *types.Block) (types.Hash, bool) {
-	if st, ok := l.states[b.ID]; ok {
-		return st, true
-	}
-	parent, ok := l.states[b.ParentID()]
-	if !ok {
-		return types.Hash{}, false
-	}
-	st := ledger.StateAfter(parent, b)
-	l.states[b.ID] = st
-	return st, true
-}
-
-func (l *storeLedger) PendingState(id types.Hash) (types.Hash, bool) {
-	st, ok := l.states[id]
-	return st, ok
-}
-
 func (l *storeLedger) Commit(b *types.Block, _ *types.QC) {
 	l.height++
 	l.last = b
-	l.lastState = l.states[b.ID]
+	l.lastState = l.States[b.ID]
 	l.remember(b)
 	l.pendingTx = append(l.pendingTx, committedBlock{b, l.lastState})
 	// The parent's speculative state is no longer needed: nothing new can extend it.
 	if p := b.ParentID(); p != b.ID {
-		delete(l.states, p)
+		delete(l.States, p)
 	}
 }
 
@@ -332,7 +314,7 @@ func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledger
 	return s.db.Sync()
 }
 
-func (l *storeLedger) Forget(id types.Hash) { delete(l.states, id) }
+func (l *storeLedger) Forget(id types.Hash) { delete(l.States, id) }
 
 func (l *storeLedger) CommittedBlock(id types.Hash) (*types.Block, bool) {
 	if b, ok := l.recent[id]; ok {

@@ -108,7 +108,7 @@ func TestRecentWindowKeepsUnwrittenBlocks(t *testing.T) {
 	commit := func(h int) {
 		b := &types.Block{Author: types.ReplicaID(h % 4), Round: types.Round(h), QC: &types.QC{VoteInfo: types.VoteInfo{ID: p.ID, Round: p.Round}}}
 		b.ID = b.ComputeID()
-		l.states[b.ID] = types.Hash{byte(h)}
+		l.States[b.ID] = types.Hash{byte(h)}
 		l.Commit(b, nil)
 		if first == nil {
 			first = b

@@ -59,9 +59,35 @@ func StateAfter(parent types.Hash, b *types.Block) types.Hash {
 // hash, which a vote's CommitStateID uses for ⊥ ("commits nothing").
 var GenesisState = types.Hash(sha256.Sum256([]byte("diembft/state/genesis/v1")))
 
+// States holds the state id after each speculatively executed block: the
+// speculative half of a Ledger (paper: speculate, pending_state), shared by
+// Memory and the replica's ledger.
+type States map[types.Hash]types.Hash
+
+// Speculate implements Ledger: b's state from its parent's, false if the
+// parent's state is unknown.
+func (s States) Speculate(b *types.Block) (types.Hash, bool) {
+	if st, ok := s[b.ID]; ok {
+		return st, true
+	}
+	parent, ok := s[b.ParentID()]
+	if !ok {
+		return types.Hash{}, false
+	}
+	st := StateAfter(parent, b)
+	s[b.ID] = st
+	return st, true
+}
+
+// PendingState implements Ledger.
+func (s States) PendingState(id types.Hash) (types.Hash, bool) {
+	st, ok := s[id]
+	return st, ok
+}
+
 // Memory is an in-memory Ledger.
 type Memory struct {
-	states    map[types.Hash]types.Hash
+	States
 	committed map[types.Hash]*types.Block
 	heights   map[types.Hash]uint64 // committed block id -> height
 	chain     []*types.Block        // committed blocks in order, chain[0] = genesis
@@ -71,31 +97,11 @@ type Memory struct {
 func NewMemory() *Memory {
 	g, _ := types.Genesis()
 	return &Memory{
-		states:    map[types.Hash]types.Hash{g.ID: GenesisState},
+		States:    States{g.ID: GenesisState},
 		committed: map[types.Hash]*types.Block{g.ID: g},
 		heights:   map[types.Hash]uint64{g.ID: 0},
 		chain:     []*types.Block{g},
 	}
-}
-
-// Speculate implements Ledger.
-func (m *Memory) Speculate(b *types.Block) (types.Hash, bool) {
-	if st, ok := m.states[b.ID]; ok {
-		return st, true
-	}
-	parent, ok := m.states[b.ParentID()]
-	if !ok {
-		return types.Hash{}, false
-	}
-	st := StateAfter(parent, b)
-	m.states[b.ID] = st
-	return st, true
-}
-
-// PendingState implements Ledger.
-func (m *Memory) PendingState(id types.Hash) (types.Hash, bool) {
-	st, ok := m.states[id]
-	return st, ok
 }
 
 // Commit implements Ledger.
@@ -108,7 +114,7 @@ func (m *Memory) Commit(b *types.Block, _ *types.QC) {
 // Forget implements Ledger.
 func (m *Memory) Forget(id types.Hash) {
 	if _, ok := m.committed[id]; !ok {
-		delete(m.states, id)
+		delete(m.States, id)
 	}
 }
 
