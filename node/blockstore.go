@@ -255,6 +255,25 @@ func (l *storeLedger) remember(b *types.Block) {
 	}
 }
 
+// unwritten returns the committed blocks the block store does not hold yet
+// (above written), oldest first; remember keeps them all in the window.
+func (l *storeLedger) unwritten() []*types.Block {
+	if l.written == nil {
+		return nil
+	}
+	w := l.written.Load()
+	first := l.height - uint64(len(l.order)) + 1 // height of order[0]
+	skip := 0
+	if w >= first {
+		skip = int(min(w-first+1, uint64(len(l.order))))
+	}
+	out := make([]*types.Block, 0, len(l.order)-skip)
+	for _, id := range l.order[skip:] {
+		out = append(out, l.recent[id])
+	}
+	return out
+}
+
 // take hands over the blocks committed since the last take and the ledger
 // height before the first of them (the loop calls it; the committer writes
 // them with write after the ledger file's fsync).

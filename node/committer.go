@@ -30,33 +30,22 @@ type commitJob struct {
 // is full the loop waits (the committer never waits for the loop).
 const commitQueue = 1024
 
-// inflightBlock is a block handed to the committer that the block store may
-// not hold yet: heads keep it among the pending blocks until then.
-type inflightBlock struct {
-	height uint64
-	block  *types.Block
-}
-
 // commitGroup bounds the queued blocks the committer executes together:
 // one ledger write and fsync and one block-store transaction and sync for
 // all of them, when commits arrive faster than the disk syncs.
 const commitGroup = 64
 
-// handOver prepares the job of a committed block (on the loop): the blocks
-// committed since the last job become in flight until the committer has
-// written them.
+// handOver prepares the job of a committed block (on the loop).
 func (r *Replica) handOver(c core.Committed) commitJob {
 	from, blocks := r.led.take()
-	for i, cb := range blocks {
-		r.inflight = append(r.inflight, inflightBlock{height: from + uint64(i) + 1, block: cb.b})
-	}
 	return commitJob{block: c.Block, from: from, blocks: blocks}
 }
 
 // publishHead leaves the newest head for the committer to write with the
-// next commit, or alone if wake is set (on the loop).
+// next commit, or alone if wake is set (on the loop). Committed blocks the
+// store does not hold yet stay among its pending blocks until written.
 func (r *Replica) publishHead(wake bool) {
-	pending := append(r.core.PendingBlocks(), r.unwritten()...)
+	pending := append(r.core.PendingBlocks(), r.led.unwritten()...)
 	r.head.Store(&head{pending: pending, highQC: r.core.HighQC(), highCommitQC: r.core.HighCommitQC()})
 	if wake {
 		select {
@@ -64,22 +53,6 @@ func (r *Replica) publishHead(wake bool) {
 		default: // already signalled
 		}
 	}
-}
-
-// unwritten returns the handed-over blocks the committer has not written to
-// the block store yet (on the loop).
-func (r *Replica) unwritten() []*types.Block {
-	w := r.written.Load()
-	i := 0
-	for i < len(r.inflight) && r.inflight[i].height <= w {
-		i++
-	}
-	r.inflight = r.inflight[i:]
-	out := make([]*types.Block, len(r.inflight))
-	for i, b := range r.inflight {
-		out[i] = b.block
-	}
-	return out
 }
 
 // runCommitter executes the handed-over blocks, in groups of up to

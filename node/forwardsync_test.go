@@ -121,9 +121,19 @@ func TestRecentWindowKeepsUnwrittenBlocks(t *testing.T) {
 	if _, ok := l.CommittedBlock(first.ID); !ok || len(l.order) != 3*recentBlocks {
 		t.Fatalf("window of %d blocks, first block kept %v: want all %d unwritten blocks", len(l.order), ok, 3*recentBlocks)
 	}
+	if u := l.unwritten(); len(u) != 3*recentBlocks || u[0] != first {
+		t.Fatalf("%d unwritten blocks, want all %d from the first", len(u), 3*recentBlocks)
+	}
+	written.Store(uint64(3*recentBlocks - 5))
+	if u := l.unwritten(); len(u) != 5 || u[4] != p {
+		t.Fatalf("%d unwritten blocks after the store wrote all but 5, want the last 5", len(u))
+	}
 	written.Store(uint64(3 * recentBlocks))
 	commit(3*recentBlocks + 1)
 	if len(l.order) != recentBlocks {
 		t.Fatalf("window of %d blocks after the store caught up, want %d", len(l.order), recentBlocks)
+	}
+	if u := l.unwritten(); len(u) != 1 || u[0] != p {
+		t.Fatalf("%d unwritten blocks, want the newest one", len(u))
 	}
 }

@@ -87,11 +87,9 @@ type Replica struct {
 	// signer signs client replies for the committer (replysigner.go).
 	signer *replySigner
 	// commits carries committed blocks to the committer (committer.go);
-	// written is the block-store height it has synced; inflight (the
-	// loop's) the blocks handed over and maybe not written yet.
-	commits  chan commitJob
-	written  atomic.Uint64
-	inflight []inflightBlock
+	// written is the block-store height it has synced.
+	commits chan commitJob
+	written atomic.Uint64
 	// head is the newest uncommitted state for the block store, written by
 	// the committer with the next commit or, after headReady, alone.
 	head      atomic.Pointer[head]
