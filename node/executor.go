@@ -248,18 +248,6 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 	return nil
 }
 
-// execute applies a committed block, appends its new operations to the
-// ledger file, fsyncs it and returns the unsigned replies. Only one
-// goroutine at a time may call it (the committer); the lock is not held
-// during the write and fsync, so the loop's cached never waits for the disk.
-func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
-	out, lines := e.apply(b)
-	if err := e.persist(lines); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // persist appends ledger lines, fsyncs the file and then lets cached answer
 // from the requests they hold.
 func (e *executor) persist(lines []byte) error {

@@ -288,3 +288,14 @@ func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
 		t.Fatalf("after the fsync cached = %+v, want the result %q", rp, out[0].Results[0])
 	}
 }
+
+// execute applies a committed block and persists its ledger lines, as the
+// committer does for a group of one (committer.go), and returns the
+// unsigned replies.
+func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
+	out, lines := e.apply(b)
+	if err := e.persist(lines); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
