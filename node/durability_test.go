@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diembft/diembft/protocol/leader"
 	"github.com/diembft/diembft/protocol/safety"
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -100,6 +101,13 @@ func TestVotesAndTimeoutsLeaveOnlyAfterFsync(t *testing.T) {
 	c.prepare = func(i int, r *Replica) {
 		r.store.f = &watchedSafetyFile{file: r.store.f, o: o, id: i}
 		r.onSend = func(msg any) { o.sent(i, msg) }
+	}
+	// Round-robin leaders, so that the stopped replica keeps leading some
+	// rounds and they end by timeouts: the reputation election stops
+	// choosing a replica as soon as it signs no QC, and then no round may
+	// time out at all (this test waited in vain for timeouts now and then).
+	for i := range c.cfgs {
+		c.cfgs[i].Params.Election = leader.RoundRobin
 	}
 	for i := range c.nets {
 		c.start(t, i)
