@@ -30,7 +30,7 @@
 //
 // StartPubSub runs gossipsub with the settings of DESIGN §4: no libp2p
 // signatures or authors (messages carry our own), content-hash message ids,
-// flood publishing, the roster as direct peers, large validation and
+// flood publishing without a mesh (no relays: gossipParams), large validation and
 // outbound queues, a short seen-message TTL (SeenMessagesTTL) so that a
 // re-broadcast is not swallowed for long, and a RawTracer that counts
 // rejects, ignores, duplicates and drops into Stats. Subscribe joins a topic

@@ -39,6 +39,26 @@ const (
 	pubsubEnvelope = 64 << 10
 )
 
+// gossipParams: no mesh (D = 0, as gossipsub's bootstrapper setting).
+// Every member is one hop from every other, and flood publishing already
+// hands each message to every subscribed member, so a mesh (or direct peers,
+// DESIGN §4's first setting) only made every receiver relay it to all the
+// others again: measured, 6 of the 12 transmissions per block at N = 4 and
+// 30 of 42 at N = 7 were such duplicate relays of the proposal, each one
+// decoded, hashed and dropped by its receiver. What relaying bought, a copy
+// through a third member when one link loses a message, gossip keeps at
+// heartbeat pace: each heartbeat a member announces the ids it saw in the
+// last HistoryGossip heartbeats (IHAVE) to every other (Dlazy is above any
+// roster size) and sends what they lack on request (IWANT). Consensus
+// recovers sooner anyway: a replica that missed a proposal fetches its block
+// when the next one's QC refers to it.
+func gossipParams() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi, p.Dout, p.Dscore = 0, 0, 0, 0, 0
+	p.Dlazy = 1 << 10
+	return p
+}
+
 // Validator judges a gossiped message: Accept, Reject (provably invalid: a
 // bad signature, a malformed encoding) or Ignore (stale or not yet useful).
 // from is the member that relayed it, not necessarily its author: messages
@@ -46,10 +66,9 @@ const (
 // Validators run concurrently on pubsub's goroutines.
 type Validator func(from peer.ID, data []byte) pubsub.ValidationResult
 
-// StartPubSub starts gossipsub. It must come after SetMembers, because the
-// direct peers (always sent every message, never pruned) are taken from the
-// roster at this point; later roster changes do not alter them. Pubsub runs
-// until ctx is cancelled or the node is closed.
+// StartPubSub starts gossipsub. It must come after SetMembers (the peer
+// filter admits members only). Pubsub runs until ctx is cancelled or the
+// node is closed.
 func (n *Node) StartPubSub(ctx context.Context) error {
 	n.psMu.Lock()
 	defer n.psMu.Unlock()
@@ -61,13 +80,6 @@ func (n *Node) StartPubSub(ctx context.Context) error {
 	n.members.mu.RUnlock()
 	if !haveRoster {
 		return errors.New("p2p: StartPubSub before SetMembers")
-	}
-	self := n.Host.ID()
-	var direct []peer.AddrInfo
-	for _, m := range n.Members() {
-		if m.ID != self {
-			direct = append(direct, m)
-		}
 	}
 	psCtx, cancel := context.WithCancel(n.ctx)
 	context.AfterFunc(ctx, cancel)
@@ -81,7 +93,7 @@ func (n *Node) StartPubSub(ctx context.Context) error {
 		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(contentID),
 		pubsub.WithFloodPublish(true),
-		pubsub.WithDirectPeers(direct),
+		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return n.IsMember(p) }),
 		pubsub.WithValidateQueueSize(pubsubQueueSize),
 		pubsub.WithPeerOutboundQueueSize(pubsubQueueSize),
@@ -225,8 +237,9 @@ func contentID(m *pb.Message) string {
 //
 // A peer whose score falls below GraylistThreshold (about 20 invalid
 // messages in quick succession) is graylisted. Gossipsub drops a graylisted
-// peer's RPCs unread, but exempts direct peers, and every member is a
-// direct peer; so an RPC inspector does it for them (inspectRPC), and
+// peer's RPCs unread only while its score stays below the threshold; the
+// graylisting here lasts (see below), so an RPC inspector drops them for as
+// long (inspectRPC), and
 // replicas drop a graylisted member's stream messages unread too
 // (Graylisted). It has to be the whole RPC, before pubsub looks at its
 // messages: pubsub marks a message id seen before running the validators,
@@ -252,7 +265,7 @@ const (
 
 var peerScoreThresholds = pubsub.PeerScoreThresholds{
 	GossipThreshold:   GraylistThreshold / 4, // no gossip (IHAVE/IWANT) with such a peer
-	PublishThreshold:  GraylistThreshold / 2, // nor flood publishing (direct peers excepted)
+	PublishThreshold:  GraylistThreshold / 2, // nor flood publishing
 	GraylistThreshold: GraylistThreshold,
 	// Peer exchange is never accepted: the roster decides who the peers are.
 	AcceptPXThreshold: 1e9,
