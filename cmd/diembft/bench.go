@@ -114,7 +114,7 @@ func init() {
 	f.StringVar(&benchOpts.out, "out", "", "output directory (default runs/bench-<mode>-<timestamp>)")
 	f.IntVar(&benchOpts.batch, "batch", 0, "block.max_requests (default 100 for latency, 1000 for throughput)")
 	f.IntVar(&benchOpts.clients, "clients", 0, "load-generating clients (default 1 for latency, 4 for throughput)")
-	f.IntVar(&benchOpts.inflight, "inflight", 0, "operations in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 2000)")
+	f.IntVar(&benchOpts.inflight, "inflight", 0, "operations in flight per client (default 4 for latency; for throughput 2*batch over all clients, at least 64 and at most 2000, times N/4 for N above 4)")
 	f.IntVar(&benchOpts.clientBatch, "client-batch", 0, "operations per signed client request (default 1 for latency; for throughput in-flight/4, at most 125 and at most --batch)")
 	f.BoolVar(&benchOpts.cpuprofile, "cpuprofile", false, "write a CPU profile of every replica and of the load generator to DIR/<run>/profiles/")
 	f.BoolVar(&benchOpts.trace, "trace", false, "write a runtime execution trace of every replica to DIR/<run>/profiles/")
@@ -203,10 +203,14 @@ func (o *benchOptions) plan() []benchRun {
 		if r.Inflight == 0 {
 			// Enough to fill blocks in the pipeline, capped where more
 			// operations in flight only queue: on the 2-core machine of
-			// docs/performance.md, 2,000 in flight (4 clients x 500 in
-			// requests of 125) give 23-35k ops/s at p50 47-66 ms; 1,000 give
-			// about half of that, 4,000 only more latency.
-			total := min(max(2*r.Batch, 64), 2000)
+			// docs/performance.md, at N = 4 2,000 in flight (4 clients x 500
+			// in requests of 125) give 47-57k ops/s at p50 32-41 ms; 1,000
+			// give about half of that, 4,000 only more latency. A larger
+			// committee's rounds are longer (every replica handles every
+			// message), so by Little's law it needs proportionally more in
+			// flight to fill the same blocks: N/4 times as many (N = 7 with
+			// 2,000 left 15 % of the CPU idle, blocks 40 % full).
+			total := min(max(2*r.Batch, 64), 2000) * max(r.Replicas, 4) / 4
 			r.Inflight = max(total/r.Clients, 1)
 		}
 		if r.ClientBatch == 0 {

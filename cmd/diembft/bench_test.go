@@ -19,7 +19,7 @@ func TestBenchPlan(t *testing.T) {
 		clientBatch int // operations per signed request
 	}{
 		{"latency", 4, 100, 4, 1}, {"throughput", 4, 1, 64, 1}, {"throughput", 4, 100, 200, 12}, {"throughput", 4, 1000, 2000, 125},
-		{"latency", 7, 100, 4, 1}, {"throughput", 7, 1, 64, 1}, {"throughput", 7, 100, 200, 12}, {"throughput", 7, 1000, 2000, 125},
+		{"latency", 7, 100, 4, 1}, {"throughput", 7, 1, 112, 1}, {"throughput", 7, 100, 348, 21}, {"throughput", 7, 1000, 3500, 125},
 	}
 	for i, w := range want {
 		r := runs[i]
