@@ -32,13 +32,25 @@ var (
 //
 // It is opened with NoSync: nothing in it is needed for safety (the safety
 // file and the ledger file are fsync'd before they matter, and anything
-// missing here is fetched again from peers). The database is synced when a
-// block commits, right after the ledger file, so a committed chain survives
-// power loss too; if the file is damaged anyway it is moved aside and the
-// replica catches up from the network.
+// missing here is fetched again from peers). The database is synced when
+// committed blocks add ledger lines, right after the ledger file, so the
+// blocks behind every acknowledged operation survive power loss too; if the
+// file is damaged anyway it is moved aside and the replica catches up from
+// the network.
 type blockStore struct {
 	db *bolt.DB
+	// syncedLines is the ledger line count at the last sync (unknown, so
+	// the first commit syncs, until then); unsynced counts the committed
+	// blocks written since.
+	syncedLines uint64
+	unsynced    int
+	sync        func() error // db.Sync; counted in tests
 }
+
+// maxUnsynced bounds how many committed blocks without ledger lines may
+// wait for a sync (see write): 6 s of an idle committee's empty blocks at
+// the default delta, a fraction of a second under load.
+const maxUnsynced = 64
 
 var enc, _ = cbor.CoreDetEncOptions().EncMode()
 
@@ -70,10 +82,20 @@ func openBlockStore(home string) (*blockStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("block store: %w", err)
 	}
-	return &blockStore{db: db}, nil
+	return &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}, nil
 }
 
-func (s *blockStore) close() error { return s.db.Close() }
+// close syncs the blocks still waiting for a sync (see write) and closes the
+// database; the committer has stopped by then.
+func (s *blockStore) close() error {
+	if s.unsynced > 0 {
+		if err := s.sync(); err != nil {
+			s.db.Close()
+			return err
+		}
+	}
+	return s.db.Close()
+}
 
 func decodeBlock(data []byte) (*types.Block, error) {
 	var b types.Block
@@ -289,11 +311,17 @@ var keyLedgerLines = []byte("ledger_lines")
 
 // write stores, in one transaction, the head h (if not nil) and then the
 // committed blocks at heights from+1... with the ledger file's line count
-// after them, and syncs the store if there are blocks, so that the committed
-// chain never runs ahead of the ledger file (the committer calls it after
-// the ledger's fsync). One transaction per
+// after them (the committer calls it after the ledger's fsync, so the
+// committed chain never runs ahead of the ledger file). One transaction per
 // commit instead of one for the head and one for the chain: each bbolt
 // commit rewrites its meta and freelist pages.
+//
+// It syncs when the blocks added ledger lines, or maxUnsynced blocks went
+// without. Blocks without lines (empty ones, half of them at light load, or
+// only re-sent requests) wait for the next sync: nothing acknowledged rests
+// on them alone, and lost in a crash they are committed again from peers.
+// Measured (bench --mode latency --inflight 1, interleaved): p50 7.4-7.9 ms
+// with a sync per commit, 6.3-7.1 ms without the syncs of empty blocks.
 func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledgerLines uint64) error {
 	if len(blocks) == 0 && h == nil {
 		return nil
@@ -330,7 +358,15 @@ func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledger
 	if err != nil || len(blocks) == 0 {
 		return err
 	}
-	return s.db.Sync()
+	s.unsynced += len(blocks)
+	if ledgerLines == s.syncedLines && s.unsynced < maxUnsynced {
+		return nil
+	}
+	if err := s.sync(); err != nil {
+		return err
+	}
+	s.syncedLines, s.unsynced = ledgerLines, 0
+	return nil
 }
 
 func (l *storeLedger) Forget(id types.Hash) { delete(l.States, id) }

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"testing"
+
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// TestBlockStoreSyncsWhatAcknowledgedOpsNeed: the store is synced when
+// committed blocks add ledger lines (replies wait on those blocks), not for
+// blocks without lines until maxUnsynced of them, and at close.
+func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
+	dir := t.TempDir()
+	bs, err := openBlockStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := 0
+	bs.sync = func() error { syncs++; return bs.db.Sync() }
+	g, _ := types.Genesis()
+	parent, height := g, uint64(0)
+	commit := func(lines uint64, n int) {
+		t.Helper()
+		var blocks []committedBlock
+		for range n {
+			b := &types.Block{Author: 1, Round: parent.Round + 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: parent.ID, Round: parent.Round}}}
+			b.ID = b.ComputeID()
+			blocks = append(blocks, committedBlock{b: b})
+			parent = b
+		}
+		if err := bs.write(height, blocks, nil, lines); err != nil {
+			t.Fatal(err)
+		}
+		height += uint64(n)
+	}
+	step := func(what string, lines uint64, n, want int) {
+		t.Helper()
+		commit(lines, n)
+		if syncs != want {
+			t.Fatalf("%s: %d syncs, want %d", what, syncs, want)
+		}
+	}
+	step("first commit after open", 0, 1, 1)
+	step("a block with lines", 3, 1, 2)
+	step("an empty block", 3, 1, 2)
+	step("a group with lines", 5, 2, 3)
+	if err := bs.write(height, nil, &head{}, 5); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 3 {
+		t.Fatalf("a head alone synced (%d syncs)", syncs)
+	}
+	step("empty blocks below the bound", 5, maxUnsynced-1, 3)
+	step("the empty block reaching the bound", 5, 1, 4)
+	step("one more empty block", 5, 1, 4)
+	if err := bs.close(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 5 {
+		t.Fatalf("close left %d blocks unsynced (%d syncs)", bs.unsynced, syncs)
+	}
+
+	bs, err = openBlockStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.close()
+	rec, err := bs.recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.ledger.Height(); got != height {
+		t.Fatalf("reopened store at height %d, want %d", got, height)
+	}
+}
