@@ -76,7 +76,7 @@ type Stats struct {
 	Commits    float64 `json:"blocks_committed"`
 	Timeouts   float64 `json:"timeouts_sent"`
 	// Transmissions counts consensus messages put on the network to other
-	// replicas: one per message per receiving peer, gossip relays included.
+	// replicas: one per message per receiving peer, gossip repairs included.
 	Transmissions uint64 `json:"transmissions"`
 	// GossipControl counts gossipsub RPCs that carried no message.
 	GossipControl uint64 `json:"gossip_control_rpcs"`
@@ -96,6 +96,9 @@ type Stats struct {
 	GossipRejected      uint64 `json:"gossip_rejected"`
 	GossipUndeliverable uint64 `json:"gossip_undeliverable"`
 	SendDrops           uint64 `json:"send_drops"`
+	// GossipIWants counts message ids others asked this replica for after
+	// its IHAVE: gossip's repair of a lost message (there are no relays).
+	GossipIWants uint64 `json:"gossip_iwants"`
 }
 
 // costCounters returns the transmission and verification counters.
@@ -111,7 +114,7 @@ func (r *Replica) registerCostMetrics() {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 	}
 	r.m.reg.MustRegister(
-		counter("diembft_transmissions_total", "Consensus messages sent to other replicas (one per receiving peer, gossip relays included).",
+		counter("diembft_transmissions_total", "Consensus messages sent to other replicas (one per receiving peer, gossip repairs included).",
 			func() uint64 { tx, _, _, _ := r.costCounters(); return tx }),
 		counter("diembft_gossip_control_rpcs_total", "Gossipsub RPCs sent without a message (control only).",
 			func() uint64 { _, c, _, _ := r.costCounters(); return c }),
@@ -119,6 +122,8 @@ func (r *Replica) registerCostMetrics() {
 			func() uint64 { _, _, s, _ := r.costCounters(); return s }),
 		counter("diembft_request_signature_verifications_total", "Client request signatures verified.",
 			func() uint64 { _, _, _, s := r.costCounters(); return s }),
+		counter("diembft_gossip_iwants_total", "Message ids other replicas asked for after this one's IHAVE (gossip repair).",
+			func() uint64 { return r.net.Stats().PubsubIWants }),
 	)
 }
 
@@ -130,7 +135,7 @@ func (r *Replica) writeStats() {
 	s.UnixMs = time.Now().UnixMilli()
 	ns := r.net.Stats()
 	s.GossipDrops, s.GossipIgnored, s.GossipRejected = ns.PubsubDrops, ns.PubsubIgnores, ns.PubsubRejects
-	s.GossipUndeliverable, s.SendDrops = ns.PubsubUndeliverable, ns.SendDrops
+	s.GossipUndeliverable, s.SendDrops, s.GossipIWants = ns.PubsubUndeliverable, ns.SendDrops, ns.PubsubIWants
 	data, _ := json.Marshal(s)
 	p := filepath.Join(r.cfg.Home, "stats.json")
 	if os.WriteFile(p+".tmp", data, 0o644) == nil {

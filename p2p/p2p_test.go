@@ -570,3 +570,65 @@ func TestPubsubRepairsLostPeer(t *testing.T) {
 		t.Fatalf("got %q", d)
 	}
 }
+
+// TestGossipIsNotRelayed: flood publishing hands a message to every member
+// once and nobody relays it (gossipParams): with the roster as direct peers
+// or a mesh, every receiver forwarded each message to the others, and each
+// copy beyond the first arrived as a duplicate.
+func TestGossipIsNotRelayed(t *testing.T) {
+	nodes := cluster(t, 4, Config{})
+	topic := ProposalTopic("test-chain")
+	accept := func(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
+	got := make([]chan delivery, len(nodes))
+	for i, n := range nodes {
+		if err := n.StartPubSub(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan delivery, 64)
+		got[i] = ch
+		if err := n.Subscribe(topic, accept, func(from peer.ID, data []byte) { ch <- delivery{from, string(data)} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range nodes {
+		eventually(t, fmt.Sprintf("node %d sees 3 topic peers", i), func() bool { return len(n.TopicPeers(topic)) == 3 })
+	}
+	const msgs = 10
+	for k := range msgs {
+		if err := nodes[0].Publish(topic, fmt.Appendf(nil, "m%d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < len(nodes); i++ {
+		for k := range msgs {
+			if d := recv(t, got[i], fmt.Sprintf("m%d at node %d", k, i)); d.from != nodes[0].ID() {
+				t.Fatalf("node %d got %q from %s, not from its author", i, d.data, d.from)
+			}
+		}
+	}
+	// A fence from every node: a node's relays of the messages above would
+	// have been queued to each peer before its fence, on the same stream.
+	for i, n := range nodes {
+		if err := n.Publish(topic, fmt.Appendf(nil, "fence%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range nodes {
+		for range len(nodes) - 1 {
+			if d := recv(t, got[i], fmt.Sprintf("fences at node %d", i)); !strings.HasPrefix(d.data, "fence") {
+				t.Fatalf("node %d got %q again", i, d.data)
+			}
+		}
+	}
+	// The only other copies allowed are answers to IWANT: a heartbeat's
+	// IHAVE can overtake the message it announces.
+	var sent, iwants, dups uint64
+	for _, n := range nodes {
+		s := n.Stats()
+		sent, iwants, dups = sent+s.PubsubMsgsSent, iwants+s.PubsubIWants, dups+s.PubsubDuplicates
+	}
+	// (An IWANT may be counted before its answer is sent.)
+	if once := uint64((msgs + len(nodes)) * (len(nodes) - 1)); sent < once || sent > once+iwants || dups > iwants {
+		t.Errorf("%d message transmissions and %d duplicates, want %d (one per receiver) plus at most %d asked for by IWANT, and at most %d", sent, dups, once, iwants, iwants)
+	}
+}

@@ -391,11 +391,17 @@ type graylisting struct {
 
 var errGraylisted = errors.New("graylisted peer")
 
-// inspectRPC drops every RPC of a graylisted peer before pubsub handles it.
+// inspectRPC drops every RPC of a graylisted peer before pubsub handles it,
+// and counts the message ids a member asks for by IWANT: without relays
+// (gossipParams) these are the repairs, a member that lacked a message we
+// announced, or the race of an announcement with the message itself.
 func (t *tracer) inspectRPC(p peer.ID, rpc *pubsub.RPC) error {
 	if t.graylisted(p) {
 		t.graylistDrops.Add(uint64(len(rpc.GetPublish())))
 		return errGraylisted
+	}
+	for _, w := range rpc.GetControl().GetIwant() {
+		t.c.pubsubIWants.Add(uint64(len(w.GetMessageIDs())))
 	}
 	return nil
 }

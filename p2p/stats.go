@@ -30,6 +30,7 @@ type Stats struct {
 	PubsubRepairs       uint64 // members reconnected because pubsub lost track of them (see watchPubsub)
 	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes and relays, one per peer
 	PubsubControlSent   uint64 // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
+	PubsubIWants        uint64 // message ids members asked us for after our IHAVE (gossip repair)
 }
 
 type counters struct {
@@ -40,6 +41,7 @@ type counters struct {
 	pubsubRejects, pubsubIgnores, pubsubNonMember          atomic.Uint64
 	pubsubDrops, pubsubDuplicates, pubsubUndeliverable     atomic.Uint64
 	pubsubRepairs, pubsubMsgsSent, pubsubControlSent       atomic.Uint64
+	pubsubIWants                                           atomic.Uint64
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -68,5 +70,6 @@ func (n *Node) Stats() Stats {
 		PubsubRepairs:         c.pubsubRepairs.Load(),
 		PubsubMsgsSent:        c.pubsubMsgsSent.Load(),
 		PubsubControlSent:     c.pubsubControlSent.Load(),
+		PubsubIWants:          c.pubsubIWants.Load(),
 	}
 }
