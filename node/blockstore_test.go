@@ -73,3 +73,37 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 		t.Fatalf("reopened store at height %d, want %d", got, height)
 	}
 }
+
+// TestCommitterWritesTheLastHeadAtStop: a head the loop left just before it
+// stopped (no commit followed to carry it) is written when the committer
+// ends, so the restarted replica has its newest uncommitted blocks.
+func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
+	dir := t.TempDir()
+	bs, err := openBlockStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := types.Genesis()
+	b := &types.Block{Author: 1, Round: 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: g.ID, Round: g.Round}}}
+	b.ID = b.ComputeID()
+	r := &Replica{bs: bs, commits: make(chan commitJob), headReady: make(chan struct{}, 1)}
+	r.head.Store(&head{pending: []*types.Block{b}})
+	close(r.commits)
+	done := make(chan struct{})
+	r.runCommitter(done)
+	<-done
+	if err := bs.close(); err != nil {
+		t.Fatal(err)
+	}
+	if bs, err = openBlockStore(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer bs.close()
+	rec, err := bs.recover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.pending) != 1 || rec.pending[0].ID != b.ID {
+		t.Fatalf("after the stop the store holds %d pending blocks, want the head's one", len(rec.pending))
+	}
+}

@@ -57,9 +57,11 @@ func (r *Replica) publishHead(wake bool) {
 
 // runCommitter executes the handed-over blocks, in groups of up to
 // commitGroup, and writes heads left without a commit, until the queue is
-// closed.
+// closed; then it writes the last head too, so that a replica stopped
+// normally restarts with its newest uncommitted blocks.
 func (r *Replica) runCommitter(done chan<- struct{}) {
 	defer close(done)
+	defer r.writeHead()
 	for {
 		select {
 		case j, ok := <-r.commits:
@@ -72,11 +74,16 @@ func (r *Replica) runCommitter(done chan<- struct{}) {
 				return
 			}
 		case <-r.headReady:
-			if h := r.head.Swap(nil); h != nil {
-				if err := r.bs.write(0, nil, h, 0); err != nil {
-					log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
-				}
-			}
+			r.writeHead()
+		}
+	}
+}
+
+// writeHead writes the head the loop left, if any, on its own.
+func (r *Replica) writeHead() {
+	if h := r.head.Swap(nil); h != nil {
+		if err := r.bs.write(0, nil, h, 0); err != nil {
+			log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
 		}
 	}
 }
