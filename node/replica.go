@@ -60,8 +60,8 @@ type Config struct {
 
 // futureRounds bounds how far ahead of the local round (or of the highest
 // certificate it carries) a gossiped message may be and still be accepted
-// (and buffered by the core's pacemaker); anything further is ignored rather
-// than relayed.
+// (and buffered by the core's pacemaker); anything further is ignored (not
+// delivered, nor announced to others by gossip).
 const futureRounds = 1000
 
 // Replica is one running replica.

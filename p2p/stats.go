@@ -28,7 +28,7 @@ type Stats struct {
 	PubsubDuplicates    uint64 // messages already seen
 	PubsubUndeliverable uint64 // messages dropped because a topic handler fell behind
 	PubsubRepairs       uint64 // members reconnected because pubsub lost track of them (see watchPubsub)
-	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes and relays, one per peer
+	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes, IWANT answers and any relays, one per peer
 	PubsubControlSent   uint64 // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
 	PubsubIWants        uint64 // message ids members asked us for after our IHAVE (gossip repair)
 }
