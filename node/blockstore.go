@@ -85,14 +85,13 @@ func openBlockStore(home string) (*blockStore, error) {
 	return &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}, nil
 }
 
-// close syncs the blocks still waiting for a sync (see write) and closes the
-// database; the committer has stopped by then.
+// close syncs what is still waiting for a sync (see write: blocks without
+// ledger lines, the last head) and closes the database; the committer has
+// stopped by then.
 func (s *blockStore) close() error {
-	if s.unsynced > 0 {
-		if err := s.sync(); err != nil {
-			s.db.Close()
-			return err
-		}
+	if err := s.sync(); err != nil {
+		s.db.Close()
+		return err
 	}
 	return s.db.Close()
 }

@@ -13,9 +13,10 @@ import (
 // it, in every round. Commit durability does not bear on safety (only the
 // safety data before a vote does, and the loop still syncs that first), so
 // the loop hands committed blocks over in order and goes on; the committer
-// writes the ledger and fsyncs it, then signs and sends the replies (nothing
-// is acknowledged before it is on disk), then writes and syncs the block
-// store (which so never runs ahead of the ledger).
+// writes the ledger and fsyncs it, signs the replies, writes and syncs the
+// block store (which so never runs ahead of the ledger), and only then sends
+// the replies: nothing is acknowledged before its ledger lines and the
+// blocks holding them are on disk.
 
 // commitJob is one committed block for the committer.
 type commitJob struct {
@@ -122,8 +123,6 @@ func (r *Replica) execute(jobs []commitJob) {
 	if err := r.exec.persist(lines); err != nil {
 		log.Fatalf("ledger: %v", err) // an unwritable ledger must stop the replica loudly
 	}
-	// The replies may leave once the ledger is on disk (what a client is
-	// told is durable); the block store follows, off the reply path.
 	batch := make([]outgoingReply, 0, len(replies))
 	for _, rp := range replies {
 		if to, ok := r.exec.peerOf(rp.Client); ok {
@@ -131,11 +130,17 @@ func (r *Replica) execute(jobs []commitJob) {
 		}
 	}
 	r.signer.sign(batch)
-	r.sendReplies(batch)
+	// The replies leave once the ledger lines and the blocks that hold them
+	// are on disk: a restart replays the ledger only as far as the block
+	// store's committed chain reaches (openExecutorFS), so lines whose
+	// blocks were lost are cut, and if every replica lost power together
+	// nobody would have those blocks to commit them again.
 	from := jobs[0].from
 	if err := r.bs.write(from, blocks, r.head.Swap(nil), r.exec.height); err != nil {
 		log.Fatalf("block store: %v", err)
 	}
+	r.exec.markDurable()
+	r.sendReplies(batch)
 	r.written.Store(from + uint64(len(blocks)))
 	for i, j := range jobs {
 		r.m.commits.Inc()

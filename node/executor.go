@@ -37,7 +37,7 @@ type executor struct {
 	size    int64 // of the ledger file: the next block is written here
 	kv      *kv.Store
 	height  uint64 // requests executed
-	durable uint64 // requests whose ledger lines are fsync'd (guarded by mu)
+	durable uint64 // height up to which ledger lines and their blocks are on disk (guarded by mu)
 	// mu guards clients, durable and refused: the committer goroutine
 	// executes blocks while the event loop answers replayed requests from
 	// the cache.
@@ -248,23 +248,26 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 	return nil
 }
 
-// persist appends ledger lines, fsyncs the file and then lets cached answer
-// from the requests they hold.
+// persist appends ledger lines and fsyncs the file. cached answers from
+// them only after markDurable: the committer calls it once the blocks that
+// hold them are synced in the block store too (see Replica.execute).
 func (e *executor) persist(lines []byte) error {
-	if len(lines) > 0 {
-		n, err := e.file.WriteAt(lines, e.size)
-		e.size += int64(n)
-		if err == nil {
-			err = e.file.Sync()
-		}
-		if err != nil {
-			return err
-		}
+	if len(lines) == 0 {
+		return nil
 	}
+	n, err := e.file.WriteAt(lines, e.size)
+	e.size += int64(n)
+	if err == nil {
+		err = e.file.Sync()
+	}
+	return err
+}
+
+// markDurable lets cached answer from every operation executed so far.
+func (e *executor) markDurable() {
 	e.mu.Lock()
 	e.durable = e.height
 	e.mu.Unlock()
-	return nil
 }
 
 // apply runs b's operations on the state machine and returns the (unsigned)

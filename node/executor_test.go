@@ -263,11 +263,12 @@ func BenchmarkLedgerReplay(b *testing.B) {
 	}
 }
 
-// TestNoCachedReplyBeforeLedgerFsync: the committer executes a block and
-// then writes and fsyncs its ledger lines; between the two the event loop
-// must not answer a retransmitted request from the cache, or a reply could
-// acknowledge a result that a crash then loses from this replica's disk.
-func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
+// TestNoCachedReplyBeforeDurable: the committer executes a block, writes
+// and fsyncs its ledger lines, then syncs the block in the block store and
+// marks it durable; until then the event loop must not answer a
+// retransmitted request from the cache, or a reply could acknowledge a
+// result that a crash then loses from this replica's disk.
+func TestNoCachedReplyBeforeDurable(t *testing.T) {
 	e, err := openExecutor(t.TempDir(), 1, "fsync-test", ledgerKey())
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +285,10 @@ func TestNoCachedReplyBeforeLedgerFsync(t *testing.T) {
 	if err := e.persist(lines); err != nil {
 		t.Fatal(err)
 	}
+	if rp := e.cached(&req); rp != nil {
+		t.Fatalf("cached answered %+v before the block store sync (markDurable)", rp)
+	}
+	e.markDurable()
 	if rp := e.cached(&req); rp == nil || rp.Results[0] != out[0].Results[0] {
 		t.Fatalf("after the fsync cached = %+v, want the result %q", rp, out[0].Results[0])
 	}
@@ -297,5 +302,6 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 	if err := e.persist(lines); err != nil {
 		return nil, err
 	}
+	e.markDurable()
 	return out, nil
 }

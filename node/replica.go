@@ -77,8 +77,9 @@ type Replica struct {
 	tl    *timeline
 
 	// onSend, if set (tests, before Run), sees every consensus message the
-	// loop is about to hand to the network.
-	onSend func(msg any)
+	// loop is about to hand to the network; onReply every client reply.
+	onSend  func(msg any)
+	onReply func(*types.ClientReply)
 
 	round atomic.Uint64 // the loop's current round, read by validators
 	// verified holds client requests whose signatures were checked on
@@ -462,6 +463,9 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 }
 
 func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
+	if r.onReply != nil {
+		r.onReply(reply)
+	}
 	data, err := wire.Encode(reply)
 	if err != nil {
 		log.Errorw("encode reply", "err", err)
