@@ -60,15 +60,8 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 		t.Fatalf("close left %d blocks unsynced (%d syncs)", bs.unsynced, syncs)
 	}
 
-	bs, err = openBlockStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	rec, err := bs.recover()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if got := rec.ledger.Height(); got != height {
 		t.Fatalf("reopened store at height %d, want %d", got, height)
 	}
@@ -95,15 +88,25 @@ func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
 	if err := bs.close(); err != nil {
 		t.Fatal(err)
 	}
-	if bs, err = openBlockStore(dir); err != nil {
-		t.Fatal(err)
-	}
+	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	rec, err := bs.recover()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(rec.pending) != 1 || rec.pending[0].ID != b.ID {
 		t.Fatalf("after the stop the store holds %d pending blocks, want the head's one", len(rec.pending))
 	}
+}
+
+// openRecovered opens the block store in dir and reads it back; the caller
+// closes it.
+func openRecovered(t *testing.T, dir string) (*blockStore, *recovered) {
+	t.Helper()
+	bs, err := openBlockStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := bs.recover()
+	if err != nil {
+		bs.close()
+		t.Fatal(err)
+	}
+	return bs, rec
 }

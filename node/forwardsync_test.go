@@ -16,15 +16,8 @@ import (
 // ends.
 func TestCommittedAfter(t *testing.T) {
 	const total, stored = recentBlocks + 76, recentBlocks + 26 // the last 50 not in the store yet
-	bs, err := openBlockStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs, rec := openRecovered(t, t.TempDir())
 	defer bs.close()
-	rec, err := bs.recover()
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := rec.ledger
 	g, _ := types.Genesis()
 	chain := []*types.Block{g}
@@ -36,7 +29,7 @@ func TestCommittedAfter(t *testing.T) {
 		l.remember(b)
 		l.last, l.height = b, uint64(h)
 	}
-	err = bs.db.Update(func(tx *bolt.Tx) error {
+	err := bs.db.Update(func(tx *bolt.Tx) error {
 		for h := 1; h <= stored; h++ {
 			key := binary.BigEndian.AppendUint64(nil, uint64(h))
 			data, err := enc.Marshal(chain[h])
@@ -90,15 +83,8 @@ func TestCommittedAfter(t *testing.T) {
 // lags, so block requests can still be answered; once written, the window
 // shrinks back to recentBlocks.
 func TestRecentWindowKeepsUnwrittenBlocks(t *testing.T) {
-	bs, err := openBlockStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs, rec := openRecovered(t, t.TempDir())
 	defer bs.close()
-	rec, err := bs.recover()
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := rec.ledger
 	var written atomic.Uint64
 	l.written = &written

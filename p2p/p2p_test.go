@@ -103,6 +103,26 @@ type delivery struct {
 	data string
 }
 
+// gossipAll starts pubsub on every node and subscribes it to topic with v;
+// each node's deliveries go to its channel (buffered, capacity buf).
+func gossipAll(t *testing.T, nodes []*Node, topic string, v Validator, buf int) []chan delivery {
+	t.Helper()
+	got := make([]chan delivery, len(nodes))
+	for i, n := range nodes {
+		if err := n.StartPubSub(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan delivery, buf)
+		got[i] = ch
+		if err := n.Subscribe(topic, v, func(from peer.ID, data []byte) { ch <- delivery{from, string(data)} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+func acceptAll(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
+
 func TestGossipReachesOthersAndCountsValidation(t *testing.T) {
 	nodes := cluster(t, 4, Config{})
 	topic := ProposalTopic("test-chain")
@@ -115,7 +135,6 @@ func TestGossipReachesOthersAndCountsValidation(t *testing.T) {
 		}
 		return pubsub.ValidationAccept
 	}
-	got := make([]chan delivery, len(nodes))
 	debugDump = func() {
 		for i, n := range nodes {
 			for j, o := range nodes {
@@ -124,18 +143,7 @@ func TestGossipReachesOthersAndCountsValidation(t *testing.T) {
 		}
 	}
 	defer func() { debugDump = nil }()
-	for i, n := range nodes {
-		if err := n.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan delivery, 64)
-		got[i] = ch
-		if err := n.Subscribe(topic, validator, func(from peer.ID, data []byte) {
-			ch <- delivery{from, string(data)}
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	got := gossipAll(t, nodes, topic, validator, 64)
 	for i, n := range nodes {
 		eventually(t, fmt.Sprintf("node %d sees 3 topic peers", i), func() bool { return len(n.TopicPeers(topic)) == 3 })
 	}
@@ -535,16 +543,15 @@ func TestPubsubRepairsLostPeer(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	topic := TimeoutTopic("test-chain")
 	got := make(chan string, 16)
-	accept := func(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
 	for _, n := range nodes {
 		if err := n.StartPubSub(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.Subscribe(topic, accept, func(peer.ID, []byte) {}); err != nil {
+	if err := a.Subscribe(topic, acceptAll, func(peer.ID, []byte) {}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Subscribe(topic, accept, func(_ peer.ID, data []byte) { got <- string(data) }); err != nil {
+	if err := b.Subscribe(topic, acceptAll, func(_ peer.ID, data []byte) { got <- string(data) }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a sees b in topic", func() bool { return slices.Contains(a.TopicPeers(topic), b.ID()) })
@@ -578,18 +585,7 @@ func TestPubsubRepairsLostPeer(t *testing.T) {
 func TestGossipIsNotRelayed(t *testing.T) {
 	nodes := cluster(t, 4, Config{})
 	topic := ProposalTopic("test-chain")
-	accept := func(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
-	got := make([]chan delivery, len(nodes))
-	for i, n := range nodes {
-		if err := n.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan delivery, 64)
-		got[i] = ch
-		if err := n.Subscribe(topic, accept, func(from peer.ID, data []byte) { ch <- delivery{from, string(data)} }); err != nil {
-			t.Fatal(err)
-		}
-	}
+	got := gossipAll(t, nodes, topic, acceptAll, 64)
 	for i, n := range nodes {
 		eventually(t, fmt.Sprintf("node %d sees 3 topic peers", i), func() bool { return len(n.TopicPeers(topic)) == 3 })
 	}
@@ -667,20 +663,7 @@ func TestGossipRepairsAMissingLink(t *testing.T) {
 		n.SetMembers(roster(i))
 	}
 	topic := ProposalTopic("test-chain")
-	accept := func(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
-	got := make(chan delivery, 8)
-	for i, n := range nodes {
-		if err := n.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		handler := func(peer.ID, []byte) {}
-		if i == 3 {
-			handler = func(from peer.ID, data []byte) { got <- delivery{from, string(data)} }
-		}
-		if err := n.Subscribe(topic, accept, handler); err != nil {
-			t.Fatal(err)
-		}
-	}
+	got := gossipAll(t, nodes, topic, acceptAll, 8)[3]
 	eventually(t, "node 0 sees nodes 1 and 2 on the topic", func() bool { return len(nodes[0].TopicPeers(topic)) == 2 })
 	eventually(t, "node 3 sees nodes 1 and 2 on the topic", func() bool { return len(nodes[3].TopicPeers(topic)) == 2 })
 	time.Sleep(2*gossipHeartbeat + 50*time.Millisecond) // past the grafts of joining (TestGossipIsNotRelayed)

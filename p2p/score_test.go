@@ -28,19 +28,7 @@ func TestMemberSendingInvalidGossipIsGraylisted(t *testing.T) {
 		}
 		return pubsub.ValidationAccept
 	}
-	got := make(chan delivery, 256)
-	for i, n := range nodes {
-		if err := n.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		handler := func(peer.ID, []byte) {}
-		if i == 1 {
-			handler = func(from peer.ID, data []byte) { got <- delivery{from, string(data)} }
-		}
-		if err := n.Subscribe(topic, validator, handler); err != nil {
-			t.Fatal(err)
-		}
-	}
+	got := gossipAll(t, nodes, topic, validator, 256)[1]
 	for i, n := range nodes {
 		eventually(t, fmt.Sprintf("node %d sees 2 topic peers", i), func() bool { return len(n.TopicPeers(topic)) == 2 })
 	}
