@@ -874,7 +874,7 @@ func printBenchTable(w io.Writer, results []*benchResult) {
 	tw.Flush()
 	for _, r := range results {
 		if c := r.Crash; c != nil {
-			fmt.Fprintf(w, "crash (%s, N=%d): replica %d killed at %.1fs: longest commit gap %.0f ms, first commit after it %.0f ms after the kill; %.0f ops/s before, %.0f ops/s in the 10 s after (%.0f%%)\n",
+			fmt.Fprintf(w, "crash (%s, N=%d): replica %d killed at %.1fs: longest commit gap in the 5 s after %.0f ms, ending with a commit %.0f ms after the kill; %.0f ops/s before, %.0f ops/s in the 10 s after (%.0f%%)\n",
 				r.Mode, r.Replicas, c.Replica, c.AtS, c.MaxGapMs, c.FirstCommitMs, c.OpsPerSBefore, c.OpsPerSAfter, 100*c.RecoveredRatio)
 		}
 	}
