@@ -54,21 +54,44 @@ const maxUnsynced = 64
 
 var enc, _ = cbor.CoreDetEncOptions().EncMode()
 
-func openBlockStore(home string) (*blockStore, error) {
+// openBlockStore opens the block store in home and reads it back. A store
+// bbolt refuses to open, or cannot read (a damaged page makes bbolt panic),
+// is moved aside and replaced by an empty one: the replica replays its
+// ledger and fetches the chain from its peers.
+func openBlockStore(home string) (*blockStore, *recovered, error) {
 	path := filepath.Join(home, BlockStoreFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
+	s, rec, err := readBlockStore(path)
+	if err == nil || errors.Is(err, bolt.ErrTimeout) {
+		if err != nil {
+			return nil, nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
 		}
-		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
-		log.Errorw("block store unreadable; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
-		if rerr := os.Rename(path, aside); rerr != nil {
-			return nil, fmt.Errorf("block store: %w", err)
+		return s, rec, nil
+	}
+	aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+	log.Errorw("block store unreadable; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, nil, fmt.Errorf("block store: %w (moving it aside: %v)", err, rerr)
+	}
+	if s, rec, err = readBlockStore(path); err != nil {
+		return nil, nil, fmt.Errorf("block store: %w", err)
+	}
+	return s, rec, nil
+}
+
+// readBlockStore opens (creating) the store at path and recovers it; a
+// panic inside bbolt is returned as an error.
+func readBlockStore(path string) (s *blockStore, rec *recovered, err error) {
+	var db *bolt.DB
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("damaged: %v", p)
 		}
-		if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true}); err != nil {
-			return nil, fmt.Errorf("block store: %w", err)
+		if err != nil && db != nil {
+			db.Close()
 		}
+	}()
+	if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true}); err != nil {
+		return nil, nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketChain, bucketIndex, bucketPending, bucketMeta} {
@@ -79,10 +102,13 @@ func openBlockStore(home string) (*blockStore, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("block store: %w", err)
+		return nil, nil, err
 	}
-	return &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}, nil
+	s = &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}
+	if rec, err = s.recover(); err != nil {
+		return nil, nil, err
+	}
+	return s, rec, nil
 }
 
 // close syncs what is still waiting for a sync (see write: blocks without

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/types"
@@ -11,10 +13,7 @@ import (
 // blocks without lines until maxUnsynced of them, and at close.
 func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 	dir := t.TempDir()
-	bs, err := openBlockStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs, _ := openRecovered(t, dir)
 	syncs := 0
 	bs.sync = func() error { syncs++; return bs.db.Sync() }
 	g, _ := types.Genesis()
@@ -72,10 +71,7 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 // ends, so the restarted replica has its newest uncommitted blocks.
 func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
 	dir := t.TempDir()
-	bs, err := openBlockStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs, _ := openRecovered(t, dir)
 	g, _ := types.Genesis()
 	b := &types.Block{Author: 1, Round: 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: g.ID, Round: g.Round}}}
 	b.ID = b.ComputeID()
@@ -99,14 +95,44 @@ func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
 // closes it.
 func openRecovered(t *testing.T, dir string) (*blockStore, *recovered) {
 	t.Helper()
-	bs, err := openBlockStore(dir)
+	bs, rec, err := openBlockStore(dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := bs.recover()
-	if err != nil {
-		bs.close()
 		t.Fatal(err)
 	}
 	return bs, rec
+}
+
+// TestDamagedBlockStoreIsMovedAside: bbolt panics on a damaged page while
+// opening; the store is moved aside and an empty one takes its place.
+func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
+	dir := t.TempDir()
+	bs, _ := openRecovered(t, dir)
+	g, _ := types.Genesis()
+	b := &types.Block{Author: 1, Round: 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: g.ID, Round: g.Round}}}
+	b.ID = b.ComputeID()
+	if err := bs.write(0, []committedBlock{{b: b}}, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, BlockStoreFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * os.Getpagesize(); i < len(data); i++ { // all but the two meta pages
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bs, rec := openRecovered(t, dir)
+	defer bs.close()
+	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != noLimit {
+		t.Fatalf("reopened a damaged store at height %d (ledger lines %d), want an empty one", h, rec.ledgerLines)
+	}
+	if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
+		t.Fatalf("the damaged store was not moved aside (%v)", aside)
+	}
 }

@@ -113,13 +113,8 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	bs, err := openBlockStore(cfg.Home)
+	bs, rec, err := openBlockStore(cfg.Home)
 	if err != nil {
-		return nil, err
-	}
-	rec, err := bs.recover()
-	if err != nil {
-		bs.close()
 		return nil, err
 	}
 	// The ledger is replayed up to the block store's last committed block
