@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -54,44 +55,73 @@ const maxUnsynced = 64
 
 var enc, _ = cbor.CoreDetEncOptions().EncMode()
 
-// openBlockStore opens the block store in home and reads it back. A store
-// bbolt refuses to open, or cannot read (a damaged page makes bbolt panic),
-// is moved aside and replaced by an empty one: the replica replays its
-// ledger and fetches the chain from its peers.
+// openBlockStore opens the block store in home and reads it back, then
+// syncs it once: after a kill its last transactions may be in the page
+// cache only, and what it says is committed must be on disk before the
+// replica answers from it (executor.admit).
+//
+// A store that is damaged (bbolt refuses its pages, or panics reading them,
+// or a block does not decode) is moved aside and replaced by an empty one,
+// and rec.movedAside says so: the replica must then start its ledger afresh
+// too (Replica's New moves it aside as well), because the ledger is
+// replayed only as far as the store's chain reaches and blocks fetched again
+// must execute from the state they first executed from. Errors of the
+// system (locked, permissions, I/O, a full disk) are returned as they are.
 func openBlockStore(home string) (*blockStore, *recovered, error) {
 	path := filepath.Join(home, BlockStoreFile)
 	s, rec, err := readBlockStore(path)
-	if err == nil || errors.Is(err, bolt.ErrTimeout) {
-		if err != nil {
-			return nil, nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
+	var d damagedError
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
+	case errors.As(err, &d):
+		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+		log.Errorw("block store damaged; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, nil, fmt.Errorf("block store: %w (moving it aside: %v)", err, rerr)
 		}
-		return s, rec, nil
+		if s, rec, err = readBlockStore(path); err != nil {
+			return nil, nil, fmt.Errorf("block store: %w", err)
+		}
+		rec.movedAside = true
+	case err != nil:
+		return nil, nil, fmt.Errorf("block store %s: %w", path, err)
 	}
-	aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
-	log.Errorw("block store unreadable; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
-	if rerr := os.Rename(path, aside); rerr != nil {
-		return nil, nil, fmt.Errorf("block store: %w (moving it aside: %v)", err, rerr)
-	}
-	if s, rec, err = readBlockStore(path); err != nil {
-		return nil, nil, fmt.Errorf("block store: %w", err)
+	if err := s.db.Sync(); err != nil {
+		s.db.Close()
+		return nil, nil, fmt.Errorf("block store %s: %w", path, err)
 	}
 	return s, rec, nil
 }
 
-// readBlockStore opens (creating) the store at path and recovers it; a
-// panic inside bbolt is returned as an error.
+// damagedError marks what openBlockStore takes for a damaged store.
+type damagedError struct{ err error }
+
+func (e damagedError) Error() string { return "damaged: " + e.err.Error() }
+func (e damagedError) Unwrap() error { return e.err }
+
+// readBlockStore opens (creating) the store at path and recovers it. A
+// panic inside bbolt, an error of bbolt's own about its file (not one of
+// the system) and an undecodable record are returned as damagedError.
 func readBlockStore(path string) (s *blockStore, rec *recovered, err error) {
 	var db *bolt.DB
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("damaged: %v", p)
+			// Not closed: a panic may leave bbolt's locks taken, and the
+			// file is moved aside anyway.
+			err = damagedError{fmt.Errorf("bbolt: %v", p)}
+			return
 		}
 		if err != nil && db != nil {
 			db.Close()
 		}
 	}()
 	if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true}); err != nil {
-		return nil, nil, err
+		var errno syscall.Errno
+		if errors.Is(err, bolt.ErrTimeout) || errors.As(err, &errno) {
+			return nil, nil, err
+		}
+		return nil, nil, damagedError{err}
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketChain, bucketIndex, bucketPending, bucketMeta} {
@@ -106,7 +136,7 @@ func readBlockStore(path string) (s *blockStore, rec *recovered, err error) {
 	}
 	s = &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}
 	if rec, err = s.recover(); err != nil {
-		return nil, nil, err
+		return nil, nil, damagedError{err}
 	}
 	return s, rec, nil
 }
@@ -149,6 +179,9 @@ type recovered struct {
 	// ledgerLines is the ledger file's line count after the last committed
 	// block here (noLimit for a store written before it was recorded).
 	ledgerLines uint64
+	// movedAside: the store was damaged and replaced by an empty one (see
+	// openBlockStore).
+	movedAside bool
 }
 
 func (s *blockStore) recover() (*recovered, error) {
@@ -321,13 +354,26 @@ func (l *storeLedger) unwritten() []*types.Block {
 	return out
 }
 
-// take hands over the blocks committed since the last take and the ledger
-// height before the first of them (the loop calls it; the committer writes
-// them with write after the ledger file's fsync).
-func (l *storeLedger) take() (uint64, []committedBlock) {
-	blocks := l.pendingTx
-	l.pendingTx = nil
-	return l.height - uint64(len(blocks)), blocks
+// take hands over the committed blocks not taken yet up to block id, and
+// the ledger height before the first of them (the loop calls it for each
+// core.Committed, which come one to one with Commit and in order; the
+// committer writes them with write after the ledger file's fsync). Each job
+// carries exactly the blocks whose ledger lines it produces: when one step
+// committed several blocks and the first job carried them all, the
+// committer could write them in one group with only the first one's lines,
+// and the next group, carrying no block, then left the store's line count
+// behind blocks it already held; a restart cut those lines for good.
+func (l *storeLedger) take(id types.Hash) (uint64, []committedBlock) {
+	n := 0
+	for n < len(l.pendingTx) {
+		n++
+		if l.pendingTx[n-1].b.ID == id {
+			break
+		}
+	}
+	blocks := l.pendingTx[:n:n]
+	l.pendingTx = l.pendingTx[n:]
+	return l.height - uint64(len(l.pendingTx)+n), blocks
 }
 
 // keyLedgerLines is the meta key of the ledger file's line count after the

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"crypto/ed25519"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/types"
 )
 
@@ -129,10 +132,68 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 	}
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != noLimit {
-		t.Fatalf("reopened a damaged store at height %d (ledger lines %d), want an empty one", h, rec.ledgerLines)
+	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != noLimit || !rec.movedAside {
+		t.Fatalf("reopened a damaged store at height %d (ledger lines %d, moved aside %v), want an empty one, moved aside", h, rec.ledgerLines, rec.movedAside)
 	}
 	if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
 		t.Fatalf("the damaged store was not moved aside (%v)", aside)
+	}
+}
+
+// TestOneStepsCommitsWrittenWithTheirOwnLines: a step that commits two
+// blocks hands the committer two jobs, which it may execute in two groups.
+// Each group must store exactly the blocks whose ledger lines it wrote, so
+// that after a kill the store's line count covers its chain: before, the
+// first job carried both blocks with the first one's lines, and the restart
+// cut the second block's line while the block stayed committed (never
+// executed again).
+func TestOneStepsCommitsWrittenWithTheirOwnLines(t *testing.T) {
+	dir := t.TempDir()
+	_, key, _ := ed25519.GenerateKey(nil)
+	client, _, _ := ed25519.GenerateKey(nil)
+	bs, rec := openRecovered(t, dir)
+	exec, err := openExecutorFS(osFS{}, dir, 0, "split", key, rec.ledgerLines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := openTimeline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.close()
+	r := &Replica{bs: bs, exec: exec, led: rec.ledger, signer: newReplySigner(key, "split"), m: newMetrics(), tl: tl}
+	g, _ := types.Genesis()
+	parent := g
+	var blocks []*types.Block
+	for i := range 2 {
+		b := &types.Block{Author: 1, Round: parent.Round + 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: parent.ID, Round: parent.Round}},
+			Payload: []types.Request{{Client: client, Seq: uint64(i + 1), Ops: []string{fmt.Sprintf("put('k%d','v')", i)}}}}
+		b.ID = b.ComputeID()
+		blocks = append(blocks, b)
+		parent = b
+	}
+	for _, b := range blocks { // one core step commits both
+		r.led.Commit(b, nil)
+	}
+	var jobs []commitJob
+	for _, b := range blocks {
+		jobs = append(jobs, r.handOver(core.Committed{Block: b}))
+	}
+	for _, j := range jobs { // in two groups
+		r.execute([]commitJob{j})
+	}
+	// Killed: the files stay as written, nothing more is synced.
+	bs.db.Close()
+	exec.close()
+
+	bs, rec = openRecovered(t, dir)
+	defer bs.close()
+	replayed, err := openExecutorFS(osFS{}, dir, 0, "split", key, rec.ledgerLines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replayed.close()
+	if h := rec.ledger.Height(); h != 2 || rec.ledgerLines != 2 || replayed.height != 2 {
+		t.Fatalf("after the kill: chain height %d, store's ledger lines %d, ledger replayed to %d; want 2, 2, 2", h, rec.ledgerLines, replayed.height)
 	}
 }

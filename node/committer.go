@@ -38,7 +38,7 @@ const commitGroup = 64
 
 // handOver prepares the job of a committed block (on the loop).
 func (r *Replica) handOver(c core.Committed) commitJob {
-	from, blocks := r.led.take()
+	from, blocks := r.led.take(c.Block.ID)
 	return commitJob{block: c.Block, from: from, blocks: blocks}
 }
 

@@ -10,6 +10,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -116,6 +118,17 @@ func New(cfg Config) (*Replica, error) {
 	bs, rec, err := openBlockStore(cfg.Home)
 	if err != nil {
 		return nil, err
+	}
+	if rec.movedAside {
+		// The ledger starts afresh with the store (see openBlockStore): the
+		// chain is fetched again and executed from genesis.
+		path := filepath.Join(cfg.Home, LedgerFile(cfg.ID))
+		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+		if err := os.Rename(path, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			bs.close()
+			return nil, fmt.Errorf("moving the ledger aside with the damaged block store: %w", err)
+		}
+		log.Errorw("ledger moved aside with the damaged block store; it is rebuilt from the chain", "path", path, "moved_to", aside)
 	}
 	// The ledger is replayed up to the block store's last committed block
 	// (see openExecutorFS).

@@ -76,10 +76,10 @@ func TestCorruptLedgerRefusedThenRecovered(t *testing.T) {
 }
 
 // TestDamagedBlockStoreMovedAside: a replica whose block store was damaged
-// while it was down moves it aside at start, replays its ledger, catches up
-// from the others and ends with their ledger. Two kinds of damage: the whole
-// file (bbolt refuses to open it) and every page but the two meta pages
-// (bbolt opens it; reading it back fails).
+// while it was down moves it and its ledger aside at start, fetches the
+// chain from the others, executes it from genesis and ends with their
+// ledger. Two kinds of damage: the whole file (bbolt refuses to open it) and
+// every page but the two meta pages (bbolt panicked reading it).
 func TestDamagedBlockStoreMovedAside(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -108,10 +108,12 @@ func TestDamagedBlockStoreMovedAside(t *testing.T) {
 			}
 			runClient(42, 200)
 			want := waitSameLedgers(t, local, id, ledgerOf, 400)
-			if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
-				t.Fatalf("the damaged store was not moved aside (%v)", aside)
+			for _, p := range []string{path, filepath.Join(local.Home(id), node.LedgerFile(id))} {
+				if aside, _ := filepath.Glob(p + ".damaged-*"); len(aside) != 1 {
+					t.Fatalf("%s was not moved aside (%v)", p, aside)
+				}
 			}
-			t.Logf("replica %d moved its damaged block store aside and caught up to %d requests", id, len(want))
+			t.Logf("replica %d moved its damaged block store and its ledger aside and caught up to %d requests", id, len(want))
 		})
 	}
 }
