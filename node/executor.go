@@ -59,7 +59,7 @@ type clientState struct {
 	done seqset.Set // the executed seqs
 	// results holds the executed seqs above done.Highest()-ReplyWindow; an
 	// older executed operation is still known executed (done) but its
-	// retransmission gets no reply (see cached).
+	// retransmission gets no reply (see admit).
 	results map[uint64]opDone
 	trimmed uint64 // results holds no seq <= trimmed
 	last    uint64 // ledger height of the client's last executed operation
@@ -248,7 +248,7 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 	return nil
 }
 
-// persist appends ledger lines and fsyncs the file. cached answers from
+// persist appends ledger lines and fsyncs the file. admit answers from
 // them only after markDurable: the committer calls it once the blocks that
 // hold them are synced in the block store too (see Replica.execute).
 func (e *executor) persist(lines []byte) error {
@@ -263,7 +263,7 @@ func (e *executor) persist(lines []byte) error {
 	return err
 }
 
-// markDurable lets cached answer from every operation executed so far.
+// markDurable lets admit answer from every operation executed so far.
 func (e *executor) markDurable() {
 	e.mu.Lock()
 	e.durable = e.height
@@ -289,7 +289,7 @@ func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
 }
 
 // applyRequest executes one request of a committed block under the lock,
-// which is taken per request so that the event loop's admit and cached wait
+// which is taken per request so that the event loop's admit waits
 // for one request at most, not a whole block.
 func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.ClientReply {
 	e.mu.Lock()
@@ -412,15 +412,6 @@ func (cs *clientState) trim(cut uint64) {
 
 func (e *executor) newReply(req *types.Request) *types.ClientReply {
 	return &types.ClientReply{Client: req.Client, Seq: req.Seq, Results: make([]string, len(req.Ops)), Heights: make([]uint64, len(req.Ops)), Replica: e.id}
-}
-
-// cached returns the signed reply to r if every operation of r was executed,
-// its result is still kept and its ledger line is on disk (nothing is
-// acknowledged before its fsync). It signs on the caller's goroutine: only
-// retransmissions get here.
-func (e *executor) cached(r *types.Request) *types.ClientReply {
-	rp, _ := e.admit(r)
-	return rp
 }
 
 // admit decides, at a replica's door, what to do with a verified client
