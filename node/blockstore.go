@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -75,11 +74,11 @@ func openBlockStore(home string) (*blockStore, *recovered, error) {
 	case errors.Is(err, bolt.ErrTimeout):
 		return nil, nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
 	case errors.As(err, &d):
-		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
-		log.Errorw("block store damaged; moving it aside and catching up from peers", "path", path, "err", err, "moved_to", aside)
-		if rerr := os.Rename(path, aside); rerr != nil {
+		aside, rerr := moveAside(path)
+		if rerr != nil {
 			return nil, nil, fmt.Errorf("block store: %w (moving it aside: %v)", err, rerr)
 		}
+		log.Errorw("block store damaged; moved it aside, catching up from peers", "path", path, "err", err, "moved_to", aside)
 		if s, rec, err = readBlockStore(path); err != nil {
 			return nil, nil, fmt.Errorf("block store: %w", err)
 		}

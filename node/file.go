@@ -1,7 +1,9 @@
 package node
 
 import (
+	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,4 +69,11 @@ func (f osFile) Size() (int64, error) {
 		return 0, err
 	}
 	return info.Size(), nil
+}
+
+// moveAside renames a damaged file of a replica's home to
+// <path>.damaged-<unix time>, kept for the operator, and returns that name.
+func moveAside(path string) (string, error) {
+	aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
+	return aside, os.Rename(path, aside)
 }

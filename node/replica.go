@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -123,8 +122,8 @@ func New(cfg Config) (*Replica, error) {
 		// The ledger starts afresh with the store (see openBlockStore): the
 		// chain is fetched again and executed from genesis.
 		path := filepath.Join(cfg.Home, LedgerFile(cfg.ID))
-		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
-		if err := os.Rename(path, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		aside, err := moveAside(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			bs.close()
 			return nil, fmt.Errorf("moving the ledger aside with the damaged block store: %w", err)
 		}
