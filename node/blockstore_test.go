@@ -25,8 +25,7 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 		t.Helper()
 		var blocks []committedBlock
 		for range n {
-			b := &types.Block{Author: 1, Round: parent.Round + 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: parent.ID, Round: parent.Round}}}
-			b.ID = b.ComputeID()
+			b := child(parent)
 			blocks = append(blocks, committedBlock{b: b})
 			parent = b
 		}
@@ -76,8 +75,7 @@ func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
 	dir := t.TempDir()
 	bs, _ := openRecovered(t, dir)
 	g, _ := types.Genesis()
-	b := &types.Block{Author: 1, Round: 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: g.ID, Round: g.Round}}}
-	b.ID = b.ComputeID()
+	b := child(g)
 	r := &Replica{bs: bs, commits: make(chan commitJob), headReady: make(chan struct{}, 1)}
 	r.head.Store(&head{pending: []*types.Block{b}})
 	close(r.commits)
@@ -111,8 +109,7 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 	dir := t.TempDir()
 	bs, _ := openRecovered(t, dir)
 	g, _ := types.Genesis()
-	b := &types.Block{Author: 1, Round: 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: g.ID, Round: g.Round}}}
-	b.ID = b.ComputeID()
+	b := child(g)
 	if err := bs.write(0, []committedBlock{{b: b}}, nil, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +163,7 @@ func TestOneStepsCommitsWrittenWithTheirOwnLines(t *testing.T) {
 	parent := g
 	var blocks []*types.Block
 	for i := range 2 {
-		b := &types.Block{Author: 1, Round: parent.Round + 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: parent.ID, Round: parent.Round}},
-			Payload: []types.Request{{Client: client, Seq: uint64(i + 1), Ops: []string{fmt.Sprintf("put('k%d','v')", i)}}}}
-		b.ID = b.ComputeID()
+		b := child(parent, types.Request{Client: client, Seq: uint64(i + 1), Ops: []string{fmt.Sprintf("put('k%d','v')", i)}})
 		blocks = append(blocks, b)
 		parent = b
 	}
@@ -196,4 +191,12 @@ func TestOneStepsCommitsWrittenWithTheirOwnLines(t *testing.T) {
 	if h := rec.ledger.Height(); h != 2 || rec.ledgerLines != 2 || replayed.height != 2 {
 		t.Fatalf("after the kill: chain height %d, store's ledger lines %d, ledger replayed to %d; want 2, 2, 2", h, rec.ledgerLines, replayed.height)
 	}
+}
+
+// child is a block of replica 1 in the round after parent's, certifying
+// parent, with payload.
+func child(parent *types.Block, payload ...types.Request) *types.Block {
+	b := &types.Block{Author: 1, Round: parent.Round + 1, QC: &types.QC{VoteInfo: types.VoteInfo{ID: parent.ID, Round: parent.Round}}, Payload: payload}
+	b.ID = b.ComputeID()
+	return b
 }
