@@ -94,7 +94,7 @@ func TestCommitterWritesTheLastHeadAtStop(t *testing.T) {
 
 // openRecovered opens the block store in dir and reads it back; the caller
 // closes it.
-func openRecovered(t *testing.T, dir string) (*blockStore, *recovered) {
+func openRecovered(t testing.TB, dir string) (*blockStore, *recovered) {
 	t.Helper()
 	bs, rec, err := openBlockStore(dir)
 	if err != nil {

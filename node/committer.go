@@ -11,8 +11,9 @@ import (
 // block costs a ledger-file fsync and a block-store sync (0.3–0.5 ms each
 // here); on the loop they sat between a proposal's arrival and the vote on
 // it, in every round. Commit durability does not bear on safety (only the
-// safety data before a vote does, and the loop still syncs that first), so
-// the loop hands committed blocks over in order and goes on; the committer
+// safety data before a vote does, and the loop syncs that itself), so the
+// loop hands committed blocks over in order as the core reports them, before
+// the step's safety fsync and vote, and goes on; the committer
 // writes the ledger and fsyncs it, signs the replies, writes and syncs the
 // block store (which so never runs ahead of the ledger), and only then sends
 // the replies: nothing is acknowledged before its ledger lines and the

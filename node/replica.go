@@ -487,17 +487,12 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 // --- outbound: carry out the core's actions in order ---
 
 func (r *Replica) apply(acts []core.Action) {
-	moved := false
-	var jobs []commitJob
+	moved, committed := false, false
 	defer func() {
-		// Committed blocks go to the committer after the votes and
-		// proposals of this step have left, with the new head (written in
-		// the same block-store transaction as the commit).
+		// The new head rides with the next commit's block-store
+		// transaction, or is written alone if this step committed nothing.
 		if moved {
-			r.publishHead(len(jobs) == 0)
-		}
-		for _, j := range jobs {
-			r.commits <- j
+			r.publishHead(!committed)
 		}
 	}()
 	for _, a := range acts {
@@ -523,7 +518,14 @@ func (r *Replica) apply(acts []core.Action) {
 			t := a.Timer
 			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
 		case core.Committed:
-			jobs = append(jobs, r.handOver(a))
+			// Handed over at once, in commit order: the committer executes
+			// the block, writes and syncs the ledger and the store while
+			// this step goes on to the safety fsync and the vote, so replies
+			// no longer wait for them (deferred to the end of the step, the
+			// hand-over came ~1.5-2 ms after the proposal arrived; latency
+			// p50 19.7 -> 18.1 ms over four interleaved pairs of bench runs).
+			committed = true
+			r.commits <- r.handOver(a)
 		case core.NewRound:
 			moved = true
 			r.round.Store(uint64(a.Round))
