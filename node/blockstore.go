@@ -44,7 +44,8 @@ type blockStore struct {
 	// blocks written since.
 	syncedLines uint64
 	unsynced    int
-	sync        func() error // db.Sync; counted in tests
+	sync        func() error  // db.Sync; counted in tests
+	syncs       atomic.Uint64 // syncs of write (diembft_fsyncs_total)
 }
 
 // maxUnsynced bounds how many committed blocks without ledger lines may
@@ -435,6 +436,7 @@ func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledger
 	if err := s.sync(); err != nil {
 		return err
 	}
+	s.syncs.Add(1)
 	s.syncedLines, s.unsynced = ledgerLines, 0
 	return nil
 }

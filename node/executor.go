@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -47,6 +48,7 @@ type executor struct {
 	// peersMu guards peers (the loop records, the committer looks up).
 	peersMu sync.Mutex
 	peers   map[string]peer.ID
+	syncs   atomic.Uint64 // fsyncs of persist (diembft_fsyncs_total)
 }
 
 // clientState is what a replica remembers of one client's executed
@@ -259,6 +261,9 @@ func (e *executor) persist(lines []byte) error {
 	e.size += int64(n)
 	if err == nil {
 		err = e.file.Sync()
+	}
+	if err == nil {
+		e.syncs.Add(1)
 	}
 	return err
 }

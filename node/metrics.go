@@ -99,6 +99,15 @@ type Stats struct {
 	// GossipIWants counts message ids others asked this replica for after
 	// its IHAVE: gossip's repair of a lost message (there are no relays).
 	GossipIWants uint64 `json:"gossip_iwants"`
+	// Fsyncs counts the syncs of the safety file before votes and
+	// timeouts, of the ledger file and of the block store for commits.
+	Fsyncs uint64 `json:"fsyncs"`
+}
+
+// fsyncs counts the syncs of the safety file, the ledger and the block
+// store on the consensus and commit paths (not those at open and close).
+func (r *Replica) fsyncs() (safety, ledger, blocks uint64) {
+	return r.store.syncs.Load(), r.exec.syncs.Load(), r.bs.syncs.Load()
 }
 
 // costCounters returns the transmission and verification counters.
@@ -125,6 +134,18 @@ func (r *Replica) registerCostMetrics() {
 		counter("diembft_gossip_iwants_total", "Message ids other replicas asked for after this one's IHAVE (gossip repair).",
 			func() uint64 { return r.net.Stats().PubsubIWants }),
 	)
+	for _, f := range []struct {
+		file  string
+		count func() uint64
+	}{
+		{"safety", func() uint64 { s, _, _ := r.fsyncs(); return s }},
+		{"ledger", func() uint64 { _, l, _ := r.fsyncs(); return l }},
+		{"blocks", func() uint64 { _, _, b := r.fsyncs(); return b }},
+	} {
+		r.m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsyncs_total",
+			Help:        "Syncs of the safety file (before votes and timeouts), the ledger and the block store (commits).",
+			ConstLabels: prometheus.Labels{"file": f.file}}, func() float64 { return float64(f.count()) }))
+	}
 }
 
 // writeStats writes stats.json atomically (rename), without fsync: it is a report, not state.
@@ -136,6 +157,8 @@ func (r *Replica) writeStats() {
 	ns := r.net.Stats()
 	s.GossipDrops, s.GossipIgnored, s.GossipRejected = ns.PubsubDrops, ns.PubsubIgnores, ns.PubsubRejects
 	s.GossipUndeliverable, s.SendDrops, s.GossipIWants = ns.PubsubUndeliverable, ns.SendDrops, ns.PubsubIWants
+	safety, ledger, blocks := r.fsyncs()
+	s.Fsyncs = safety + ledger + blocks
 	data, _ := json.Marshal(s)
 	p := filepath.Join(r.cfg.Home, "stats.json")
 	if os.WriteFile(p+".tmp", data, 0o644) == nil {

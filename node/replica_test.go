@@ -213,4 +213,13 @@ func TestFourReplicasCommitOnLoopback(t *testing.T) {
 		}
 		return len(ref) > 0
 	})
+	// The disk syncs are counted where they happen: the safety file's
+	// before votes, the ledger's and the block store's per commit group
+	// (never more than one per committed block).
+	for i, r := range c.reps {
+		safety, ledger, blocks := r.fsyncs()
+		if committed := uint64(value(r.m.commits)); safety == 0 || ledger == 0 || blocks == 0 || ledger > committed || blocks > committed {
+			t.Errorf("replica %d: fsyncs safety %d, ledger %d, blocks %d for %d committed blocks", i, safety, ledger, blocks, committed)
+		}
+	}
 }

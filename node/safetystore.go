@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/diembft/diembft/protocol/safety"
 )
@@ -19,9 +20,10 @@ import (
 // syncs of the usual write-temp-rename-fsync-dir pattern, and the sync sits
 // on the path of every vote.
 type safetyStore struct {
-	f    file
-	seq  uint64
-	path string
+	f     file
+	seq   uint64
+	path  string
+	syncs atomic.Uint64 // fdatasyncs of save (diembft_fsyncs_total)
 }
 
 const (
@@ -144,6 +146,7 @@ func (s *safetyStore) save(st safety.State) error {
 	if err := s.f.Sync(); err != nil { // fdatasync
 		return err
 	}
+	s.syncs.Add(1)
 	s.seq = seq
 	return nil
 }

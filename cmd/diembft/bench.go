@@ -275,6 +275,9 @@ type benchPerBlock struct {
 	Transmissions          float64 `json:"transmissions"`
 	SignatureVerifications float64 `json:"signature_verifications"`
 	GossipControlRPCs      float64 `json:"gossip_control_rpcs"`
+	// Fsyncs sums the replicas' syncs of safety data, ledger and block
+	// store: one shared disk serves them all on one machine.
+	Fsyncs float64 `json:"fsyncs"`
 }
 
 type benchPerOp struct {
@@ -580,7 +583,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	// committee's blocks (and ledger growth, and block rate) taken as the
 	// median over the replicas that ran throughout: a replica that falls
 	// behind and catches up by fetching must not drag the figure down.
-	var tx, sigs, reqSigs, ctrl, byTC, cpu float64
+	var tx, sigs, reqSigs, ctrl, syncs, byTC, cpu float64
 	var blockDeltas, heightDeltas, rates []float64
 	for i := range snap0 {
 		a, b := snap0[i], snap1[i]
@@ -598,6 +601,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		}
 		tx += float64(b.stats.Transmissions - a.stats.Transmissions)
 		ctrl += float64(b.stats.GossipControl - a.stats.GossipControl)
+		syncs += float64(b.stats.Fsyncs - a.stats.Fsyncs)
 		sigs += float64(b.stats.SigVerifications - a.stats.SigVerifications)
 		reqSigs += float64(b.stats.RequestSigVerifications - a.stats.RequestSigVerifications)
 		byTC += b.stats.RoundsByTC - a.stats.RoundsByTC
@@ -624,6 +628,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 				Transmissions:          round3(tx / blocks),
 				SignatureVerifications: round3(sigs / blocks),
 				GossipControlRPCs:      round3(ctrl / blocks),
+				Fsyncs:                 round3(syncs / blocks),
 			}
 		}
 		if height > 0 {
@@ -864,12 +869,12 @@ func startBenchProfile(path string) (func(), error) {
 
 func printBenchTable(w io.Writer, results []*benchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight / batch\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tcpu s/1k ops\tload\t")
+	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight / batch\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tfsyncs/block\tcpu s/1k ops\tload\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.3f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.3f\t%.1f\t\n",
 			r.Mode, r.Replicas, r.Batch, r.Clients, r.Inflight, r.ClientBatch, r.OpsPerS, r.BlocksPerS, r.MeanBlockSize,
 			r.LatencyMs.P50, r.LatencyMs.P99, r.PerBlock.Transmissions, r.PerBlock.SignatureVerifications,
-			r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
+			r.PerBlock.Fsyncs, r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
 	}
 	tw.Flush()
 	for _, r := range results {
