@@ -109,6 +109,9 @@ func (r *Replica) drain(jobs []commitJob) (_ []commitJob, open bool) {
 
 func (r *Replica) execute(jobs []commitJob) {
 	start := time.Now()
+	for _, j := range jobs {
+		r.rt.add(StepCommit, uint64(j.block.Round), -1)
+	}
 	var lines []byte
 	var blocks []committedBlock
 	var replies []*types.ClientReply
@@ -142,6 +145,9 @@ func (r *Replica) execute(jobs []commitJob) {
 	}
 	r.exec.markDurable()
 	r.sendReplies(batch)
+	for _, j := range jobs {
+		r.rt.add(StepReplied, uint64(j.block.Round), -1)
+	}
 	r.written.Store(from + uint64(len(blocks)))
 	for i, j := range jobs {
 		r.m.commits.Inc()

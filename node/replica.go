@@ -57,6 +57,9 @@ type Config struct {
 	Net          *p2p.Node // started, members set, pubsub started
 	// Faults injects the run's configured faults (faults.go); nil: none.
 	Faults *fault.Injector
+	// RoundTrace, if set, is the file the round trace is written to
+	// (roundtrace.go; diembft bench --round-trace).
+	RoundTrace string
 }
 
 // futureRounds bounds how far ahead of the local round (or of the highest
@@ -76,6 +79,7 @@ type Replica struct {
 	led   *storeLedger
 	m     *metrics
 	tl    *timeline
+	rt    *roundTrace // nil unless Config.RoundTrace
 
 	// onSend, if set (tests, before Run), sees every consensus message the
 	// loop is about to hand to the network; onReply every client reply.
@@ -142,6 +146,13 @@ func New(cfg Config) (*Replica, error) {
 		exec.close()
 		return nil, err
 	}
+	rt, err := openRoundTrace(cfg.RoundTrace)
+	if err != nil {
+		bs.close()
+		exec.close()
+		tl.close()
+		return nil, err
+	}
 	p := cfg.Params
 	chain := cfg.Committee.ChainID
 	r := &Replica{
@@ -152,6 +163,7 @@ func New(cfg Config) (*Replica, error) {
 		bs:            bs,
 		led:           rec.ledger,
 		tl:            tl,
+		rt:            rt,
 		m:             newMetrics(),
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
@@ -196,6 +208,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer r.store.close()
 	defer r.bs.close()
 	defer r.tl.close()
+	defer r.rt.close()
 	r.written.Store(r.led.Height())
 	r.led.written = &r.written // the recent window keeps what the store lacks
 	committed := make(chan struct{})
@@ -238,6 +251,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		case <-stats.C:
 			r.writeStats()
 			r.tl.flush()
+			r.rt.flush()
 		}
 	}
 }
@@ -333,6 +347,7 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResu
 	if err != nil {
 		return r.judge("proposal", err)
 	}
+	r.rt.add(StepReceive, uint64(p.Block.Round), -1)
 	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC)), pastProposals) {
 		return r.ignore("proposal", r.windowError(p.Block.Round, pastProposals))
 	}
@@ -361,7 +376,11 @@ func (r *Replica) onGossip(_ peer.ID, data []byte) {
 		if r.cut(fault.MsgProposal, m.Block.Round, m.Block.Author) {
 			return
 		}
-		post(r.consensus, func() { r.received(fault.MsgProposal); r.apply(r.core.OnProposal(m)) })
+		post(r.consensus, func() {
+			r.rt.add(StepDeliver, uint64(m.Block.Round), -1)
+			r.received(fault.MsgProposal)
+			r.apply(r.core.OnProposal(m))
+		})
 	case *types.TimeoutMsg:
 		if r.cut(fault.MsgTimeout, m.Timeout.Round, m.Timeout.Sender) {
 			return
@@ -377,6 +396,7 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 	}
 	v, err := wire.DecodeVote(data)
 	if err == nil {
+		r.rt.add(StepVoteIn, uint64(v.Vote.VoteInfo.Round), int(v.Vote.Sender))
 		err = r.cfg.Committee.VerifyVote(v)
 	}
 	if err == nil {
@@ -504,11 +524,13 @@ func (r *Replica) apply(acts []core.Action) {
 				log.Fatalf("persist safety data: %v", err) // cannot vote safely without it
 			}
 		case core.BroadcastProposal:
+			r.rt.add(StepPropose, uint64(a.Proposal.Block.Round), -1)
 			r.publish(r.proposalTopic, a.Proposal)
 		case core.BroadcastTimeout:
 			r.m.timeouts.Inc()
 			r.publish(r.timeoutTopic, a.Timeout)
 		case core.SendVote:
+			r.rt.add(StepVote, uint64(a.Vote.Vote.VoteInfo.Round), -1)
 			r.send(a.To, r.voteProto, a.Vote)
 		case core.SendBlockRequest:
 			r.send(a.To, r.syncProto, a.Request)

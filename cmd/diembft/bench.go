@@ -64,6 +64,7 @@ type benchOptions struct {
 	inflight       int
 	clientBatch    int
 	cpuprofile     bool
+	roundTrace     bool
 	trace          bool
 	binDir         string
 	deltaMs        int
@@ -118,6 +119,7 @@ func init() {
 	f.IntVar(&benchOpts.clientBatch, "client-batch", 0, "operations per signed client request (default 1 for latency; for throughput in-flight/4, at most 125 and at most --batch)")
 	f.BoolVar(&benchOpts.cpuprofile, "cpuprofile", false, "write a CPU profile of every replica and of the load generator to DIR/<run>/profiles/")
 	f.BoolVar(&benchOpts.trace, "trace", false, "write a runtime execution trace of every replica to DIR/<run>/profiles/")
+	f.BoolVar(&benchOpts.roundTrace, "round-trace", false, "trace every replica's proposal, vote and commit steps (microseconds) and break the measured rounds down into phases (bench.json round_trace, a table)")
 	f.StringVar(&benchOpts.binDir, "bin-dir", "", "where bin/replica is (default: next to this binary)")
 	f.IntVar(&benchOpts.deltaMs, "delta-ms", 100, "timing.delta_ms of the committee")
 	f.IntVar(&benchOpts.roundTimeoutMs, "round-timeout-ms", 400, "timing.round_timeout_ms of the committee")
@@ -260,6 +262,7 @@ type benchResult struct {
 	LoadAvg       [2]float64       `json:"load_avg"` // 1-minute load average at start and end
 	Crash         *benchCrash      `json:"crash,omitempty"`
 	Profiles      []string         `json:"profiles,omitempty"`
+	RoundTrace    []node.Phase     `json:"round_trace,omitempty"`
 	Problems      []string         `json:"problems"`
 	Dir           string           `json:"dir"`
 	Replica       []benchReplicaIO `json:"per_replica"`
@@ -418,6 +421,9 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	}
 	if o.trace {
 		replicaArgs = append(replicaArgs, "--trace", "trace.out")
+	}
+	if o.roundTrace {
+		replicaArgs = append(replicaArgs, "--round-trace", roundTraceFile)
 	}
 	var mu sync.Mutex
 	var crashed []string
@@ -652,6 +658,12 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		}
 	}
 	mu.Unlock()
+	if o.roundTrace {
+		res.RoundTrace, err = roundTracePhases(local, run.Replicas, ws, we)
+		if err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("round trace: %v", err))
+		}
+	}
 	if o.cpuprofile || o.trace {
 		res.Profiles = collectProfiles(local, dir)
 		if o.cpuprofile {
@@ -836,6 +848,23 @@ func per1k(cpu float64, ops int) float64 {
 
 // collectProfiles copies the profiles the replicas wrote into their homes
 // into dir/profiles and returns their paths.
+// roundTraceFile is the replicas' round trace (--round-trace), in their homes.
+const roundTraceFile = "rounds.trace"
+
+// roundTracePhases reads the replicas' round traces (written out when they
+// stopped) and breaks the rounds proposed in the measured window down into
+// phases.
+func roundTracePhases(local *olympus.Local, n int, ws, we time.Time) ([]node.Phase, error) {
+	traces := make([][]node.TraceEvent, local.N())
+	for i := range traces {
+		var err error
+		if traces[i], err = node.ReadRoundTrace(filepath.Join(local.Home(types.ReplicaID(i)), roundTraceFile)); err != nil {
+			return nil, err
+		}
+	}
+	return node.RoundPhases(traces, (n-1)/3, ws.UnixMicro(), we.UnixMicro()), nil
+}
+
 func collectProfiles(local *olympus.Local, dir string) []string {
 	var out []string
 	for i := range local.N() {
@@ -877,6 +906,18 @@ func printBenchTable(w io.Writer, results []*benchResult) {
 			r.PerBlock.Fsyncs, r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
 	}
 	tw.Flush()
+	for _, r := range results {
+		if len(r.RoundTrace) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nround trace (%s, N=%d, batch %d): the rounds proposed in the measured window, over the replicas\n", r.Mode, r.Replicas, r.Batch)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "phase\tn\tp50 ms\tp90 ms\tmean ms\t")
+		for _, ph := range r.RoundTrace {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", ph.Name, ph.N, ph.P50Ms, ph.P90Ms, ph.MeanMs)
+		}
+		tw.Flush()
+	}
 	for _, r := range results {
 		if c := r.Crash; c != nil {
 			fmt.Fprintf(w, "crash (%s, N=%d): replica %d killed at %.1fs: longest commit gap in the 5 s after %.0f ms, ending with a commit %.0f ms after the kill; %.0f ops/s before, %.0f ops/s in the 10 s after (%.0f%%)\n",

@@ -34,7 +34,7 @@ import (
 type usageError struct{ error }
 
 func main() {
-	var home, olympusAddr, metricsAddr, logLevel, cpuProfile, traceFile string
+	var home, olympusAddr, metricsAddr, logLevel, cpuProfile, traceFile, roundTrace string
 	var listen []string
 	var joinTimeout time.Duration
 	cmd := &cobra.Command{
@@ -57,7 +57,10 @@ func main() {
 			defer stopProfiles()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return run(ctx, home, olympusAddr, listen, metricsAddr, joinTimeout)
+			if roundTrace != "" && !filepath.IsAbs(roundTrace) {
+				roundTrace = filepath.Join(home, roundTrace)
+			}
+			return run(ctx, home, olympusAddr, listen, metricsAddr, roundTrace, joinTimeout)
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", "", "replica home directory (from `diembft testnet` or Olympus local mode)")
@@ -67,6 +70,7 @@ func main() {
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (relative to --home), e.g. for diembft bench")
 	cmd.Flags().StringVar(&traceFile, "trace", "", "write a runtime execution trace of the whole run to this file (relative to --home)")
+	cmd.Flags().StringVar(&roundTrace, "round-trace", "", "write the round trace (microsecond timestamps of each proposal, vote and commit step) to this file (relative to --home), e.g. for diembft bench --round-trace")
 	cmd.Flags().DurationVar(&joinTimeout, "join-timeout", 2*time.Minute, "how long to wait for Olympus and the other replicas")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	if err := cmd.Execute(); err != nil {
@@ -79,7 +83,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr string, joinTimeout time.Duration) error {
+func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr, roundTrace string, joinTimeout time.Duration) error {
 	home, err := olympus.LoadReplicaHome(homeDir)
 	if err != nil {
 		return usageError{err} // a missing or broken home is a usage error, as for bin/olympus
@@ -145,7 +149,7 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	r, err := node.New(node.Config{
 		ID: home.ID, Home: home.Dir, ConsensusKey: home.ConsensusKey,
 		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
-		Faults: faults,
+		Faults: faults, RoundTrace: roundTrace,
 	})
 	if err != nil {
 		return err
