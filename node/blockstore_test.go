@@ -203,3 +203,43 @@ func child(parent *types.Block, payload ...types.Request) *types.Block {
 	b.ID = b.ComputeID()
 	return b
 }
+
+// TestStepsHeadRidesWithItsFirstCommit: the head a step leaves is
+// published before the step's first committed block reaches the committer,
+// which takes it into that block's transaction; published after the
+// hand-over, the committer took the previous step's head (or none), and a
+// crash lost a round of pending blocks and the newest QC.
+func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
+	dir := t.TempDir()
+	bs, rec := openRecovered(t, dir)
+	defer bs.close()
+	com := &types.Committee{ChainID: "test", F: 1}
+	for i := range 4 {
+		com.Keys = append(com.Keys, key("replica", i).Public().(ed25519.PublicKey))
+	}
+	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics()}
+	r.core = core.New(core.Config{ID: 0, Committee: com, Signer: types.Ed25519Signer{Key: key("replica", 0)}, Ledger: rec.ledger})
+	g, _ := types.Genesis()
+	b1 := child(g)
+	b2 := child(b1)
+	for _, b := range []*types.Block{b1, b2} { // one core step commits both
+		r.led.Commit(b, nil)
+	}
+	stepped := make(chan struct{})
+	go func() {
+		defer close(stepped)
+		r.apply([]core.Action{core.Committed{Block: b1}, core.Committed{Block: b2}})
+	}()
+	j := <-r.commits // the step now waits to hand over b2
+	if j.block.ID != b1.ID {
+		t.Fatalf("first job carries round %d, want b1's", j.block.Round)
+	}
+	if h := r.head.Swap(nil); h == nil {
+		t.Fatal("the step's first commit reached the committer before its head")
+	}
+	<-r.commits
+	<-stepped
+	if h := r.head.Load(); h != nil {
+		t.Fatal("the head was published again after the hand-over")
+	}
+}

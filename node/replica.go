@@ -509,10 +509,9 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 func (r *Replica) apply(acts []core.Action) {
 	moved, committed := false, false
 	defer func() {
-		// The new head rides with the next commit's block-store
-		// transaction, or is written alone if this step committed nothing.
-		if moved {
-			r.publishHead(!committed)
+		// A step that moved without committing has its head written alone.
+		if moved && !committed {
+			r.publishHead(true)
 		}
 	}()
 	for _, a := range acts {
@@ -546,7 +545,14 @@ func (r *Replica) apply(acts []core.Action) {
 			// no longer wait for them (deferred to the end of the step, the
 			// hand-over came ~1.5-2 ms after the proposal arrived; latency
 			// p50 19.7 -> 18.1 ms over four interleaved pairs of bench runs).
-			committed = true
+			if !committed {
+				// The core's state is final when apply starts: the step's
+				// head is published before its first job, so it rides with
+				// that job's block-store transaction (published after the
+				// hand-over, the committer usually took the previous one).
+				r.publishHead(false)
+				committed = true
+			}
 			r.commits <- r.handOver(a)
 		case core.NewRound:
 			moved = true
