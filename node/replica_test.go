@@ -215,8 +215,14 @@ func TestFourReplicasCommitOnLoopback(t *testing.T) {
 	})
 	// The disk syncs are counted where they happen: the safety file's
 	// before votes, the ledger's and the block store's per commit group
-	// (never more than one per committed block).
+	// (never more than one per committed block). Read once the replicas
+	// stopped: the committer counts a group's commits after its syncs.
 	for i, r := range c.reps {
+		c.stop[i]()
+		if err := <-c.done[i]; err != nil {
+			t.Fatal(err)
+		}
+		c.done[i] <- nil // for the cleanup
 		safety, ledger, blocks := r.fsyncs()
 		if committed := uint64(value(r.m.commits)); safety == 0 || ledger == 0 || blocks == 0 || ledger > committed || blocks > committed {
 			t.Errorf("replica %d: fsyncs safety %d, ledger %d, blocks %d for %d committed blocks", i, safety, ledger, blocks, committed)
