@@ -206,18 +206,24 @@ func child(parent *types.Block, payload ...types.Request) *types.Block {
 
 // TestStepsHeadRidesWithItsFirstCommit: the head a step leaves is
 // published before the step's first committed block reaches the committer,
-// which takes it into that block's transaction; published after the
-// hand-over, the committer took the previous step's head (or none), and a
-// crash lost a round of pending blocks and the newest QC.
+// which takes it into that block's transaction; published at the end of the
+// step, after the hand-over, the committer took the previous step's head,
+// and a crash lost a round of pending blocks and the newest QC.
 func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
 	dir := t.TempDir()
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
+	tl, err := openTimeline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.close()
 	com := &types.Committee{ChainID: "test", F: 1}
 	for i := range 4 {
 		com.Keys = append(com.Keys, key("replica", i).Public().(ed25519.PublicKey))
 	}
-	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics()}
+	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics(), tl: tl}
+	r.led.written = &r.written // nothing written yet: both blocks stay in the head
 	r.core = core.New(core.Config{ID: 0, Committee: com, Signer: types.Ed25519Signer{Key: key("replica", 0)}, Ledger: rec.ledger})
 	g, _ := types.Genesis()
 	b1 := child(g)
@@ -225,17 +231,23 @@ func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
 	for _, b := range []*types.Block{b1, b2} { // one core step commits both
 		r.led.Commit(b, nil)
 	}
+	stale := &head{}
+	r.head.Store(stale) // the previous step's
 	stepped := make(chan struct{})
 	go func() {
 		defer close(stepped)
-		r.apply([]core.Action{core.Committed{Block: b1}, core.Committed{Block: b2}})
+		r.apply([]core.Action{core.Committed{Block: b1}, core.Committed{Block: b2}, core.NewRound{Round: 3}})
 	}()
 	j := <-r.commits // the step now waits to hand over b2
 	if j.block.ID != b1.ID {
 		t.Fatalf("first job carries round %d, want b1's", j.block.Round)
 	}
-	if h := r.head.Swap(nil); h == nil {
-		t.Fatal("the step's first commit reached the committer before its head")
+	h := r.head.Swap(nil)
+	if h == stale || h == nil {
+		t.Fatal("the step's first commit reached the committer before the step's head")
+	}
+	if len(h.pending) != 2 || h.pending[0].ID != b1.ID || h.pending[1].ID != b2.ID {
+		t.Fatalf("the head holds %d pending blocks, want the two committed and unwritten", len(h.pending))
 	}
 	<-r.commits
 	<-stepped

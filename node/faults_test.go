@@ -14,6 +14,7 @@ import (
 	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus/config"
 	"github.com/diembft/diembft/p2p"
+	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/leader"
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -140,4 +141,29 @@ func TestMessageFaultsAndPartition(t *testing.T) {
 			t.Fatalf("failure %d never fired: %v", i, f)
 		}
 	}
+}
+
+// TestSetAttrLeaderProposalReachesTheHead: a set_attr leader makes the
+// replica propose at once in a step without a new round, which publishes no
+// head by itself; the proposed block must still reach the block store's head
+// (a restart would otherwise fetch it back).
+func TestSetAttrLeaderProposalReachesTheHead(t *testing.T) {
+	fx := newValFixture(t, "")
+	fx.r.apply(fx.r.core.Start())
+	req := fx.request(1, "put('k','v')", "test")
+	if _, err := fx.r.core.OnRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	fx.r.head.Store(nil)
+	fx.r.carry([]fault.Effect{{Type: fault.TypeSetAttr, Attr: core.AttrLeader, Val: uint64(fx.r.cfg.ID)}})
+	h := fx.r.head.Load()
+	if h == nil {
+		t.Fatal("no head published after the set_attr leader step")
+	}
+	for _, b := range h.pending {
+		if b.Author == fx.r.cfg.ID && len(b.Payload) == 1 {
+			return
+		}
+	}
+	t.Fatalf("the head's %d pending blocks lack the block the replica proposed", len(h.pending))
 }

@@ -106,6 +106,17 @@ func (c *cluster) start(t *testing.T, i int) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// halt stops replica i and waits until its Run returned.
+func (c *cluster) halt(t *testing.T, i int) {
+	t.Helper()
+	c.stop[i]()
+	err := <-c.done[i]
+	c.done[i] <- err // for the cleanup
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // testClient sends signed requests to every replica and collects replies.
 type testClient struct {
 	key     ed25519.PrivateKey
@@ -218,11 +229,7 @@ func TestFourReplicasCommitOnLoopback(t *testing.T) {
 	// (never more than one per committed block). Read once the replicas
 	// stopped: the committer counts a group's commits after its syncs.
 	for i, r := range c.reps {
-		c.stop[i]()
-		if err := <-c.done[i]; err != nil {
-			t.Fatal(err)
-		}
-		c.done[i] <- nil // for the cleanup
+		c.halt(t, i)
 		safety, ledger, blocks := r.fsyncs()
 		if committed := uint64(value(r.m.commits)); safety == 0 || ledger == 0 || blocks == 0 || ledger > committed || blocks > committed {
 			t.Errorf("replica %d: fsyncs safety %d, ledger %d, blocks %d for %d committed blocks", i, safety, ledger, blocks, committed)

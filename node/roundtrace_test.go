@@ -82,11 +82,7 @@ func TestRoundTraceOfACommittee(t *testing.T) {
 	})
 	traces := make([][]TraceEvent, len(c.cfgs))
 	for i := range c.cfgs {
-		c.stop[i]()
-		if err := <-c.done[i]; err != nil {
-			t.Fatal(err)
-		}
-		c.done[i] <- nil // for the cleanup
+		c.halt(t, i)
 		var err error
 		if traces[i], err = ReadRoundTrace(c.cfgs[i].RoundTrace); err != nil {
 			t.Fatal(err)
