@@ -48,10 +48,10 @@ func TestFarBehindReplicaAcceptsCertifiedProposals(t *testing.T) {
 	}
 	defer func() { r.exec.close(); r.store.close(); r.bs.close(); r.tl.close() }()
 	far := types.Round(futureRounds + 500)
-	if got := r.validateProposal("", signedProposal(c.com, 1, far, signedQC(c.com, far-1))); got != pubsub.ValidationAccept {
+	if got, _ := r.validateProposal("", signedProposal(c.com, 1, far, signedQC(c.com, far-1))); got != pubsub.ValidationAccept {
 		t.Errorf("a replica at round 0 gave %v to a proposal of round %d carrying a QC of round %d, want accept", got, far, far-1)
 	}
-	if got := r.validateProposal("", signedProposal(c.com, 1, far, signedQC(c.com, 7))); got != pubsub.ValidationIgnore {
+	if got, _ := r.validateProposal("", signedProposal(c.com, 1, far, signedQC(c.com, 7))); got != pubsub.ValidationIgnore {
 		t.Errorf("a replica at round 0 gave %v to a proposal of round %d carrying a QC of round 7, want ignore", got, far)
 	}
 }

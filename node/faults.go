@@ -271,16 +271,17 @@ func (r *Replica) onDirect(from peer.ID, data []byte) {
 		return
 	}
 	var res pubsub.ValidationResult
+	var msg any
 	switch code {
 	case wire.CodeProposal:
-		res = r.validateProposal(from, data)
+		res, msg = r.validateProposal(from, data)
 	case wire.CodeTimeout:
-		res = r.validateTimeout(from, data)
+		res, msg = r.validateTimeout(from, data)
 	default:
 		r.judge("direct", fmt.Errorf("%w: message type %d on the direct protocol", types.ErrMalformed, code))
 		return
 	}
 	if res == pubsub.ValidationAccept {
-		r.onGossip(from, data)
+		r.onGossip(from, data, msg)
 	}
 }

@@ -342,36 +342,35 @@ func tcRound(tc *types.TC) types.Round {
 	return tc.Round
 }
 
-func (r *Replica) validateProposal(_ peer.ID, data []byte) pubsub.ValidationResult {
+// validateProposal and validateTimeout return the decoded message with the
+// verdict: pubsub hands it to onGossip with the message (p2p.Validator).
+func (r *Replica) validateProposal(_ peer.ID, data []byte) (pubsub.ValidationResult, any) {
 	p, err := wire.DecodeProposal(data)
 	if err != nil {
-		return r.judge("proposal", err)
+		return r.judge("proposal", err), nil
 	}
 	r.rt.add(StepReceive, uint64(p.Block.Round), -1)
 	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC)), pastProposals) {
-		return r.ignore("proposal", r.windowError(p.Block.Round, pastProposals))
+		return r.ignore("proposal", r.windowError(p.Block.Round, pastProposals)), nil
 	}
-	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has))
+	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has)), p
 }
 
-func (r *Replica) validateTimeout(_ peer.ID, data []byte) pubsub.ValidationResult {
+func (r *Replica) validateTimeout(_ peer.ID, data []byte) (pubsub.ValidationResult, any) {
 	t, err := wire.DecodeTimeout(data)
 	if err != nil {
-		return r.judge("timeout", err)
+		return r.judge("timeout", err), nil
 	}
 	if !r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC)), pastTimeouts) {
-		return r.ignore("timeout", r.windowError(t.Timeout.Round, pastTimeouts))
+		return r.ignore("timeout", r.windowError(t.Timeout.Round, pastTimeouts)), nil
 	}
-	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t))
+	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t)), t
 }
 
-// onGossip receives messages the validators accepted.
-func (r *Replica) onGossip(_ peer.ID, data []byte) {
-	msg, err := wire.Decode(data)
-	if err != nil {
-		return
-	}
-	switch m := msg.(type) {
+// onGossip receives the messages the validators accepted, as they decoded
+// them.
+func (r *Replica) onGossip(_ peer.ID, _ []byte, validated any) {
+	switch m := validated.(type) {
 	case *types.Proposal:
 		if r.cut(fault.MsgProposal, m.Block.Round, m.Block.Author) {
 			return

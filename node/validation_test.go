@@ -230,9 +230,9 @@ func drain(ch chan func()) bool {
 }
 
 // gossip feeds a pubsub validator.
-func gossip(v func(peer.ID, []byte) pubsub.ValidationResult, from peer.ID) func(valCase) (pubsub.ValidationResult, bool) {
+func gossip(v p2p.Validator, from peer.ID) func(valCase) (pubsub.ValidationResult, bool) {
 	return func(c valCase) (pubsub.ValidationResult, bool) {
-		res := v(from, c.data)
+		res, _ := v(from, c.data)
 		return res, res == pubsub.ValidationAccept
 	}
 }
@@ -510,10 +510,11 @@ func TestEquivocatingProposalGetsOneVote(t *testing.T) {
 	}
 	votedFor := func(data []byte) *types.Vote {
 		t.Helper()
-		if v := fx.r.validateProposal(fx.peers[lead], data); v != accept {
+		v, msg := fx.r.validateProposal(fx.peers[lead], data)
+		if v != accept {
 			t.Fatalf("proposal refused: %v %v", v, fx.verdicts)
 		}
-		fx.r.onGossip(fx.peers[lead], data)
+		fx.r.onGossip(fx.peers[lead], data, msg)
 		for len(fx.r.consensus) > 0 {
 			(<-fx.r.consensus)()
 		}

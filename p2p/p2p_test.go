@@ -99,8 +99,9 @@ func cluster(t *testing.T, count int, cfg Config) []*Node {
 var debugDump func()
 
 type delivery struct {
-	from peer.ID
-	data string
+	from      peer.ID
+	data      string
+	validated any // what the validator returned with its verdict
 }
 
 // gossipAll starts pubsub on every node and subscribes it to topic with v;
@@ -114,26 +115,26 @@ func gossipAll(t *testing.T, nodes []*Node, topic string, v Validator, buf int) 
 		}
 		ch := make(chan delivery, buf)
 		got[i] = ch
-		if err := n.Subscribe(topic, v, func(from peer.ID, data []byte) { ch <- delivery{from, string(data)} }); err != nil {
+		if err := n.Subscribe(topic, v, func(from peer.ID, data []byte, validated any) { ch <- delivery{from, string(data), validated} }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return got
 }
 
-func acceptAll(peer.ID, []byte) pubsub.ValidationResult { return pubsub.ValidationAccept }
+func acceptAll(peer.ID, []byte) (pubsub.ValidationResult, any) { return pubsub.ValidationAccept, nil }
 
 func TestGossipReachesOthersAndCountsValidation(t *testing.T) {
 	nodes := cluster(t, 4, Config{})
 	topic := ProposalTopic("test-chain")
-	validator := func(_ peer.ID, data []byte) pubsub.ValidationResult {
+	validator := func(_ peer.ID, data []byte) (pubsub.ValidationResult, any) {
 		switch {
 		case bytes.HasPrefix(data, []byte("bad")):
-			return pubsub.ValidationReject
+			return pubsub.ValidationReject, nil
 		case bytes.HasPrefix(data, []byte("old")):
-			return pubsub.ValidationIgnore
+			return pubsub.ValidationIgnore, nil
 		}
-		return pubsub.ValidationAccept
+		return pubsub.ValidationAccept, len(data) // stands for the decoded message
 	}
 	debugDump = func() {
 		for i, n := range nodes {
@@ -153,8 +154,8 @@ func TestGossipReachesOthersAndCountsValidation(t *testing.T) {
 	}
 	for i := 1; i < 4; i++ {
 		d := recv(t, got[i], fmt.Sprintf("hello-0 at node %d", i))
-		if d.data != "hello-0" || !nodes[i].IsMember(d.from) {
-			t.Fatalf("node %d got %q from %s", i, d.data, d.from)
+		if d.data != "hello-0" || !nodes[i].IsMember(d.from) || d.validated != len("hello-0") {
+			t.Fatalf("node %d got %q from %s, validated %v", i, d.data, d.from, d.validated)
 		}
 	}
 	// Node 0's subscription is FIFO: if its own message were handed back it
@@ -548,10 +549,10 @@ func TestPubsubRepairsLostPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := a.Subscribe(topic, acceptAll, func(peer.ID, []byte) {}); err != nil {
+	if err := a.Subscribe(topic, acceptAll, func(peer.ID, []byte, any) {}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Subscribe(topic, acceptAll, func(_ peer.ID, data []byte) { got <- string(data) }); err != nil {
+	if err := b.Subscribe(topic, acceptAll, func(_ peer.ID, data []byte, _ any) { got <- string(data) }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a sees b in topic", func() bool { return slices.Contains(a.TopicPeers(topic), b.ID()) })

@@ -22,11 +22,11 @@ func TestMemberSendingInvalidGossipIsGraylisted(t *testing.T) {
 	nodes := cluster(t, 3, Config{})
 	honest, receiver, bad := nodes[0], nodes[1], nodes[2]
 	topic := ProposalTopic("test-chain")
-	validator := func(_ peer.ID, data []byte) pubsub.ValidationResult {
+	validator := func(_ peer.ID, data []byte) (pubsub.ValidationResult, any) {
 		if bytes.HasPrefix(data, []byte("bad")) {
-			return pubsub.ValidationReject
+			return pubsub.ValidationReject, nil
 		}
-		return pubsub.ValidationAccept
+		return pubsub.ValidationAccept, nil
 	}
 	got := gossipAll(t, nodes, topic, validator, 256)[1]
 	for i, n := range nodes {
