@@ -309,6 +309,7 @@ func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.Cl
 		cs = e.client(string(req.Client))
 	}
 	rp := e.newReply(req)
+	line := client.LedgerLine{Client: hex.EncodeToString(req.Client)}
 	complete := true
 	for j, text := range req.Ops {
 		seq := req.Seq + uint64(j)
@@ -325,8 +326,8 @@ func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.Cl
 				d.result = e.kv.Apply(op)
 			}
 			d.height = e.record(cs, seq, d.result)
-			buf.WriteString(LedgerLine(req.Client, seq, canon))
-			buf.WriteByte('\n')
+			line.Seq, line.Op = seq, canon
+			buf.Write(append(line.AppendTo(buf.AvailableBuffer()), '\n'))
 		}
 		rp.Results[j], rp.Heights[j] = d.result, d.height
 	}

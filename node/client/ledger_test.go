@@ -168,6 +168,10 @@ func TestLedgerLineFormat(t *testing.T) {
 	if l.String() != want {
 		t.Fatalf("String() = %q, want %q", l.String(), want)
 	}
+	// AppendTo checksums only its own line, not what dst held before.
+	if got := string(l.AppendTo([]byte("previous line\n"))); got != "previous line\n"+want {
+		t.Fatalf("AppendTo = %q, want it after the previous line", got)
+	}
 	if got, err := ParseLedgerLine(want); err != nil || got != l {
 		t.Fatalf("ParseLedgerLine(%q) = %+v, %v", want, got, err)
 	}

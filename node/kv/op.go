@@ -33,6 +33,7 @@ type Op struct {
 // store one request per line) and ParseOp gives o back for any key and value.
 func (o Op) String() string {
 	var b strings.Builder
+	b.Grow(len(o.Kind) + len(o.Key) + len(o.Val) + 7) // one allocation unless escapes
 	b.WriteString(o.Kind)
 	b.WriteByte('(')
 	writeQuoted(&b, o.Key)
