@@ -92,14 +92,6 @@ const maxPeers = 1 << 16
 // LedgerFile is the name of a replica's ledger in its home.
 func LedgerFile(id types.ReplicaID) string { return fmt.Sprintf("replica-%d.ledger", id) }
 
-// LedgerLine formats one executed request, without its newline, as
-// client.LedgerLine does (the one implementation of the format,
-// docs/internal-contracts.md "Ledger file"): client key hex, seq, op and a
-// CRC-32C of them.
-func LedgerLine(clientKey []byte, seq uint64, op string) string {
-	return client.LedgerLine{Client: hex.EncodeToString(clientKey), Seq: seq, Op: op}.String()
-}
-
 // ErrLedgerCorrupt is wrapped by the error New returns when a ledger line
 // that is not the last fails its checksum or does not parse: the file was
 // damaged in place, not torn by a crash while appending, and the replica

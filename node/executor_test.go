@@ -20,6 +20,13 @@ import (
 // again (a retransmission ordered twice, or a block committed again after a
 // crash) or asked again, and the state machine and the ledger are unchanged.
 // append is not idempotent, so a second execution would show.
+// LedgerLine formats one executed request, without its newline, as the
+// executor writes it (client.LedgerLine, docs/internal-contracts.md
+// "Ledger file").
+func LedgerLine(clientKey []byte, seq uint64, op string) string {
+	return client.LedgerLine{Client: hex.EncodeToString(clientKey), Seq: seq, Op: op}.String()
+}
+
 func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	home := t.TempDir()
 	client := ledgerClient("client-x")
