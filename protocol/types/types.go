@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 )
 
 // Round is a consensus round number. Round 0 is the genesis round.
@@ -93,6 +94,11 @@ func (r *Request) Key() RequestKey { return RequestKey{Client: string(r.Client),
 // SignBytes is what the client signs.
 func (r *Request) SignBytes(chainID string) []byte {
 	w := newSigWriter("diembft/request/v2", chainID)
+	n := 8 + len(r.Client) + 16 + 8*len(r.Ops)
+	for _, op := range r.Ops {
+		n += len(op)
+	}
+	w.grow(n)
 	w.bytes(r.Client)
 	w.u64(r.Seq)
 	w.u64(uint64(len(r.Ops)))
@@ -121,6 +127,7 @@ type Block struct {
 // left out so the id is independent of which 2f+1 votes formed the QC).
 func (b *Block) ComputeID() Hash {
 	w := newSigWriter("diembft/block/v1", "")
+	w.grow(24 + len(Hash{})*(len(b.Payload)+1))
 	w.u64(uint64(b.Author))
 	w.u64(uint64(b.Round))
 	w.u64(uint64(len(b.Payload)))
@@ -343,6 +350,11 @@ type ClientReply struct {
 // SignBytes is what a replica signs in a reply.
 func (r *ClientReply) SignBytes(chainID string) []byte {
 	w := newSigWriter("diembft/reply/v2", chainID)
+	n := 8 + len(r.Client) + 16 + 8*len(r.Results) + 8 + 8*len(r.Heights) + 8
+	for _, res := range r.Results {
+		n += len(res)
+	}
+	w.grow(n)
 	w.bytes(r.Client)
 	w.u64(r.Seq)
 	w.u64(uint64(len(r.Results)))
@@ -368,6 +380,11 @@ func newSigWriter(domain, chainID string) *sigWriter {
 	w.str(chainID)
 	return w
 }
+
+// grow makes room for n more bytes: requests, replies and blocks are built
+// in one allocation instead of growing from 128 bytes (a request of 125
+// operations grew six times, for each signature check and digest).
+func (w *sigWriter) grow(n int) { w.b = slices.Grow(w.b, n) }
 
 func (w *sigWriter) u64(v uint64)   { w.b = binary.BigEndian.AppendUint64(w.b, v) }
 func (w *sigWriter) raw(p []byte)   { w.b = append(w.b, p...) }
