@@ -118,8 +118,8 @@ func (r *Replica) execute(jobs []commitJob) {
 	heights := make([]uint64, len(jobs))
 	for i, j := range jobs {
 		r.verified.forget(j.block.Payload)
-		rps, l := r.exec.apply(j.block)
-		lines = append(lines, l...)
+		var rps []*types.ClientReply
+		rps, lines = r.exec.apply(j.block, lines)
 		replies = append(replies, rps...)
 		blocks = append(blocks, j.blocks...)
 		heights[i] = r.exec.height

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -268,34 +269,44 @@ func (e *executor) markDurable() {
 }
 
 // apply runs b's operations on the state machine and returns the (unsigned)
-// replies, one per request, and the ledger lines to append. An operation
+// replies, one per request, and lines with the ledger lines to append
+// appended (a commit group's blocks share one buffer). An operation
 // executes once: one already executed, in an earlier block or before a
 // restart, keeps its result and height; if its result is no longer kept
 // (older than the client's reply window), its request gets no reply. A
 // request refused by refuseAtExecution is skipped whole: not executed, not
 // in the ledger, no reply.
-func (e *executor) apply(b *types.Block) ([]*types.ClientReply, []byte) {
-	var buf bytes.Buffer
+func (e *executor) apply(b *types.Block, lines []byte) ([]*types.ClientReply, []byte) {
+	size := 0 // the ledger lines' size, roughly: one allocation for them all
+	for i := range b.Payload {
+		r := &b.Payload[i]
+		size += len(r.Ops) * (2*len(r.Client) + 32)
+		for _, op := range r.Ops {
+			size += len(op)
+		}
+	}
+	lines = slices.Grow(lines, size)
 	out := make([]*types.ClientReply, 0, len(b.Payload))
 	for i := range b.Payload {
-		if rp := e.applyRequest(&b.Payload[i], &buf); rp != nil {
+		var rp *types.ClientReply
+		if rp, lines = e.applyRequest(&b.Payload[i], lines); rp != nil {
 			out = append(out, rp)
 		}
 	}
-	return out, buf.Bytes()
+	return out, lines
 }
 
 // applyRequest executes one request of a committed block under the lock,
 // which is taken per request so that the event loop's admit waits
 // for one request at most, not a whole block.
-func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.ClientReply {
+func (e *executor) applyRequest(req *types.Request, lines []byte) (*types.ClientReply, []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cs := e.clients[string(req.Client)]
 	if err := refuseAtExecution(cs, req); err != nil {
 		e.refused++
 		log.Warnw("request refused at execution", "seq", req.Seq, "ops", len(req.Ops), "err", err)
-		return nil
+		return nil, lines
 	}
 	if cs == nil {
 		cs = e.client(string(req.Client))
@@ -319,14 +330,14 @@ func (e *executor) applyRequest(req *types.Request, buf *bytes.Buffer) *types.Cl
 			}
 			d.height = e.record(cs, seq, d.result)
 			line.Seq, line.Op = seq, canon
-			buf.Write(append(line.AppendTo(buf.AvailableBuffer()), '\n'))
+			lines = append(line.AppendTo(lines), '\n')
 		}
 		rp.Results[j], rp.Heights[j] = d.result, d.height
 	}
 	if !complete {
-		return nil
+		return nil, lines
 	}
-	return rp
+	return rp, lines
 }
 
 // refuseAtExecution is the execution-time rule for a committed request of

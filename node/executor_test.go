@@ -282,7 +282,7 @@ func TestNoCachedReplyBeforeDurable(t *testing.T) {
 	}
 	defer e.close()
 	req := types.Request{Client: []byte("client-y"), Seq: 1, Ops: []string{"put('k','a')"}}
-	out, lines := e.apply(&types.Block{Round: 1, Payload: []types.Request{req}})
+	out, lines := e.apply(&types.Block{Round: 1, Payload: []types.Request{req}}, nil)
 	if len(out) != 1 || len(lines) == 0 {
 		t.Fatalf("apply gave %d replies and %d bytes of ledger", len(out), len(lines))
 	}
@@ -305,7 +305,7 @@ func TestNoCachedReplyBeforeDurable(t *testing.T) {
 // committer does for a group of one (committer.go), and returns the
 // unsigned replies.
 func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
-	out, lines := e.apply(b)
+	out, lines := e.apply(b, nil)
 	if err := e.persist(lines); err != nil {
 		return nil, err
 	}
