@@ -44,8 +44,8 @@ type blockStore struct {
 	// blocks written since.
 	syncedLines uint64
 	unsynced    int
-	sync        func() error  // db.Sync; counted in tests
-	syncs       atomic.Uint64 // syncs of write (diembft_fsyncs_total)
+	sync        func() error // db.Sync; counted in tests
+	syncs       syncStat     // syncs of write
 }
 
 // maxUnsynced bounds how many committed blocks without ledger lines may
@@ -433,10 +433,9 @@ func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledger
 	if ledgerLines == s.syncedLines && s.unsynced < maxUnsynced {
 		return nil
 	}
-	if err := s.sync(); err != nil {
+	if err := s.syncs.sync(s.sync); err != nil {
 		return err
 	}
-	s.syncs.Add(1)
 	s.syncedLines, s.unsynced = ledgerLines, 0
 	return nil
 }

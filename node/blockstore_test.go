@@ -54,7 +54,7 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 	step("empty blocks below the bound", 5, maxUnsynced-1, 3)
 	step("the empty block reaching the bound", 5, 1, 4)
 	step("one more empty block", 5, 1, 4)
-	if got := bs.syncs.Load(); got != 4 {
+	if got := bs.syncs.count(); got != 4 {
 		t.Fatalf("diembft_fsyncs_total{file=blocks} counts %d syncs of commits, want 4", got)
 	}
 	if err := bs.close(); err != nil {

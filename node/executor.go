@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -49,7 +48,7 @@ type executor struct {
 	// peersMu guards peers (the loop records, the committer looks up).
 	peersMu sync.Mutex
 	peers   map[string]peer.ID
-	syncs   atomic.Uint64 // fsyncs of persist (diembft_fsyncs_total)
+	syncs   syncStat // fsyncs of persist
 }
 
 // clientState is what a replica remembers of one client's executed
@@ -253,10 +252,7 @@ func (e *executor) persist(lines []byte) error {
 	n, err := e.file.WriteAt(lines, e.size)
 	e.size += int64(n)
 	if err == nil {
-		err = e.file.Sync()
-	}
-	if err == nil {
-		e.syncs.Add(1)
+		err = e.syncs.sync(e.file.Sync)
 	}
 	return err
 }

@@ -100,14 +100,24 @@ type Stats struct {
 	// its IHAVE: gossip's repair of a lost message (there are no relays).
 	GossipIWants uint64 `json:"gossip_iwants"`
 	// Fsyncs counts the syncs of the safety file before votes and
-	// timeouts, of the ledger file and of the block store for commits.
-	Fsyncs uint64 `json:"fsyncs"`
+	// timeouts, of the ledger file and of the block store for commits;
+	// FsyncFiles has them by file ("safety", "ledger", "blocks") with the
+	// time they took.
+	Fsyncs     uint64               `json:"fsyncs"`
+	FsyncFiles map[string]FsyncStat `json:"fsync_files"`
 }
 
-// fsyncs counts the syncs of the safety file, the ledger and the block
-// store on the consensus and commit paths (not those at open and close).
-func (r *Replica) fsyncs() (safety, ledger, blocks uint64) {
-	return r.store.syncs.Load(), r.exec.syncs.Load(), r.bs.syncs.Load()
+// FsyncStat is one file's syncs and the seconds they took in all.
+type FsyncStat struct {
+	Count   uint64  `json:"count"`
+	Seconds float64 `json:"seconds"`
+}
+
+// syncFiles are the syncs of the safety file, the ledger and the block
+// store on the consensus and commit paths (not those at open and close),
+// by file.
+func (r *Replica) syncFiles() map[string]*syncStat {
+	return map[string]*syncStat{"safety": &r.store.syncs, "ledger": &r.exec.syncs, "blocks": &r.bs.syncs}
 }
 
 // costCounters returns the transmission and verification counters.
@@ -134,17 +144,15 @@ func (r *Replica) registerCostMetrics() {
 		counter("diembft_gossip_iwants_total", "Message ids other replicas asked for after this one's IHAVE (gossip repair).",
 			func() uint64 { return r.net.Stats().PubsubIWants }),
 	)
-	for _, f := range []struct {
-		file  string
-		count func() uint64
-	}{
-		{"safety", func() uint64 { s, _, _ := r.fsyncs(); return s }},
-		{"ledger", func() uint64 { _, l, _ := r.fsyncs(); return l }},
-		{"blocks", func() uint64 { _, _, b := r.fsyncs(); return b }},
-	} {
-		r.m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsyncs_total",
-			Help:        "Syncs of the safety file (before votes and timeouts), the ledger and the block store (commits).",
-			ConstLabels: prometheus.Labels{"file": f.file}}, func() float64 { return float64(f.count()) }))
+	for file, st := range r.syncFiles() {
+		label := prometheus.Labels{"file": file}
+		r.m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsyncs_total",
+				Help:        "Syncs of the safety file (before votes and timeouts), the ledger and the block store (commits).",
+				ConstLabels: label}, func() float64 { return float64(st.count()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsync_seconds_total",
+				Help:        "Time spent in the syncs of diembft_fsyncs_total.",
+				ConstLabels: label}, st.seconds))
 	}
 }
 
@@ -157,8 +165,11 @@ func (r *Replica) writeStats() {
 	ns := r.net.Stats()
 	s.GossipDrops, s.GossipIgnored, s.GossipRejected = ns.PubsubDrops, ns.PubsubIgnores, ns.PubsubRejects
 	s.GossipUndeliverable, s.SendDrops, s.GossipIWants = ns.PubsubUndeliverable, ns.SendDrops, ns.PubsubIWants
-	safety, ledger, blocks := r.fsyncs()
-	s.Fsyncs = safety + ledger + blocks
+	s.FsyncFiles = map[string]FsyncStat{}
+	for file, st := range r.syncFiles() {
+		s.FsyncFiles[file] = FsyncStat{Count: st.count(), Seconds: st.seconds()}
+		s.Fsyncs += st.count()
+	}
 	data, _ := json.Marshal(s)
 	p := filepath.Join(r.cfg.Home, "stats.json")
 	if os.WriteFile(p+".tmp", data, 0o644) == nil {

@@ -211,11 +211,11 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer r.rt.close()
 	r.written.Store(r.led.Height())
 	r.led.written = &r.written // the recent window keeps what the store lacks
+	defer r.writeStats()       // once the committer has stopped: its last group counts
 	committed := make(chan struct{})
 	go r.runCommitter(committed)
 	defer func() { close(r.commits); <-committed }() // before the files close
 	r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "start", Height: r.exec.height})
-	defer r.writeStats()
 	if err := r.net.Subscribe(r.proposalTopic, r.validateProposal, r.onGossip); err != nil {
 		return err
 	}

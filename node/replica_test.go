@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,9 +231,23 @@ func TestFourReplicasCommitOnLoopback(t *testing.T) {
 	// stopped: the committer counts a group's commits after its syncs.
 	for i, r := range c.reps {
 		c.halt(t, i)
-		safety, ledger, blocks := r.fsyncs()
+		files := r.syncFiles()
+		safety, ledger, blocks := files["safety"].count(), files["ledger"].count(), files["blocks"].count()
 		if committed := uint64(value(r.m.commits)); safety == 0 || ledger == 0 || blocks == 0 || ledger > committed || blocks > committed {
 			t.Errorf("replica %d: fsyncs safety %d, ledger %d, blocks %d for %d committed blocks", i, safety, ledger, blocks, committed)
+		}
+		// stats.json, written as Run returned, has them with their times.
+		var st Stats
+		if data, err := os.ReadFile(filepath.Join(c.homes[i], "stats.json")); err != nil || json.Unmarshal(data, &st) != nil {
+			t.Fatalf("replica %d: stats.json: %v", i, err)
+		}
+		for file, f := range files {
+			if got := st.FsyncFiles[file]; got.Count != f.count() || got.Seconds <= 0 || got.Seconds != f.seconds() {
+				t.Errorf("replica %d: stats.json has %s syncs %+v, the replica counted %d in %.6f s", i, file, got, f.count(), f.seconds())
+			}
+		}
+		if st.Fsyncs != safety+ledger+blocks {
+			t.Errorf("replica %d: stats.json fsyncs %d, want %d", i, st.Fsyncs, safety+ledger+blocks)
 		}
 	}
 }

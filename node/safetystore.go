@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"path/filepath"
-	"sync/atomic"
 
 	"github.com/diembft/diembft/protocol/safety"
 )
@@ -23,7 +22,7 @@ type safetyStore struct {
 	f     file
 	seq   uint64
 	path  string
-	syncs atomic.Uint64 // fdatasyncs of save (diembft_fsyncs_total)
+	syncs syncStat // fdatasyncs of save
 }
 
 const (
@@ -143,10 +142,9 @@ func (s *safetyStore) save(st safety.State) error {
 	if _, err := s.f.WriteAt(buf, int64(seq%2)*slotSize); err != nil {
 		return err
 	}
-	if err := s.f.Sync(); err != nil { // fdatasync
+	if err := s.syncs.sync(s.f.Sync); err != nil { // fdatasync
 		return err
 	}
-	s.syncs.Add(1)
 	s.seq = seq
 	return nil
 }

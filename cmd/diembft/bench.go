@@ -239,33 +239,38 @@ func (o *benchOptions) plan() []benchRun {
 // benchResult is bench.json for one run: the fields of spec/config.md §5
 // first, then what else the bench knows.
 type benchResult struct {
-	Mode          string           `json:"mode"`
-	Replicas      int              `json:"replicas"`
-	DurationS     float64          `json:"duration_s"`
-	OpsPerS       float64          `json:"ops_per_s"`
-	BlocksPerS    float64          `json:"blocks_per_s"`
-	MeanBlockSize float64          `json:"mean_block_size"`
-	LatencyMs     benchLatency     `json:"latency_ms"`
-	PerBlock      benchPerBlock    `json:"per_block"`
-	CPUPer1kOps   float64          `json:"cpu_seconds_per_1k_ops"`
-	Batch         int              `json:"batch"`
-	Clients       int              `json:"clients"`
-	Inflight      int              `json:"inflight_per_client"`
-	ClientBatch   int              `json:"client_batch"`
-	WarmupS       float64          `json:"warmup_s"`
-	Committed     int              `json:"committed_ops"`
-	Blocks        float64          `json:"blocks"`
-	PerOp         benchPerOp       `json:"per_op"`
-	ClientCPU     float64          `json:"client_cpu_seconds_per_1k_ops"`
-	Retransmits   uint64           `json:"client_retransmissions"`
-	RoundsByTC    float64          `json:"rounds_by_tc"`
-	LoadAvg       [2]float64       `json:"load_avg"` // 1-minute load average at start and end
-	Crash         *benchCrash      `json:"crash,omitempty"`
-	Profiles      []string         `json:"profiles,omitempty"`
-	RoundTrace    []node.Phase     `json:"round_trace,omitempty"`
-	Problems      []string         `json:"problems"`
-	Dir           string           `json:"dir"`
-	Replica       []benchReplicaIO `json:"per_replica"`
+	Mode          string        `json:"mode"`
+	Replicas      int           `json:"replicas"`
+	DurationS     float64       `json:"duration_s"`
+	OpsPerS       float64       `json:"ops_per_s"`
+	BlocksPerS    float64       `json:"blocks_per_s"`
+	MeanBlockSize float64       `json:"mean_block_size"`
+	LatencyMs     benchLatency  `json:"latency_ms"`
+	PerBlock      benchPerBlock `json:"per_block"`
+	CPUPer1kOps   float64       `json:"cpu_seconds_per_1k_ops"`
+	// FsyncMeanMs is the mean time of a sync of the safety file, the ledger
+	// and the block store ("safety", "ledger", "blocks") over the replicas:
+	// against an idle disk's fdatasync it shows how long the syncs queued
+	// behind each other on the one disk the replicas share.
+	FsyncMeanMs map[string]float64 `json:"fsync_mean_ms"`
+	Batch       int                `json:"batch"`
+	Clients     int                `json:"clients"`
+	Inflight    int                `json:"inflight_per_client"`
+	ClientBatch int                `json:"client_batch"`
+	WarmupS     float64            `json:"warmup_s"`
+	Committed   int                `json:"committed_ops"`
+	Blocks      float64            `json:"blocks"`
+	PerOp       benchPerOp         `json:"per_op"`
+	ClientCPU   float64            `json:"client_cpu_seconds_per_1k_ops"`
+	Retransmits uint64             `json:"client_retransmissions"`
+	RoundsByTC  float64            `json:"rounds_by_tc"`
+	LoadAvg     [2]float64         `json:"load_avg"` // 1-minute load average at start and end
+	Crash       *benchCrash        `json:"crash,omitempty"`
+	Profiles    []string           `json:"profiles,omitempty"`
+	RoundTrace  []node.Phase       `json:"round_trace,omitempty"`
+	Problems    []string           `json:"problems"`
+	Dir         string             `json:"dir"`
+	Replica     []benchReplicaIO   `json:"per_replica"`
 }
 
 type benchLatency struct {
@@ -590,6 +595,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	// median over the replicas that ran throughout: a replica that falls
 	// behind and catches up by fetching must not drag the figure down.
 	var tx, sigs, reqSigs, ctrl, syncs, byTC, cpu float64
+	fileSyncs := map[string]node.FsyncStat{}
 	var blockDeltas, heightDeltas, rates []float64
 	for i := range snap0 {
 		a, b := snap0[i], snap1[i]
@@ -608,6 +614,11 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		tx += float64(b.stats.Transmissions - a.stats.Transmissions)
 		ctrl += float64(b.stats.GossipControl - a.stats.GossipControl)
 		syncs += float64(b.stats.Fsyncs - a.stats.Fsyncs)
+		for file, fb := range b.stats.FsyncFiles {
+			fa := a.stats.FsyncFiles[file]
+			sum := fileSyncs[file]
+			fileSyncs[file] = node.FsyncStat{Count: sum.Count + fb.Count - fa.Count, Seconds: sum.Seconds + fb.Seconds - fa.Seconds}
+		}
 		sigs += float64(b.stats.SigVerifications - a.stats.SigVerifications)
 		reqSigs += float64(b.stats.RequestSigVerifications - a.stats.RequestSigVerifications)
 		byTC += b.stats.RoundsByTC - a.stats.RoundsByTC
@@ -642,6 +653,12 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		}
 	}
 	res.CPUPer1kOps = per1k(cpu, len(lats))
+	res.FsyncMeanMs = map[string]float64{}
+	for file, f := range fileSyncs {
+		if f.Count > 0 {
+			res.FsyncMeanMs[file] = round3(f.Seconds / float64(f.Count) * 1000)
+		}
+	}
 	if !crashAt.IsZero() && killed >= 0 {
 		res.Crash = crashFigures(all, start, ws, crashAt, we, killed)
 	}
@@ -898,12 +915,13 @@ func startBenchProfile(path string) (func(), error) {
 
 func printBenchTable(w io.Writer, results []*benchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight / batch\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tfsyncs/block\tcpu s/1k ops\tload\t")
+	fmt.Fprintln(tw, "mode\tN\tbatch\tclients x inflight / batch\tops/s\tblocks/s\tblock size\tp50 ms\tp99 ms\ttx/block\tsigs/block\tfsyncs/block\tfsync ms safety/ledger/blocks\tcpu s/1k ops\tload\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.3f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%dx%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.2f/%.2f/%.2f\t%.3f\t%.1f\t\n",
 			r.Mode, r.Replicas, r.Batch, r.Clients, r.Inflight, r.ClientBatch, r.OpsPerS, r.BlocksPerS, r.MeanBlockSize,
 			r.LatencyMs.P50, r.LatencyMs.P99, r.PerBlock.Transmissions, r.PerBlock.SignatureVerifications,
-			r.PerBlock.Fsyncs, r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
+			r.PerBlock.Fsyncs, r.FsyncMeanMs["safety"], r.FsyncMeanMs["ledger"], r.FsyncMeanMs["blocks"],
+			r.CPUPer1kOps, max(r.LoadAvg[0], r.LoadAvg[1]))
 	}
 	tw.Flush()
 	for _, r := range results {
