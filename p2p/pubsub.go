@@ -568,7 +568,11 @@ func (n *Node) Subscribe(topic string, v Validator, handler func(from peer.ID, d
 				continue
 			}
 			n.stats.pubsubDelivered.Add(1)
-			handler(m.ReceivedFrom, m.GetData(), m.ValidatorData)
+			// Pubsub's message cache keeps m for a few heartbeats (IWANT
+			// repairs): it must not keep the decoded message alive too.
+			validated := m.ValidatorData
+			m.ValidatorData = nil
+			handler(m.ReceivedFrom, m.GetData(), validated)
 		}
 	})
 	return nil
