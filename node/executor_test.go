@@ -15,11 +15,6 @@ import (
 	"github.com/diembft/diembft/protocol/types"
 )
 
-// TestReplayedRequestAfterRestartIsNotExecutedAgain: a (client, seq) that
-// was executed before a restart gets the cached result when it is committed
-// again (a retransmission ordered twice, or a block committed again after a
-// crash) or asked again, and the state machine and the ledger are unchanged.
-// append is not idempotent, so a second execution would show.
 // LedgerLine formats one executed request, without its newline, as the
 // executor writes it (client.LedgerLine, docs/internal-contracts.md
 // "Ledger file").
@@ -27,6 +22,11 @@ func LedgerLine(clientKey []byte, seq uint64, op string) string {
 	return client.LedgerLine{Client: hex.EncodeToString(clientKey), Seq: seq, Op: op}.String()
 }
 
+// TestReplayedRequestAfterRestartIsNotExecutedAgain: a (client, seq) that
+// was executed before a restart gets the cached result when it is committed
+// again (a retransmission ordered twice, or a block committed again after a
+// crash) or asked again, and the state machine and the ledger are unchanged.
+// append is not idempotent, so a second execution would show.
 func TestReplayedRequestAfterRestartIsNotExecutedAgain(t *testing.T) {
 	home := t.TempDir()
 	client := ledgerClient("client-x")
