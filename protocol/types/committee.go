@@ -107,7 +107,11 @@ func (c *Committee) remember(k Hash) {
 
 // certKey hashes everything a certificate's validity depends on.
 func certKey(domain string, body []byte, sigs []PartialSig) Hash {
-	w := newSigWriter(domain, "")
+	n := 8 + len(body)
+	for _, s := range sigs {
+		n += 16 + len(s.Sig)
+	}
+	w := newSigWriter(domain, "", n)
 	w.bytes(body)
 	for _, s := range sigs {
 		w.u64(uint64(s.Signer))

@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"slices"
 )
 
 // Round is a consensus round number. Round 0 is the genesis round.
@@ -93,12 +92,11 @@ func (r *Request) Key() RequestKey { return RequestKey{Client: string(r.Client),
 
 // SignBytes is what the client signs.
 func (r *Request) SignBytes(chainID string) []byte {
-	w := newSigWriter("diembft/request/v2", chainID)
 	n := 8 + len(r.Client) + 16 + 8*len(r.Ops)
 	for _, op := range r.Ops {
 		n += len(op)
 	}
-	w.grow(n)
+	w := newSigWriter("diembft/request/v2", chainID, n)
 	w.bytes(r.Client)
 	w.u64(r.Seq)
 	w.u64(uint64(len(r.Ops)))
@@ -126,8 +124,7 @@ type Block struct {
 // parent QC's vote-info hash pins the parent and its round, and signatures are
 // left out so the id is independent of which 2f+1 votes formed the QC).
 func (b *Block) ComputeID() Hash {
-	w := newSigWriter("diembft/block/v1", "")
-	w.grow(24 + len(Hash{})*(len(b.Payload)+1))
+	w := newSigWriter("diembft/block/v1", "", 24+len(Hash{})*(len(b.Payload)+1))
 	w.u64(uint64(b.Author))
 	w.u64(uint64(b.Round))
 	w.u64(uint64(len(b.Payload)))
@@ -162,7 +159,7 @@ type VoteInfo struct {
 
 // Hash is the paper's hash(vote_info), carried in LedgerCommitInfo.
 func (v *VoteInfo) Hash() Hash {
-	w := newSigWriter("diembft/voteinfo/v1", "")
+	w := newSigWriter("diembft/voteinfo/v1", "", 3*len(Hash{})+16)
 	w.raw(v.ID[:])
 	w.u64(uint64(v.Round))
 	w.raw(v.ParentID[:])
@@ -184,7 +181,7 @@ func (l *LedgerCommitInfo) Commits() bool { return !l.CommitStateID.IsZero() }
 
 // SignBytes is what a replica signs when it votes.
 func (l *LedgerCommitInfo) SignBytes(chainID string) []byte {
-	w := newSigWriter("diembft/vote/v1", chainID)
+	w := newSigWriter("diembft/vote/v1", chainID, 2*len(Hash{}))
 	w.raw(l.CommitStateID[:])
 	w.raw(l.VoteInfoHash[:])
 	return w.b
@@ -242,7 +239,7 @@ type TimeoutInfo struct {
 // QC round (paper: signature over (round, high_qc.round)), which is also what a
 // TC carries per signer.
 func TimeoutSignBytes(chainID string, round, highQCRound Round) []byte {
-	w := newSigWriter("diembft/timeout/v1", chainID)
+	w := newSigWriter("diembft/timeout/v1", chainID, 16)
 	w.u64(uint64(round))
 	w.u64(uint64(highQCRound))
 	return w.b
@@ -289,7 +286,7 @@ type Proposal struct {
 
 // ProposalSignBytes is what a leader signs for a proposal.
 func ProposalSignBytes(chainID string, id Hash, round Round) []byte {
-	w := newSigWriter("diembft/proposal/v1", chainID)
+	w := newSigWriter("diembft/proposal/v1", chainID, len(Hash{})+8)
 	w.raw(id[:])
 	w.u64(uint64(round))
 	return w.b
@@ -349,12 +346,11 @@ type ClientReply struct {
 
 // SignBytes is what a replica signs in a reply.
 func (r *ClientReply) SignBytes(chainID string) []byte {
-	w := newSigWriter("diembft/reply/v2", chainID)
 	n := 8 + len(r.Client) + 16 + 8*len(r.Results) + 8 + 8*len(r.Heights) + 8
 	for _, res := range r.Results {
 		n += len(res)
 	}
-	w.grow(n)
+	w := newSigWriter("diembft/reply/v2", chainID, n)
 	w.bytes(r.Client)
 	w.u64(r.Seq)
 	w.u64(uint64(len(r.Results)))
@@ -371,20 +367,18 @@ func (r *ClientReply) SignBytes(chainID string) []byte {
 
 func (r Round) String() string { return fmt.Sprintf("r%d", uint64(r)) }
 
-// sigWriter builds domain-separated, length-prefixed signing bytes.
+// sigWriter builds domain-separated, length-prefixed signing bytes, in one
+// allocation of the size its caller expects after the domain and chain id
+// (a request of 125 operations grew six times from a fixed 128 bytes, for
+// each signature check and digest).
 type sigWriter struct{ b []byte }
 
-func newSigWriter(domain, chainID string) *sigWriter {
-	w := &sigWriter{b: make([]byte, 0, 128)}
+func newSigWriter(domain, chainID string, size int) *sigWriter {
+	w := &sigWriter{b: make([]byte, 0, 16+len(domain)+len(chainID)+size)}
 	w.str(domain)
 	w.str(chainID)
 	return w
 }
-
-// grow makes room for n more bytes: requests, replies and blocks are built
-// in one allocation instead of growing from 128 bytes (a request of 125
-// operations grew six times, for each signature check and digest).
-func (w *sigWriter) grow(n int) { w.b = slices.Grow(w.b, n) }
 
 func (w *sigWriter) u64(v uint64)   { w.b = binary.BigEndian.AppendUint64(w.b, v) }
 func (w *sigWriter) raw(p []byte)   { w.b = append(w.b, p...) }
