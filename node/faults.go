@@ -98,9 +98,6 @@ func (r *Replica) carry(effects []fault.Effect) {
 			}
 			log.Warnw("fault: attribute overwritten", "failure", e.Failure, "attr", e.Attr, "value", e.Val, "round", r.core.CurrentRound())
 			r.apply(acts)
-			// A step without a new round publishes no head (a set_attr
-			// leader proposes a block at once): the block store needs it.
-			r.publishHead(true)
 		case fault.TypeCrash:
 			r.crash(e)
 		}

@@ -144,9 +144,10 @@ func TestMessageFaultsAndPartition(t *testing.T) {
 }
 
 // TestSetAttrLeaderProposalReachesTheHead: a set_attr leader makes the
-// replica propose at once in a step without a new round, which publishes no
-// head by itself; the proposed block must still reach the block store's head
-// (a restart would otherwise fetch it back).
+// replica propose at once in a step without a new round; a step that
+// proposes or votes publishes its head as one that moves does, so the
+// proposed block reaches the block store's head (a restart would otherwise
+// fetch it back).
 func TestSetAttrLeaderProposalReachesTheHead(t *testing.T) {
 	fx := newValFixture(t, "")
 	fx.r.apply(fx.r.core.Start())

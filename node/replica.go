@@ -506,10 +506,12 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 // --- outbound: carry out the core's actions in order ---
 
 func (r *Replica) apply(acts []core.Action) {
-	moved, committed := false, false
+	// newHead: the step moved to a new round, proposed or voted, so the
+	// head (pending blocks, high QC) it leaves differs from the last one.
+	newHead, committed := false, false
 	defer func() {
-		// A step that moved without committing has its head written alone.
-		if moved && !committed {
+		// Without a commit to ride with, the new head is written alone.
+		if newHead && !committed {
 			r.publishHead(true)
 		}
 	}()
@@ -522,12 +524,14 @@ func (r *Replica) apply(acts []core.Action) {
 				log.Fatalf("persist safety data: %v", err) // cannot vote safely without it
 			}
 		case core.BroadcastProposal:
+			newHead = true
 			r.rt.add(StepPropose, uint64(a.Proposal.Block.Round), -1)
 			r.publish(r.proposalTopic, a.Proposal)
 		case core.BroadcastTimeout:
 			r.m.timeouts.Inc()
 			r.publish(r.timeoutTopic, a.Timeout)
 		case core.SendVote:
+			newHead = true
 			r.rt.add(StepVote, uint64(a.Vote.Vote.VoteInfo.Round), -1)
 			r.send(a.To, r.voteProto, a.Vote)
 		case core.SendBlockRequest:
@@ -554,7 +558,7 @@ func (r *Replica) apply(acts []core.Action) {
 			}
 			r.commits <- r.handOver(a)
 		case core.NewRound:
-			moved = true
+			newHead = true
 			r.round.Store(uint64(a.Round))
 			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC})
 			r.m.round.Set(float64(a.Round))
