@@ -594,8 +594,8 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	// committee's blocks (and ledger growth, and block rate) taken as the
 	// median over the replicas that ran throughout: a replica that falls
 	// behind and catches up by fetching must not drag the figure down.
-	var tx, sigs, reqSigs, ctrl, syncs, byTC, cpu float64
-	fileSyncs := map[string]node.FsyncStat{}
+	var tx, sigs, reqSigs, ctrl, byTC, cpu float64
+	fileSyncs := map[string]node.FsyncStat{} // the replicas' syncs by file
 	var blockDeltas, heightDeltas, rates []float64
 	for i := range snap0 {
 		a, b := snap0[i], snap1[i]
@@ -613,7 +613,6 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		}
 		tx += float64(b.stats.Transmissions - a.stats.Transmissions)
 		ctrl += float64(b.stats.GossipControl - a.stats.GossipControl)
-		syncs += float64(b.stats.Fsyncs - a.stats.Fsyncs)
 		for file, fb := range b.stats.FsyncFiles {
 			fa := a.stats.FsyncFiles[file]
 			sum := fileSyncs[file]
@@ -633,6 +632,10 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	}
 	if killed >= 0 {
 		cpu -= cpu0[killed] // its pre-window CPU is not part of the window
+	}
+	var syncs float64
+	for _, f := range fileSyncs {
+		syncs += float64(f.Count)
 	}
 	if len(blockDeltas) > 0 {
 		blocks, height := median(blockDeltas), median(heightDeltas)
