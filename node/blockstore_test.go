@@ -218,10 +218,7 @@ func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tl.close()
-	com := &types.Committee{ChainID: "test", F: 1}
-	for i := range 4 {
-		com.Keys = append(com.Keys, key("replica", i).Public().(ed25519.PublicKey))
-	}
+	com := testCommittee(1)
 	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics(), tl: tl}
 	r.led.written = &r.written // nothing written yet: both blocks stay in the head
 	r.core = core.New(core.Config{ID: 0, Committee: com, Signer: types.Ed25519Signer{Key: key("replica", 0)}, Ledger: rec.ledger})

@@ -1,19 +1,14 @@
 package node
 
 import (
-	"context"
-	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus/config"
-	"github.com/diembft/diembft/p2p"
 	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/leader"
 	"github.com/diembft/diembft/protocol/types"
@@ -29,31 +24,8 @@ func startFaultCluster(t *testing.T, seed int64, failures string) *cluster {
 		t.Fatal(err)
 	}
 	spec := fault.SpecFromConfig(cfg)
-	const n = 4
-	c := &cluster{com: &types.Committee{ChainID: "test", F: 1}}
-	var infos []peer.AddrInfo
-	for i := range n {
-		c.com.Keys = append(c.com.Keys, key("replica", i).Public().(ed25519.PublicKey))
-		net, err := p2p.New(context.Background(), p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, AllowNonMembers: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { net.Close() })
-		c.nets = append(c.nets, net)
-		infos = append(infos, net.AddrInfo())
-	}
-	var peers []peer.ID
-	for _, in := range infos {
-		peers = append(peers, in.ID)
-	}
-	params := testParams()
-	params.Election = leader.RoundRobin
-	for i, net := range c.nets {
-		net.SetMembers(infos)
-		if err := net.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		home := t.TempDir()
+	c := newCluster(t, 1)
+	for i, home := range c.homes {
 		if err := fault.WriteSpec(home, spec); err != nil {
 			t.Fatal(err)
 		}
@@ -62,9 +34,8 @@ func startFaultCluster(t *testing.T, seed int64, failures string) *cluster {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { inj.Close() })
-		c.homes = append(c.homes, home)
-		c.cfgs = append(c.cfgs, Config{ID: types.ReplicaID(i), Home: home, ConsensusKey: key("replica", i), Committee: c.com,
-			Peers: peers, Params: params, Net: net, Faults: inj})
+		c.cfgs[i].Params.Election = leader.RoundRobin
+		c.cfgs[i].Faults = inj
 	}
 	for i := range c.nets {
 		c.start(t, i)

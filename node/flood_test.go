@@ -54,63 +54,21 @@ const (
 	floodWindow  = 32 // client requests in flight
 )
 
-// loadCluster is startCluster keeping the replicas (their metrics and round).
-type loadCluster struct {
-	com   *types.Committee
-	nets  []*p2p.Node
-	reps  []*Replica
-	peers []peer.ID
-}
-
-func startLoadCluster(t *testing.T) *loadCluster {
-	t.Helper()
-	c := &loadCluster{com: &types.Committee{ChainID: "test", F: 1}}
-	var infos []peer.AddrInfo
-	for i := range 4 {
-		c.com.Keys = append(c.com.Keys, key("replica", i).Public().(ed25519.PublicKey))
-		net, err := p2p.New(context.Background(), p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, AllowNonMembers: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { net.Close() })
-		c.nets = append(c.nets, net)
-		infos = append(infos, net.AddrInfo())
-		c.peers = append(c.peers, net.ID())
-	}
-	for i, net := range c.nets {
-		net.SetMembers(infos)
-		if err := net.StartPubSub(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		r, err := New(Config{ID: types.ReplicaID(i), Home: t.TempDir(), ConsensusKey: key("replica", i), Committee: c.com, Peers: c.peers, Params: testParams(), Net: net})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.reps = append(c.reps, r)
-	}
-	for _, r := range c.reps {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-	}
-	return c
-}
-
 // loadClient keeps floodWindow requests in flight and counts those that
 // f+1 replicas answered identically. (It does not check reply signatures:
 // it measures throughput; TestFourReplicasCommitOnLoopback's client checks.)
 type loadClient struct {
 	net   *p2p.Node
 	key   ed25519.PrivateKey
-	c     *loadCluster
+	c     *cluster
+	peers []peer.ID
 	mu    sync.Mutex
 	votes map[uint64]map[string]map[types.ReplicaID]bool // seq -> result@height -> replicas
 	done  map[uint64]bool
 	acc   chan uint64
 }
 
-func newLoadClient(t *testing.T, c *loadCluster) *loadClient {
+func newLoadClient(t *testing.T, c *cluster) *loadClient {
 	net, err := p2p.New(context.Background(), p2p.Config{NoListen: true})
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +77,7 @@ func newLoadClient(t *testing.T, c *loadCluster) *loadClient {
 	lc := &loadClient{net: net, key: key("client", 1), c: c, votes: map[uint64]map[string]map[types.ReplicaID]bool{}, done: map[uint64]bool{}, acc: make(chan uint64, 1<<16)}
 	for _, n := range c.nets {
 		net.Host.Peerstore().AddAddrs(n.ID(), n.Host.Addrs(), time.Hour)
+		lc.peers = append(lc.peers, n.ID())
 	}
 	net.Handle(p2p.ClientProtocol(c.com.ChainID), false, func(_ peer.ID, data []byte) {
 		rp, err := wire.DecodeClientReply(data)
@@ -151,7 +110,7 @@ func (lc *loadClient) submit(seq uint64) {
 	r := &types.Request{Client: lc.key.Public().(ed25519.PublicKey), Seq: seq, Ops: []string{fmt.Sprintf("put('k%d','v%d')", seq%16, seq)}}
 	r.Sig = ed25519.Sign(lc.key, r.SignBytes(lc.c.com.ChainID))
 	data, _ := wire.Encode(r)
-	for _, p := range lc.c.peers {
+	for _, p := range lc.peers {
 		lc.net.Send(p, p2p.ClientProtocol(lc.c.com.ChainID), data)
 	}
 }
@@ -236,7 +195,7 @@ func (p *pacer) wait(stop <-chan struct{}) bool {
 
 // flooder floods from replica 3's host until stop is closed.
 type flooder struct {
-	c                                  *loadCluster
+	c                                  *cluster
 	rate                               int
 	proposals, timeouts, garbage, vote atomic.Uint64
 }
@@ -344,7 +303,7 @@ func (fl *flooder) start(t *testing.T, stop <-chan struct{}, wg *sync.WaitGroup)
 			go func() { <-stop; cancel() }()
 			pc := newPacer(fl.rate / 3)
 			for n := uint64(1); ctx.Err() == nil; {
-				s, err := net.Host.NewStream(ctx, c.peers[i], p2p.VoteProtocol(chain))
+				s, err := net.Host.NewStream(ctx, c.nets[i].ID(), p2p.VoteProtocol(chain))
 				if err != nil {
 					continue
 				}
@@ -376,7 +335,7 @@ type floodCounters struct {
 	graylisted       uint64 // gossip messages dropped unread
 }
 
-func (c *loadCluster) counters() floodCounters {
+func (c *cluster) counters() floodCounters {
 	var out floodCounters
 	for i := range 3 {
 		r := c.reps[i]
@@ -391,7 +350,7 @@ func (c *loadCluster) counters() floodCounters {
 }
 
 // rounds describes replica 0's rounds.
-func (c *loadCluster) rounds() string {
+func (c *cluster) rounds() string {
 	m := c.reps[0].m
 	return fmt.Sprintf("%.0f rounds (%.0f by TC)", value(m.round), value(m.roundsByTC))
 }
@@ -403,13 +362,13 @@ func TestFloodingMemberIsRefusedAndThroughputHolds(t *testing.T) {
 	var base, flooded int
 	for round := range floodRounds {
 		t.Run(fmt.Sprintf("undisturbed-%d", round), func(t *testing.T) {
-			c := startLoadCluster(t)
+			c := startCluster(t, 1)
 			n := newLoadClient(t, c).run()
 			base += n
 			t.Logf("%.0f requests/s, %s", float64(n)/floodMeasure.Seconds(), c.rounds())
 		})
 		t.Run(fmt.Sprintf("flooded-%d", round), func(t *testing.T) {
-			c := startLoadCluster(t)
+			c := startCluster(t, 1)
 			lc := newLoadClient(t, c)
 			fl := &flooder{c: c, rate: *floodRate / floodRaceScale}
 			stop := make(chan struct{})
@@ -421,8 +380,8 @@ func TestFloodingMemberIsRefusedAndThroughputHolds(t *testing.T) {
 			// and dropped its gossip unread.
 			var scores []string
 			for i := range 3 {
-				scores = append(scores, fmt.Sprintf("%.0f", c.nets[i].PeerScore(c.peers[3])))
-				if !c.nets[i].Graylisted(c.peers[3]) || c.nets[i].GraylistDrops() == 0 {
+				scores = append(scores, fmt.Sprintf("%.0f", c.nets[i].PeerScore(c.nets[3].ID())))
+				if !c.nets[i].Graylisted(c.nets[3].ID()) || c.nets[i].GraylistDrops() == 0 {
 					t.Errorf("replica %d has not graylisted the flooder (score %s, %d messages dropped)", i, scores[i], c.nets[i].GraylistDrops())
 				}
 			}

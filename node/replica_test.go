@@ -39,6 +39,15 @@ func key(label string, i int) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 
+// testCommittee is the committee of 3f+1 test replicas, keyed by key("replica", i).
+func testCommittee(f int) *types.Committee {
+	com := &types.Committee{ChainID: "test", F: f}
+	for i := range 3*f + 1 {
+		com.Keys = append(com.Keys, key("replica", i).Public().(ed25519.PublicKey))
+	}
+	return com
+}
+
 func testParams() Params {
 	return Params{Delta: 20 * time.Millisecond, RoundTimeout: 300 * time.Millisecond, Backoff: 1.2, BackoffCap: 4,
 		Election: leader.Reputation, WindowSize: 5, ExcludeSize: 1, MaxRequests: 100}
@@ -57,11 +66,9 @@ func startCluster(t *testing.T, f int) *cluster {
 // any (c.start starts one).
 func newCluster(t *testing.T, f int) *cluster {
 	t.Helper()
-	n := 3*f + 1
-	c := &cluster{com: &types.Committee{ChainID: "test", F: f}}
+	c := &cluster{com: testCommittee(f)}
 	var infos []peer.AddrInfo
-	for i := 0; i < n; i++ {
-		c.com.Keys = append(c.com.Keys, key("replica", i).Public().(ed25519.PublicKey))
+	for range c.com.N() {
 		net, err := p2p.New(context.Background(), p2p.Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, AllowNonMembers: true})
 		if err != nil {
 			t.Fatal(err)

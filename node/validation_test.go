@@ -55,9 +55,8 @@ func newValFixture(t *testing.T, ledger string) *valFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { net.Close() })
-	fx := &valFixture{t: t, com: &types.Committee{ChainID: "test", F: 1}, stranger: peerID(t), client: key("client", 0)}
-	for i := range 4 {
-		fx.com.Keys = append(fx.com.Keys, key("replica", i).Public().(ed25519.PublicKey))
+	fx := &valFixture{t: t, com: testCommittee(1), stranger: peerID(t), client: key("client", 0)}
+	for i := range fx.com.N() {
 		if i == 3 {
 			fx.peers = append(fx.peers, net.ID())
 		} else {
