@@ -204,24 +204,32 @@ func child(parent *types.Block, payload ...types.Request) *types.Block {
 	return b
 }
 
+// headReplica is replica id's loop side with its block store, ledger and
+// core (no network, no committer: tests take the jobs from r.commits).
+func headReplica(t *testing.T, id types.ReplicaID) *Replica {
+	t.Helper()
+	dir := t.TempDir()
+	bs, rec := openRecovered(t, dir)
+	t.Cleanup(func() { bs.close() })
+	tl, err := openTimeline(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tl.close() })
+	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics(), tl: tl, headReady: make(chan struct{}, 1),
+		consensus: make(chan func(), 16)} // timers post here; nothing runs them
+	r.led.written = &r.written // nothing written yet: committed blocks stay in the head
+	r.core = core.New(core.Config{ID: id, Committee: testCommittee(1), Signer: types.Ed25519Signer{Key: key("replica", int(id))}, Ledger: rec.ledger})
+	return r
+}
+
 // TestStepsHeadRidesWithItsFirstCommit: the head a step leaves is
 // published before the step's first committed block reaches the committer,
 // which takes it into that block's transaction; published at the end of the
 // step, after the hand-over, the committer took the previous step's head,
 // and a crash lost a round of pending blocks and the newest QC.
 func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
-	dir := t.TempDir()
-	bs, rec := openRecovered(t, dir)
-	defer bs.close()
-	tl, err := openTimeline(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.close()
-	com := testCommittee(1)
-	r := &Replica{bs: bs, led: rec.ledger, commits: make(chan commitJob), m: newMetrics(), tl: tl}
-	r.led.written = &r.written // nothing written yet: both blocks stay in the head
-	r.core = core.New(core.Config{ID: 0, Committee: com, Signer: types.Ed25519Signer{Key: key("replica", 0)}, Ledger: rec.ledger})
+	r := headReplica(t, 0)
 	g, _ := types.Genesis()
 	b1 := child(g)
 	b2 := child(b1)
@@ -250,5 +258,53 @@ func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
 	<-stepped
 	if h := r.head.Load(); h != nil {
 		t.Fatal("the head was published again after the hand-over")
+	}
+}
+
+// TestLateBlockReachesTheHead: a proposal that arrives after its round
+// (the replica moved on through a QC in a timeout message) is not voted on,
+// but its block enters the tree (core.keepLate) in a step without any
+// action; the head is published all the same, so a restart does not fetch
+// the block back. (Before the core's tree version decided it, only steps
+// that moved, proposed, voted or committed published a head.)
+func TestLateBlockReachesTheHead(t *testing.T) {
+	r := headReplica(t, 0)
+	if r.core.Leader(2) == 0 {
+		t.Fatal("the test wants replica 0 not to lead round 2 (it would fetch b1 to propose)")
+	}
+	r.apply(r.core.Start())
+	g, gqc := types.Genesis()
+	b1 := &types.Block{Author: r.core.Leader(1), Round: 1, QC: gqc}
+	b1.ID = b1.ComputeID()
+	vi := types.VoteInfo{ID: b1.ID, Round: 1, ParentID: g.ID}
+	qc1 := &types.QC{VoteInfo: vi, LedgerCommitInfo: types.LedgerCommitInfo{VoteInfoHash: vi.Hash()}}
+	r.apply(r.core.OnTimeout(&types.TimeoutMsg{Timeout: types.TimeoutInfo{Round: 1, HighQC: qc1, Sender: 1}, Sync: types.SyncInfo{HighQC: qc1}}))
+	if r.core.CurrentRound() != 2 {
+		t.Fatalf("round %d after the QC of round 1, want 2", r.core.CurrentRound())
+	}
+	r.head.Store(nil) // the committer wrote it
+	acts := r.core.OnProposal(&types.Proposal{Block: *b1})
+	for _, a := range acts {
+		if _, ok := a.(core.SetTimer); !ok {
+			t.Fatalf("the late proposal's step has a %T: the test no longer checks a step without actions", a)
+		}
+	}
+	r.apply(acts)
+	h := r.head.Load()
+	if h == nil {
+		t.Fatal("no head published after the late block entered the tree")
+	}
+	if len(h.pending) != 1 || h.pending[0].ID != b1.ID {
+		t.Fatalf("the head holds %d pending blocks, want the late block", len(h.pending))
+	}
+	select {
+	case <-r.headReady:
+	default:
+		t.Fatal("the committer was not woken to write the head alone")
+	}
+	r.head.Store(nil)
+	r.apply(r.core.OnProposal(&types.Proposal{Block: *b1})) // again: nothing new
+	if r.head.Load() != nil {
+		t.Fatal("a step that changed nothing published a head")
 	}
 }

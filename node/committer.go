@@ -47,6 +47,7 @@ func (r *Replica) handOver(c core.Committed) commitJob {
 // next commit, or alone if wake is set (on the loop). Committed blocks the
 // store does not hold yet stay among its pending blocks until written.
 func (r *Replica) publishHead(wake bool) {
+	r.headVersion = r.core.TreeVersion()
 	pending := append(r.core.PendingBlocks(), r.led.unwritten()...)
 	r.head.Store(&head{pending: pending, highQC: r.core.HighQC(), highCommitQC: r.core.HighCommitQC()})
 	if wake {

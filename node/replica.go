@@ -100,6 +100,9 @@ type Replica struct {
 	// the committer with the next commit or, after headReady, alone.
 	head      atomic.Pointer[head]
 	headReady chan struct{}
+	// headVersion is the core's TreeVersion of the last head published
+	// (loop only).
+	headVersion uint64
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
@@ -506,12 +509,14 @@ func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
 // --- outbound: carry out the core's actions in order ---
 
 func (r *Replica) apply(acts []core.Action) {
-	// newHead: the step moved to a new round, proposed or voted, so the
-	// head (pending blocks, high QC) it leaves differs from the last one.
-	newHead, committed := false, false
+	// A step whose head (pending blocks, high certificates) differs from
+	// the last one published leaves it for the block store: with its first
+	// commit, or alone. The core's tree version says so, whatever the
+	// actions: a late proposal's block or a fetched one enters the tree
+	// without any.
+	committed := false
 	defer func() {
-		// Without a commit to ride with, the new head is written alone.
-		if newHead && !committed {
+		if !committed && r.core.TreeVersion() != r.headVersion {
 			r.publishHead(true)
 		}
 	}()
@@ -524,14 +529,12 @@ func (r *Replica) apply(acts []core.Action) {
 				log.Fatalf("persist safety data: %v", err) // cannot vote safely without it
 			}
 		case core.BroadcastProposal:
-			newHead = true
 			r.rt.add(StepPropose, uint64(a.Proposal.Block.Round), -1)
 			r.publish(r.proposalTopic, a.Proposal)
 		case core.BroadcastTimeout:
 			r.m.timeouts.Inc()
 			r.publish(r.timeoutTopic, a.Timeout)
 		case core.SendVote:
-			newHead = true
 			r.rt.add(StepVote, uint64(a.Vote.Vote.VoteInfo.Round), -1)
 			r.send(a.To, r.voteProto, a.Vote)
 		case core.SendBlockRequest:
@@ -558,7 +561,6 @@ func (r *Replica) apply(acts []core.Action) {
 			}
 			r.commits <- r.handOver(a)
 		case core.NewRound:
-			newHead = true
 			r.round.Store(uint64(a.Round))
 			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC})
 			r.m.round.Set(float64(a.Round))

@@ -17,6 +17,9 @@ type Tree struct {
 	highQC       *types.QC
 	highCommitQC *types.QC
 	votes        map[types.Hash]*bucket // vote aggregation by hash(ledger_commit_info)
+	// version counts the changes to the pending blocks and the high
+	// certificates (see Version).
+	version uint64
 }
 
 type bucket struct {
@@ -46,6 +49,12 @@ func (t *Tree) HighQC() *types.QC { return t.highQC }
 
 // HighCommitQC is the highest QC that committed a block.
 func (t *Tree) HighCommitQC() *types.QC { return t.highCommitQC }
+
+// Version changes whenever the pending blocks (a block added, the root
+// moved) or the high QC or high commit QC change, and only then: a driver
+// that persists them compares it between steps instead of guessing from the
+// step's actions (a late or fetched block enters the tree without any).
+func (t *Tree) Version() uint64 { return t.version }
 
 // Get returns a pending block (or the root) by id.
 func (t *Tree) Get(id types.Hash) (*types.Block, bool) {
@@ -78,6 +87,7 @@ func (t *Tree) Add(b *types.Block) bool {
 		return false
 	}
 	t.blocks[b.ID] = b
+	t.version++
 	return true
 }
 
@@ -86,9 +96,11 @@ func (t *Tree) Add(b *types.Block) bool {
 func (t *Tree) UpdateHighQC(qc *types.QC) {
 	if qc.Round() > t.highQC.Round() {
 		t.highQC = qc
+		t.version++
 	}
 	if qc.LedgerCommitInfo.Commits() && qc.Round() > t.highCommitQC.Round() {
 		t.highCommitQC = qc
+		t.version++
 	}
 }
 
@@ -141,6 +153,9 @@ func (t *Tree) Prune(newRoot *types.Block) []types.Hash {
 	}
 	for _, id := range dropped {
 		delete(t.blocks, id)
+	}
+	if len(dropped) > 0 || newRoot.ID != t.root.ID {
+		t.version++
 	}
 	t.blocks[newRoot.ID] = newRoot
 	t.root = newRoot

@@ -1,6 +1,7 @@
 package blocktree_test
 
 import (
+	"fmt"
 	"math/rand"
 	"slices"
 	"testing"
@@ -306,6 +307,66 @@ func TestPruneRandomTrees(t *testing.T) {
 			_, kept := tr.Get(b.ID)
 			if kept != descends(b) {
 				t.Errorf("seed %d: block round %d kept=%v, descends=%v", seed, b.Round, kept, descends(b))
+			}
+		}
+	}
+}
+
+// TestVersionTracksPendingAndHighQCs runs random Add, UpdateHighQC, AddVote
+// and Prune calls and checks after each that Version changed exactly when
+// the pending blocks, the high QC or the high commit QC did (what a replica
+// persists as its head; it publishes a head when the version moved).
+func TestVersionTracksPendingAndHighQCs(t *testing.T) {
+	type view struct {
+		pending          string
+		high, highCommit *types.QC
+	}
+	look := func(tr *blocktree.Tree) view {
+		var ids []string
+		for _, b := range tr.Pending() {
+			ids = append(ids, string(b.ID[:]))
+		}
+		slices.Sort(ids)
+		return view{fmt.Sprint(ids), tr.HighQC(), tr.HighCommitQC()}
+	}
+	for seed := int64(1); seed <= 100; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		tr, g := newTree()
+		all := []*types.Block{g}
+		for i := range 60 {
+			before, v := look(tr), tr.Version()
+			var op string
+			switch k := rng.Intn(10); {
+			case k < 4: // a new block on any known one, or one seen before
+				p := all[rng.Intn(len(all))]
+				b := child(p, p.Round+types.Round(rng.Intn(3)+1), uint64(i))
+				if rng.Intn(4) == 0 {
+					b = all[rng.Intn(len(all))]
+				}
+				op = fmt.Sprintf("Add(round %d)", b.Round)
+				if tr.Add(b) && !slices.Contains(all, b) {
+					all = append(all, b)
+				}
+			case k < 7:
+				b := all[rng.Intn(len(all))]
+				commit := rng.Intn(2) == 0
+				op = fmt.Sprintf("UpdateHighQC(round %d, commit %v)", b.Round, commit)
+				tr.UpdateHighQC(qcFor(b, commit))
+			case k < 9:
+				b := all[rng.Intn(len(all))]
+				op = fmt.Sprintf("AddVote(round %d)", b.Round)
+				tr.AddVote(vote(b, types.ReplicaID(rng.Intn(4)), 1))
+			default:
+				b := all[rng.Intn(len(all))]
+				if _, ok := tr.Get(b.ID); !ok || b.Round < tr.Root().Round {
+					continue
+				}
+				op = fmt.Sprintf("Prune(round %d)", b.Round)
+				tr.Prune(b)
+			}
+			after := look(tr)
+			if changed := after != before; changed != (tr.Version() != v) {
+				t.Fatalf("seed %d, step %d, %s: content changed %v, version %d -> %d", seed, i, op, changed, v, tr.Version())
 			}
 		}
 	}

@@ -190,6 +190,10 @@ func (c *Core) PendingRequests() int { return c.pool.Len() }
 // PendingBlocks returns the uncommitted blocks of the tree (for persistence).
 func (c *Core) PendingBlocks() []*types.Block { return c.tree.Pending() }
 
+// TreeVersion changes exactly when PendingBlocks, HighQC or HighCommitQC
+// may have (blocktree.Tree.Version).
+func (c *Core) TreeVersion() uint64 { return c.tree.Version() }
+
 // Block returns a pending or committed block by id.
 func (c *Core) Block(id types.Hash) (*types.Block, bool) {
 	if b, ok := c.tree.Get(id); ok {
