@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -16,115 +17,175 @@ import (
 	"github.com/diembft/diembft/protocol/types"
 )
 
-// BlockStoreFile is the name of the block store in a replica's home.
-const BlockStoreFile = "blocks.db"
+// BlockStoreFile is the name of the block store's committed chain in a
+// replica's home; HeadFile holds its uncommitted head.
+const (
+	BlockStoreFile = "blocks.db"
+	HeadFile       = "head.db"
+)
 
 var (
-	bucketChain   = []byte("chain")   // height (8 bytes) -> committed block
-	bucketIndex   = []byte("index")   // block id -> height (8) ‖ state id (32)
-	bucketPending = []byte("pending") // block id -> uncommitted block
-	bucketMeta    = []byte("meta")    // "high_qc", "high_commit_qc"
+	bucketChain   = []byte("chain")   // blocks.db: height (8 bytes) -> committed block
+	bucketIndex   = []byte("index")   // blocks.db: block id -> height (8) ‖ state id (32)
+	bucketMeta    = []byte("meta")    // blocks.db: "ledger_lines"; head.db: "high_qc", "high_commit_qc"
+	bucketPending = []byte("pending") // head.db: block id -> uncommitted block
 )
 
 // blockStore keeps committed blocks, the uncommitted ones and the high
 // certificates in bbolt, so a restarted replica rebuilds its block tree and
 // round from disk instead of fetching its whole history from peers.
 //
-// It is opened with NoSync: nothing in it is needed for safety (the safety
-// file and the ledger file are fsync'd before they matter, and anything
-// missing here is fetched again from peers). The database is synced when
-// committed blocks add ledger lines, right after the ledger file, so the
-// blocks behind every acknowledged operation survive power loss too; if the
-// file is damaged anyway it is moved aside and the replica catches up from
-// the network.
+// Two files, because they need different durability. The committed chain
+// (blocks.db) holds the blocks behind every acknowledged operation: each of
+// its transactions is a bbolt commit with bbolt's own syncs (data pages,
+// then the meta page), written after the ledger file's fsync and before the
+// replies. The head (head.db: pending blocks, high certificates) changes
+// nearly every round and is not needed for safety (the safety file is) nor
+// for acknowledged operations: it is written without syncs (bbolt NoSync),
+// and if it is damaged it is moved aside alone and the replica fetches what
+// it lacks. One NoSync file for both, as before, was not safe on power
+// loss: bbolt reuses the pages a transaction frees in the next ones, so
+// unsynced transactions after a synced one could overwrite that one's pages
+// (or reach the disk with their meta page before their data), and a power
+// loss could then leave a chain that is damaged or, worse, silently stale.
 type blockStore struct {
-	db *bolt.DB
-	// syncedLines is the ledger line count at the last sync (unknown, so
-	// the first commit syncs, until then); unsynced counts the committed
-	// blocks written since.
-	syncedLines uint64
-	unsynced    int
-	sync        func() error // db.Sync; counted in tests
-	syncs       syncStat     // syncs of write
+	db   *bolt.DB // blocks.db
+	head *bolt.DB // head.db
+	// height is the chain's height in blocks.db, and lines the ledger line
+	// count recorded with it.
+	height, lines uint64
+	// deferred are committed blocks above height that added no ledger
+	// lines, not written yet (see commit); deferredLines is the ledger line
+	// count after them.
+	deferred      []committedBlock
+	deferredLines uint64
+	update        func(func(*bolt.Tx) error) error // db.Update; tests hook it
+	syncs         syncStat                         // of the chain's transactions
 }
 
 // maxUnsynced bounds how many committed blocks without ledger lines may
-// wait for a sync (see write): 6 s of an idle committee's empty blocks at
-// the default delta, a fraction of a second under load.
+// wait for the chain's next transaction (see commit): 6 s of an idle
+// committee's empty blocks at the default delta, a fraction of a second
+// under load.
 const maxUnsynced = 64
 
 var enc, _ = cbor.CoreDetEncOptions().EncMode()
 
-// openBlockStore opens the block store in home and reads it back, then
-// syncs it once: after a kill its last transactions may be in the page
-// cache only, and what it says is committed must be on disk before the
-// replica answers from it (executor.admit).
+// openBlockStore opens both files of the block store in home and reads them
+// back, then syncs them once: after a kill the head's last transactions (or
+// the chain's meta page, had the kill come inside bbolt's commit) may be in
+// the page cache only.
 //
-// A store that is damaged (bbolt refuses its pages, or panics reading them,
-// or a block does not decode) is moved aside and replaced by an empty one,
-// and rec.movedAside says so: the replica must then start its ledger afresh
-// too (Replica's New moves it aside as well), because the ledger is
-// replayed only as far as the store's chain reaches and blocks fetched again
-// must execute from the state they first executed from. Errors of the
-// system (locked, permissions, I/O, a full disk) are returned as they are.
+// A damaged chain (bbolt refuses its pages, or panics reading them, or a
+// block does not decode) is moved aside with the head and replaced by an
+// empty one, and rec.movedAside says so: the replica must then start its
+// ledger afresh too (Replica's New moves it aside as well), because the
+// ledger is replayed only as far as the store's chain reaches and blocks
+// fetched again must execute from the state they first executed from. A
+// damaged head is moved aside alone. Errors of the system (locked,
+// permissions, I/O, a full disk) are returned as they are.
 func openBlockStore(home string) (*blockStore, *recovered, error) {
-	path := filepath.Join(home, BlockStoreFile)
-	s, rec, err := readBlockStore(path)
-	var d damagedError
-	switch {
-	case errors.Is(err, bolt.ErrTimeout):
-		return nil, nil, fmt.Errorf("block store %s is locked: is another replica running on this home?", path)
-	case errors.As(err, &d):
-		aside, rerr := moveAside(path)
-		if rerr != nil {
-			return nil, nil, fmt.Errorf("block store: %w (moving it aside: %v)", err, rerr)
-		}
-		log.Errorw("block store damaged; moved it aside, catching up from peers", "path", path, "err", err, "moved_to", aside)
-		if s, rec, err = readBlockStore(path); err != nil {
-			return nil, nil, fmt.Errorf("block store: %w", err)
-		}
+	s := &blockStore{}
+	rec := &recovered{ledger: newStoreLedger(s)}
+	chainPath, headPath := filepath.Join(home, BlockStoreFile), filepath.Join(home, HeadFile)
+	db, damaged, err := openDamageable(chainPath, false, func(db *bolt.DB) error { return s.recoverChain(db, rec) }, bucketChain, bucketIndex, bucketMeta)
+	if err != nil {
+		return nil, nil, err
+	}
+	if damaged {
 		rec.movedAside = true
-	case err != nil:
-		return nil, nil, fmt.Errorf("block store %s: %w", path, err)
+		rec.ledger = newStoreLedger(s)
+		s.height, s.lines = 0, 0
+		// Its pending blocks sit above a chain that is gone.
+		if aside, err := moveAside(headPath); err == nil {
+			log.Errorw("block store head moved aside with the damaged chain", "moved_to", aside)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			db.Close()
+			return nil, nil, fmt.Errorf("block store: moving the head aside with the damaged chain: %w", err)
+		}
 	}
-	if err := s.db.Sync(); err != nil {
-		s.db.Close()
-		return nil, nil, fmt.Errorf("block store %s: %w", path, err)
+	s.db, s.update = db, db.Update
+	hdb, damaged, err := openDamageable(headPath, true, func(db *bolt.DB) error { return recoverHead(db, rec) }, bucketPending, bucketMeta)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
 	}
+	if damaged {
+		rec.pending, rec.highQC, rec.highCommitQC = nil, nil, nil
+	}
+	s.head = hdb
+	if err := errors.Join(db.Sync(), hdb.Sync()); err != nil {
+		db.Close()
+		hdb.Close()
+		return nil, nil, fmt.Errorf("block store: %w", err)
+	}
+	// Blocks of the head the chain has committed since are not pending.
+	pending := rec.pending[:0]
+	for _, b := range rec.pending {
+		if b.Round > rec.ledger.last.Round {
+			pending = append(pending, b)
+		}
+	}
+	rec.pending = pending
 	return s, rec, nil
 }
 
-// damagedError marks what openBlockStore takes for a damaged store.
+// damagedError marks what openDamageable takes for a damaged file.
 type damagedError struct{ err error }
 
 func (e damagedError) Error() string { return "damaged: " + e.err.Error() }
 func (e damagedError) Unwrap() error { return e.err }
 
-// readBlockStore opens (creating) the store at path and recovers it. A
-// panic inside bbolt, an error of bbolt's own about its file (not one of
-// the system) and an undecodable record are returned as damagedError.
-func readBlockStore(path string) (s *blockStore, rec *recovered, err error) {
-	var db *bolt.DB
+// openDamageable opens (creating) the bbolt file at path with buckets and
+// reads it with read. A file bbolt refuses or panics on, or that read fails
+// on, is damaged: it is moved aside (logged) and replaced by an empty one,
+// and damaged says so. A file locked by another process and errors of the
+// system are returned.
+func openDamageable(path string, noSync bool, read func(*bolt.DB) error, buckets ...[]byte) (db *bolt.DB, damaged bool, err error) {
+	db, err = readBolt(path, noSync, read, buckets)
+	if d := (damagedError{}); errors.As(err, &d) {
+		aside, rerr := moveAside(path)
+		if rerr != nil {
+			return nil, false, fmt.Errorf("%s: %w (moving it aside: %v)", path, err, rerr)
+		}
+		log.Errorw("block store file damaged; moved it aside", "path", path, "err", err, "moved_to", aside)
+		damaged = true
+		db, err = readBolt(path, noSync, func(*bolt.DB) error { return nil }, buckets)
+	}
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, damaged, fmt.Errorf("%s is locked: is another replica running on this home?", path)
+	case err != nil:
+		return nil, damaged, fmt.Errorf("%s: %w", path, err)
+	}
+	return db, damaged, nil
+}
+
+// readBolt is openDamageable's open and read: a panic inside bbolt, an
+// error of bbolt's own about its file (not one of the system) and an error
+// of read are returned as damagedError.
+func readBolt(path string, noSync bool, read func(*bolt.DB) error, buckets [][]byte) (db *bolt.DB, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			// Not closed: a panic may leave bbolt's locks taken, and the
 			// file is moved aside anyway.
-			err = damagedError{fmt.Errorf("bbolt: %v", p)}
+			db, err = nil, damagedError{fmt.Errorf("bbolt: %v", p)}
 			return
 		}
 		if err != nil && db != nil {
 			db.Close()
+			db = nil
 		}
 	}()
-	if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true}); err != nil {
+	if db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: noSync}); err != nil {
 		var errno syscall.Errno
 		if errors.Is(err, bolt.ErrTimeout) || errors.As(err, &errno) {
-			return nil, nil, err
+			return db, err
 		}
-		return nil, nil, damagedError{err}
+		return db, damagedError{err}
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketChain, bucketIndex, bucketPending, bucketMeta} {
+		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -132,24 +193,22 @@ func readBlockStore(path string) (s *blockStore, rec *recovered, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return db, err
 	}
-	s = &blockStore{db: db, syncedLines: ^uint64(0), sync: db.Sync}
-	if rec, err = s.recover(); err != nil {
-		return nil, nil, damagedError{err}
+	if err := read(db); err != nil {
+		return db, damagedError{err}
 	}
-	return s, rec, nil
+	return db, nil
 }
 
-// close syncs what is still waiting for a sync (see write: blocks without
-// ledger lines, the last head) and closes the database; the committer has
-// stopped by then.
+// close writes the committed blocks still deferred, syncs the head and
+// closes both files; the committer has stopped by then.
 func (s *blockStore) close() error {
-	if err := s.sync(); err != nil {
-		s.db.Close()
-		return err
+	err := s.flush()
+	if err == nil {
+		err = s.head.Sync()
 	}
-	return s.db.Close()
+	return errors.Join(err, s.db.Close(), s.head.Close())
 }
 
 func decodeBlock(data []byte) (*types.Block, error) {
@@ -177,39 +236,56 @@ type recovered struct {
 	highQC, highCommitQC *types.QC
 	pending              []*types.Block
 	// ledgerLines is the ledger file's line count after the last committed
-	// block here (noLimit for a store written before it was recorded).
+	// block here (0 for an empty chain).
 	ledgerLines uint64
-	// movedAside: the store was damaged and replaced by an empty one (see
+	// movedAside: the chain was damaged and replaced by an empty one (see
 	// openBlockStore).
 	movedAside bool
 }
 
-func (s *blockStore) recover() (*recovered, error) {
-	rec := &recovered{ledgerLines: noLimit}
+func newStoreLedger(s *blockStore) *storeLedger {
 	led := &storeLedger{store: s, States: ledger.States{}, recent: map[types.Hash]*types.Block{}}
 	g, _ := types.Genesis()
 	led.States[g.ID] = ledger.GenesisState
 	led.last, led.lastState = g, ledger.GenesisState
-	err := s.db.View(func(tx *bolt.Tx) error {
+	return led
+}
+
+// recoverChain reads the last committed block and the ledger line count.
+func (s *blockStore) recoverChain(db *bolt.DB, rec *recovered) error {
+	led := rec.ledger
+	return db.View(func(tx *bolt.Tx) error {
 		chain := tx.Bucket(bucketChain)
-		if k, v := chain.Cursor().Last(); k != nil {
-			b, err := decodeBlock(v)
-			if err != nil {
-				return fmt.Errorf("last committed block: %w", err)
-			}
-			ix := tx.Bucket(bucketIndex).Get(b.ID[:])
-			if len(ix) != 40 {
-				return errors.New("index entry missing for the last committed block")
-			}
-			led.height = binary.BigEndian.Uint64(k)
-			led.last = b
-			copy(led.lastState[:], ix[8:])
-			led.States[b.ID] = led.lastState
+		k, v := chain.Cursor().Last()
+		if k == nil {
+			return nil
 		}
+		b, err := decodeBlock(v)
+		if err != nil {
+			return fmt.Errorf("last committed block: %w", err)
+		}
+		ix := tx.Bucket(bucketIndex).Get(b.ID[:])
+		if len(ix) != 40 {
+			return errors.New("index entry missing for the last committed block")
+		}
+		lines := tx.Bucket(bucketMeta).Get(keyLedgerLines)
+		if len(lines) != 8 {
+			return errors.New("ledger line count missing beside committed blocks")
+		}
+		led.height = binary.BigEndian.Uint64(k)
+		led.last = b
+		copy(led.lastState[:], ix[8:])
+		led.States[b.ID] = led.lastState
+		rec.ledgerLines = binary.BigEndian.Uint64(lines)
+		s.height, s.lines = led.height, rec.ledgerLines
+		return nil
+	})
+}
+
+// recoverHead reads the pending blocks and the high certificates.
+func recoverHead(db *bolt.DB, rec *recovered) error {
+	return db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keyLedgerLines); len(v) == 8 {
-			rec.ledgerLines = binary.BigEndian.Uint64(v)
-		}
 		var err error
 		if v := meta.Get([]byte("high_qc")); v != nil {
 			if rec.highQC, err = decodeQC(v); err != nil {
@@ -226,25 +302,23 @@ func (s *blockStore) recover() (*recovered, error) {
 			if err != nil {
 				return err
 			}
-			if b.Round > led.last.Round {
-				rec.pending = append(rec.pending, b)
-			}
+			rec.pending = append(rec.pending, b)
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("block store: %w", err)
-	}
-	rec.ledger = led
-	return rec, nil
 }
 
 // head is what the block store keeps besides the committed chain: the
-// uncommitted blocks and the high certificates (not synced on their own: a
-// loss only costs a fetch after restart).
+// uncommitted blocks and the high certificates.
 type head struct {
 	pending              []*types.Block
 	highQC, highCommitQC *types.QC
+}
+
+// writeHead replaces the stored head by h (not synced: a loss only costs a
+// fetch after a restart).
+func (s *blockStore) writeHead(h *head) error {
+	return s.head.Update(func(tx *bolt.Tx) error { return putHead(tx, h) })
 }
 
 func putHead(tx *bolt.Tx, h *head) error {
@@ -380,63 +454,66 @@ func (l *storeLedger) take(id types.Hash) (uint64, []committedBlock) {
 // last committed block (see openExecutorFS).
 var keyLedgerLines = []byte("ledger_lines")
 
-// write stores, in one transaction, the head h (if not nil) and then the
-// committed blocks at heights from+1... with the ledger file's line count
-// after them (the committer calls it after the ledger's fsync, so the
-// committed chain never runs ahead of the ledger file). One transaction per
-// commit instead of one for the head and one for the chain: each bbolt
-// commit rewrites its meta and freelist pages.
+// commit adds the committed blocks at heights from+1... with the ledger
+// file's line count after them, and returns the chain's height in
+// blocks.db. The committer calls it after the ledger's fsync, so the
+// committed chain never runs ahead of the ledger file, and sends the
+// replies once it returned.
 //
-// It syncs when the blocks added ledger lines, or maxUnsynced blocks went
-// without. Blocks without lines (empty ones, half of them at light load, or
-// only re-sent requests) wait for the next sync: nothing acknowledged rests
-// on them alone, and lost in a crash they are committed again from peers.
-// Measured (bench --mode latency --inflight 1, interleaved): p50 7.4-7.9 ms
-// with a sync per commit, 6.3-7.1 ms without the syncs of empty blocks.
-func (s *blockStore) write(from uint64, blocks []committedBlock, h *head, ledgerLines uint64) error {
-	if len(blocks) == 0 && h == nil {
+// Blocks that added ledger lines are written at once, in one synced
+// transaction with those waiting before them. Blocks without lines (empty
+// ones, half of them at light load, or only re-sent requests) wait, up to
+// maxUnsynced of them, for the next transaction: nothing acknowledged rests
+// on them alone, and lost in a crash they are committed again from peers
+// (they stay in the head's pending blocks meanwhile, see
+// storeLedger.unwritten). Measured when each commit was a sync of its own
+// (bench --mode latency --inflight 1, interleaved): p50 7.4-7.9 ms with a
+// sync per commit, 6.3-7.1 ms without the syncs of empty blocks.
+func (s *blockStore) commit(from uint64, blocks []committedBlock, ledgerLines uint64) (uint64, error) {
+	if at := s.height + uint64(len(s.deferred)); from != at {
+		return s.height, fmt.Errorf("block store: committed blocks from height %d, the chain is at %d", from+1, at+1)
+	}
+	s.deferred = append(s.deferred, blocks...)
+	s.deferredLines = ledgerLines
+	if ledgerLines == s.lines && len(s.deferred) < maxUnsynced {
+		return s.height, nil
+	}
+	return s.height, s.flush()
+}
+
+// flush writes the deferred blocks in one transaction, synced by bbolt
+// (counted as its two fdatasyncs, data pages then meta page, timed as the
+// whole commit).
+func (s *blockStore) flush() error {
+	if len(s.deferred) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if h != nil {
-			if err := putHead(tx, h); err != nil {
-				return err
+	err := s.syncs.syncN(2, func() error {
+		return s.update(func(tx *bolt.Tx) error {
+			chain, index := tx.Bucket(bucketChain), tx.Bucket(bucketIndex)
+			for i, c := range s.deferred {
+				b := c.b
+				data, err := enc.Marshal(b)
+				if err != nil {
+					return err
+				}
+				key := binary.BigEndian.AppendUint64(nil, s.height+uint64(i)+1)
+				if err := chain.Put(key, data); err != nil {
+					return err
+				}
+				if err := index.Put(b.ID[:], append(key, c.state[:]...)); err != nil {
+					return err
+				}
 			}
-		}
-		chain, index, pending := tx.Bucket(bucketChain), tx.Bucket(bucketIndex), tx.Bucket(bucketPending)
-		for i, c := range blocks {
-			b := c.b
-			data, err := enc.Marshal(b)
-			if err != nil {
-				return err
-			}
-			key := binary.BigEndian.AppendUint64(nil, from+uint64(i)+1)
-			if err := chain.Put(key, data); err != nil {
-				return err
-			}
-			if err := index.Put(b.ID[:], append(key, c.state[:]...)); err != nil {
-				return err
-			}
-			if err := pending.Delete(b.ID[:]); err != nil {
-				return err
-			}
-		}
-		if len(blocks) > 0 {
-			return tx.Bucket(bucketMeta).Put(keyLedgerLines, binary.BigEndian.AppendUint64(nil, ledgerLines))
-		}
-		return nil
+			return tx.Bucket(bucketMeta).Put(keyLedgerLines, binary.BigEndian.AppendUint64(nil, s.deferredLines))
+		})
 	})
-	if err != nil || len(blocks) == 0 {
+	if err != nil {
 		return err
 	}
-	s.unsynced += len(blocks)
-	if ledgerLines == s.syncedLines && s.unsynced < maxUnsynced {
-		return nil
-	}
-	if err := s.syncs.sync(s.sync); err != nil {
-		return err
-	}
-	s.syncedLines, s.unsynced = ledgerLines, 0
+	s.height += uint64(len(s.deferred))
+	s.lines = s.deferredLines
+	s.deferred = nil
 	return nil
 }
 

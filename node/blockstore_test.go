@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"os"
@@ -9,19 +10,25 @@ import (
 
 	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/types"
+	bolt "go.etcd.io/bbolt"
 )
 
-// TestBlockStoreSyncsWhatAcknowledgedOpsNeed: the store is synced when
-// committed blocks add ledger lines (replies wait on those blocks), not for
-// blocks without lines until maxUnsynced of them, and at close.
+// TestBlockStoreSyncsWhatAcknowledgedOpsNeed: the chain is written (in a
+// transaction bbolt syncs) when committed blocks add ledger lines (replies
+// wait on those blocks); blocks without lines wait for the next such
+// transaction, at most maxUnsynced of them, or for close; heads are written
+// to the other file, never in a chain transaction.
 func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 	dir := t.TempDir()
 	bs, _ := openRecovered(t, dir)
-	syncs := 0
-	bs.sync = func() error { syncs++; return bs.db.Sync() }
+	if bs.db.NoSync || !bs.head.NoSync {
+		t.Fatal("the chain must be synced by bbolt on every transaction, the head never")
+	}
+	txs := 0
+	bs.update = func(f func(*bolt.Tx) error) error { txs++; return bs.db.Update(f) }
 	g, _ := types.Genesis()
 	parent, height := g, uint64(0)
-	commit := func(lines uint64, n int) {
+	step := func(what string, lines uint64, n, want int, wantHeight uint64) {
 		t.Helper()
 		var blocks []committedBlock
 		for range n {
@@ -29,45 +36,48 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 			blocks = append(blocks, committedBlock{b: b})
 			parent = b
 		}
-		if err := bs.write(height, blocks, nil, lines); err != nil {
+		written, err := bs.commit(height, blocks, lines)
+		if err != nil {
 			t.Fatal(err)
 		}
 		height += uint64(n)
-	}
-	step := func(what string, lines uint64, n, want int) {
-		t.Helper()
-		commit(lines, n)
-		if syncs != want {
-			t.Fatalf("%s: %d syncs, want %d", what, syncs, want)
+		if txs != want || written != wantHeight {
+			t.Fatalf("%s: %d chain transactions, chain at %d; want %d, %d", what, txs, written, want, wantHeight)
 		}
 	}
-	step("first commit after open", 0, 1, 1)
-	step("a block with lines", 3, 1, 2)
-	step("an empty block", 3, 1, 2)
-	step("a group with lines", 5, 2, 3)
-	if err := bs.write(height, nil, &head{}, 5); err != nil {
+	step("an empty block on a fresh store", 0, 1, 0, 0)
+	step("a block with lines", 3, 1, 1, 2)
+	step("an empty block", 3, 1, 1, 2)
+	step("a group with lines", 5, 2, 2, 5)
+	if err := bs.writeHead(&head{pending: []*types.Block{parent}}); err != nil {
 		t.Fatal(err)
 	}
-	if syncs != 3 {
-		t.Fatalf("a head alone synced (%d syncs)", syncs)
+	if txs != 2 {
+		t.Fatalf("a head went into a chain transaction (%d)", txs)
 	}
-	step("empty blocks below the bound", 5, maxUnsynced-1, 3)
-	step("the empty block reaching the bound", 5, 1, 4)
-	step("one more empty block", 5, 1, 4)
-	if got := bs.syncs.count(); got != 4 {
-		t.Fatalf("diembft_fsyncs_total{file=blocks} counts %d syncs of commits, want 4", got)
+	step("empty blocks below the bound", 5, maxUnsynced-1, 2, 5)
+	step("the empty block reaching the bound", 5, 1, 3, 5+maxUnsynced)
+	step("one more empty block", 5, 1, 3, 5+maxUnsynced)
+	if _, err := bs.commit(height+1, nil, 6); err == nil {
+		t.Fatal("a commit leaving a gap in the chain was taken")
+	}
+	if got := bs.syncs.count(); got != 6 {
+		t.Fatalf("diembft_fsyncs_total{file=blocks} counts %d syncs, want bbolt's 2 for each of 3 transactions", got)
 	}
 	if err := bs.close(); err != nil {
 		t.Fatal(err)
 	}
-	if syncs != 5 {
-		t.Fatalf("close left %d blocks unsynced (%d syncs)", bs.unsynced, syncs)
+	if txs != 4 {
+		t.Fatalf("close left the deferred block unwritten (%d transactions)", txs)
 	}
 
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	if got := rec.ledger.Height(); got != height {
-		t.Fatalf("reopened store at height %d, want %d", got, height)
+	if got := rec.ledger.Height(); got != height || rec.ledgerLines != 5 {
+		t.Fatalf("reopened store at height %d with %d ledger lines, want %d, 5", got, rec.ledgerLines, height)
+	}
+	if len(rec.pending) != 0 {
+		t.Fatalf("the head's block, committed since, came back as pending (%d)", len(rec.pending))
 	}
 }
 
@@ -113,7 +123,7 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 	bs, _ := openRecovered(t, dir)
 	g, _ := types.Genesis()
 	b := child(g)
-	if err := bs.write(0, []committedBlock{{b: b}}, nil, 1); err != nil {
+	if _, err := bs.commit(0, []committedBlock{{b: b}}, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := bs.close(); err != nil {
@@ -132,7 +142,7 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 	}
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != noLimit || !rec.movedAside {
+	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != 0 || !rec.movedAside {
 		t.Fatalf("reopened a damaged store at height %d (ledger lines %d, moved aside %v), want an empty one, moved aside", h, rec.ledgerLines, rec.movedAside)
 	}
 	if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
@@ -182,6 +192,7 @@ func TestOneStepsCommitsWrittenWithTheirOwnLines(t *testing.T) {
 	}
 	// Killed: the files stay as written, nothing more is synced.
 	bs.db.Close()
+	bs.head.Close()
 	exec.close()
 
 	bs, rec = openRecovered(t, dir)
@@ -225,7 +236,7 @@ func headReplica(t *testing.T, id types.ReplicaID) *Replica {
 
 // TestStepsHeadRidesWithItsFirstCommit: the head a step leaves is
 // published before the step's first committed block reaches the committer,
-// which takes it into that block's transaction; published at the end of the
+// which writes it after that block's commit; published at the end of the
 // step, after the hand-over, the committer took the previous step's head,
 // and a crash lost a round of pending blocks and the newest QC.
 func TestStepsHeadRidesWithItsFirstCommit(t *testing.T) {
@@ -306,5 +317,96 @@ func TestLateBlockReachesTheHead(t *testing.T) {
 	r.apply(r.core.OnProposal(&types.Proposal{Block: *b1})) // again: nothing new
 	if r.head.Load() != nil {
 		t.Fatal("a step that changed nothing published a head")
+	}
+}
+
+// TestLedgerBesideAnEmptyChainIsMovedAside: a home with a ledger but an
+// empty chain (blocks.db lost, or moved aside as damaged by a start that
+// crashed before the ledger followed) starts with the ledger moved aside,
+// and executing the chain again rebuilds the very same ledger. Replayed
+// whole, as before, the ledger's final state decided the re-executed
+// blocks: a request refused the first time (too far ahead of its client's
+// executed seqs then) was executed, and this replica had a line no other had.
+func TestLedgerBesideAnEmptyChainIsMovedAside(t *testing.T) {
+	var want []byte
+	c := ledgerClient("lost store")
+	blocks := []*types.Block{
+		{Round: 1, Payload: []types.Request{batchReq(c, 1+types.SeqWindow, 1, "k")}}, // refused at execution
+		{Round: 2, Payload: []types.Request{batchReq(c, 1, 1, "k")}},
+	}
+	fx := newValFixture(t, func(home string) {
+		e, err := openExecutor(home, 3, "test", key("replica", 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.close()
+		for _, b := range blocks {
+			if _, err := e.execute(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, _ = os.ReadFile(filepath.Join(home, LedgerFile(3)))
+	})
+	if fx.r.exec.height != 0 {
+		t.Fatalf("the ledger beside an empty chain was replayed to height %d", fx.r.exec.height)
+	}
+	path := filepath.Join(fx.r.cfg.Home, LedgerFile(3))
+	aside, _ := filepath.Glob(path + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("the ledger was not moved aside (%v)", aside)
+	}
+	if kept, _ := os.ReadFile(aside[0]); !bytes.Equal(kept, want) {
+		t.Fatal("the ledger moved aside differs from the ledger that was there")
+	}
+	for _, b := range blocks {
+		if _, err := fx.r.exec.execute(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
+		t.Fatalf("the chain executed again gave the ledger\n%s\nwant (the other replicas')\n%s", got, want)
+	}
+}
+
+// TestDamagedHeadIsMovedAsideAlone: a damaged head.db (written without
+// syncs, so a power loss may leave it so) is moved aside and replaced by an
+// empty one; the chain and its ledger line count stay.
+func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
+	dir := t.TempDir()
+	bs, _ := openRecovered(t, dir)
+	g, _ := types.Genesis()
+	b1 := child(g)
+	b2 := child(b1)
+	if _, err := bs.commit(0, []committedBlock{{b: b1}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.writeHead(&head{pending: []*types.Block{b2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, HeadFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * os.Getpagesize(); i < len(data); i++ { // all but the two meta pages
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bs, rec := openRecovered(t, dir)
+	defer bs.close()
+	if rec.movedAside || rec.ledger.Height() != 1 || rec.ledgerLines != 1 || len(rec.pending) != 0 {
+		t.Fatalf("after a damaged head: chain moved aside %v, height %d, ledger lines %d, %d pending; want false, 1, 1, 0",
+			rec.movedAside, rec.ledger.Height(), rec.ledgerLines, len(rec.pending))
+	}
+	if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
+		t.Fatalf("the damaged head was not moved aside (%v)", aside)
+	}
+	if chain, _ := filepath.Glob(filepath.Join(dir, BlockStoreFile+".damaged-*")); len(chain) != 0 {
+		t.Fatalf("the chain was moved aside with the head (%v)", chain)
 	}
 }

@@ -14,10 +14,11 @@ import (
 // safety data before a vote does, and the loop syncs that itself), so the
 // loop hands committed blocks over in order as the core reports them, before
 // the step's safety fsync and vote, and goes on; the committer
-// writes the ledger and fsyncs it, signs the replies, writes and syncs the
-// block store (which so never runs ahead of the ledger), and only then sends
-// the replies: nothing is acknowledged before its ledger lines and the
-// blocks holding them are on disk.
+// writes the ledger and fsyncs it, signs the replies, commits the blocks to
+// the block store's chain in a synced transaction (so the chain never runs
+// ahead of the ledger), and only then sends the replies: nothing is
+// acknowledged before its ledger lines and the blocks holding them are on
+// disk. Then it writes the newest head (unsynced, see blockStore).
 
 // commitJob is one committed block for the committer.
 type commitJob struct {
@@ -43,8 +44,8 @@ func (r *Replica) handOver(c core.Committed) commitJob {
 	return commitJob{block: c.Block, from: from, blocks: blocks}
 }
 
-// publishHead leaves the newest head for the committer to write with the
-// next commit, or alone if wake is set (on the loop). Committed blocks the
+// publishHead leaves the newest head for the committer to write after the
+// next commit, or at once if wake is set (on the loop). Committed blocks the
 // store does not hold yet stay among its pending blocks until written.
 func (r *Replica) publishHead(wake bool) {
 	r.headVersion = r.core.TreeVersion()
@@ -60,11 +61,17 @@ func (r *Replica) publishHead(wake bool) {
 
 // runCommitter executes the handed-over blocks, in groups of up to
 // commitGroup, and writes heads left without a commit, until the queue is
-// closed; then it writes the last head too, so that a replica stopped
-// normally restarts with its newest uncommitted blocks.
+// closed; then it writes the committed blocks still waiting for the chain
+// (blocks without ledger lines, see blockStore.commit) and the last head,
+// so that a replica stopped normally restarts with its newest blocks.
 func (r *Replica) runCommitter(done chan<- struct{}) {
 	defer close(done)
-	defer r.writeHead()
+	defer func() {
+		if err := r.bs.flush(); err != nil {
+			log.Errorw("block store: writing the last committed blocks", "err", err) // fetched again after the restart
+		}
+		r.writeHead()
+	}()
 	for {
 		select {
 		case j, ok := <-r.commits:
@@ -85,7 +92,7 @@ func (r *Replica) runCommitter(done chan<- struct{}) {
 // writeHead writes the head the loop left, if any, on its own.
 func (r *Replica) writeHead() {
 	if h := r.head.Swap(nil); h != nil {
-		if err := r.bs.write(0, nil, h, 0); err != nil {
+		if err := r.bs.writeHead(h); err != nil {
 			log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
 		}
 	}
@@ -140,8 +147,8 @@ func (r *Replica) execute(jobs []commitJob) {
 	// store's committed chain reaches (openExecutorFS), so lines whose
 	// blocks were lost are cut, and if every replica lost power together
 	// nobody would have those blocks to commit them again.
-	from := jobs[0].from
-	if err := r.bs.write(from, blocks, r.head.Swap(nil), r.exec.height); err != nil {
+	written, err := r.bs.commit(jobs[0].from, blocks, r.exec.height)
+	if err != nil {
 		log.Fatalf("block store: %v", err)
 	}
 	r.exec.markDurable()
@@ -149,14 +156,15 @@ func (r *Replica) execute(jobs []commitJob) {
 	for _, j := range jobs {
 		r.rt.add(StepReplied, uint64(j.block.Round), -1)
 	}
-	r.written.Store(from + uint64(len(blocks)))
+	r.written.Store(written)
+	r.writeHead()
 	for i, j := range jobs {
 		r.m.commits.Inc()
 		r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(j.block.Round), Height: heights[i], Requests: len(j.block.Payload)})
 		if effects := r.cfg.Faults.Committed(heights[i]); len(effects) > 0 {
 			// Rare (a commit(h) trigger firing once): the effects act on the
 			// loop's state, and the committer must never wait for the loop.
-			go post(r.consensus, func() { r.carry(effects) })
+			go r.post(r.consensus, func() { r.carry(effects) })
 		}
 	}
 	r.m.height.Set(float64(r.exec.height))

@@ -242,8 +242,8 @@ func TestRepliesLeaveOnlyAfterTheBlockStoreSync(t *testing.T) {
 	var violations []string
 	c.prepare = func(i int, r *Replica) {
 		bs := r.bs
-		bs.sync = func() error {
-			if err := bs.db.Sync(); err != nil {
+		bs.update = func(f func(*bolt.Tx) error) error {
+			if err := bs.db.Update(f); err != nil { // synced when it returns
 				return err
 			}
 			var lines uint64

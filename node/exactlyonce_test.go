@@ -255,7 +255,7 @@ func TestFarFutureSeqRefused(t *testing.T) {
 func TestClientRequestFarAheadRefused(t *testing.T) {
 	client := key("client", 0)
 	pub := client.Public().(ed25519.PublicKey)
-	fx := newValFixture(t, LedgerLine(pub, 1, "put('k','v')")+"\n")
+	fx := newValFixture(t, restartedWith(t, LedgerLine(pub, 1, "put('k','v')")+"\n"))
 	far := fx.request(2+types.SeqWindow, "get('k')", "test")
 	fx.r.onClient(fx.stranger, fx.encode(&far))
 	(<-fx.r.requests)()

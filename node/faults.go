@@ -50,7 +50,7 @@ func (r *Replica) startFaults() {
 	}
 	r.carry(in.Start())
 	for _, after := range in.TimeTriggers() {
-		time.AfterFunc(after, func() { post(r.consensus, func() { r.carry(in.Tick()) }) })
+		time.AfterFunc(after, func() { r.post(r.consensus, func() { r.carry(in.Tick()) }) })
 	}
 }
 
@@ -245,7 +245,7 @@ func (r *Replica) faultRequest(req *types.Request, handle func()) func() {
 		case c.Drop:
 		case c.Delay > 0:
 			time.AfterFunc(c.Delay, func() {
-				post(r.requests, func() {
+				r.post(r.requests, func() {
 					for range 1 + c.Extra {
 						handle()
 					}

@@ -120,7 +120,7 @@ func TestMessageFaultsAndPartition(t *testing.T) {
 // proposed block reaches the block store's head (a restart would otherwise
 // fetch it back).
 func TestSetAttrLeaderProposalReachesTheHead(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	fx.r.apply(fx.r.core.Start())
 	req := fx.request(1, "put('k','v')", "test")
 	if _, err := fx.r.core.OnRequest(&req); err != nil {

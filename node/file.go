@@ -90,13 +90,16 @@ type syncStat struct {
 }
 
 // sync runs f, a sync, and counts it if it succeeded.
-func (s *syncStat) sync(f func() error) error {
+func (s *syncStat) sync(f func() error) error { return s.syncN(1, f) }
+
+// syncN runs f, which makes n syncs, and counts them if it succeeded.
+func (s *syncStat) syncN(n uint64, f func() error) error {
 	start := time.Now()
 	if err := f(); err != nil {
 		return err
 	}
 	s.nanos.Add(int64(time.Since(start)))
-	s.n.Add(1)
+	s.n.Add(n)
 	return nil
 }
 

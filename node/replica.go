@@ -10,7 +10,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io/fs"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -100,6 +100,7 @@ type Replica struct {
 	// the committer with the next commit or, after headReady, alone.
 	head      atomic.Pointer[head]
 	headReady chan struct{}
+	stopped   chan struct{} // closed when Run returns (post)
 	// headVersion is the core's TreeVersion of the last head published
 	// (loop only).
 	headVersion uint64
@@ -125,16 +126,23 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.movedAside {
-		// The ledger starts afresh with the store (see openBlockStore): the
-		// chain is fetched again and executed from genesis.
+	if rec.ledger.Height() == 0 {
+		// An empty chain: the ledger starts afresh with it (the chain is
+		// fetched again and executed from genesis), whether the store was
+		// damaged and moved aside (openBlockStore), lost, or a crash came
+		// between moving the store aside and moving the ledger. Replayed
+		// whole beside an empty chain, the ledger's state would be the one
+		// the re-committed blocks then execute from, and an execution-time
+		// refusal could decide differently than it did the first time.
 		path := filepath.Join(cfg.Home, LedgerFile(cfg.ID))
-		aside, err := moveAside(path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			bs.close()
-			return nil, fmt.Errorf("moving the ledger aside with the damaged block store: %w", err)
+		if info, err := os.Stat(path); err == nil && info.Size() > 0 {
+			aside, err := moveAside(path)
+			if err != nil {
+				bs.close()
+				return nil, fmt.Errorf("moving the ledger aside beside an empty block store: %w", err)
+			}
+			log.Errorw("ledger moved aside: the block store's chain is empty (damaged and moved aside, or lost); it is rebuilt from the chain", "path", path, "moved_to", aside, "store_moved_aside", rec.movedAside)
 		}
-		log.Errorw("ledger moved aside with the damaged block store; it is rebuilt from the chain", "path", path, "moved_to", aside)
 	}
 	// The ledger is replayed up to the block store's last committed block
 	// (see openExecutorFS).
@@ -172,6 +180,7 @@ func New(cfg Config) (*Replica, error) {
 		requests:      make(chan func(), 4096),
 		commits:       make(chan commitJob, commitQueue),
 		headReady:     make(chan struct{}, 1),
+		stopped:       make(chan struct{}),
 		voteProto:     p2p.VoteProtocol(chain),
 		syncProto:     p2p.SyncProtocol(chain),
 		clientProto:   p2p.ClientProtocol(chain),
@@ -207,6 +216,7 @@ func (r *Replica) Metrics() *metrics { return r.m }
 
 // Run subscribes to the network and runs the event loop until ctx ends.
 func (r *Replica) Run(ctx context.Context) error {
+	defer close(r.stopped) // last: the committer may post until it stops
 	defer r.exec.close()
 	defer r.store.close()
 	defer r.bs.close()
@@ -285,8 +295,16 @@ func (r *Replica) awaitGossipPeers(ctx context.Context) {
 	}
 }
 
-// post hands work to the event loop without blocking the caller for long.
-func post(ch chan func(), f func()) { ch <- f }
+// post hands work to the event loop (ch is r.consensus or r.requests); it
+// waits while the loop's queue is full, and drops the work once Run has
+// returned: nothing takes from the queues then, and a stream handler
+// blocked here would hold up the host's Close, and so the shutdown.
+func (r *Replica) post(ch chan func(), f func()) {
+	select {
+	case ch <- f:
+	case <-r.stopped:
+	}
+}
 
 // --- inbound: validation happens here, off the loop ---
 
@@ -378,7 +396,7 @@ func (r *Replica) onGossip(_ peer.ID, _ []byte, validated any) {
 		if r.cut(fault.MsgProposal, m.Block.Round, m.Block.Author) {
 			return
 		}
-		post(r.consensus, func() {
+		r.post(r.consensus, func() {
 			r.rt.add(StepDeliver, uint64(m.Block.Round), -1)
 			r.received(fault.MsgProposal)
 			r.apply(r.core.OnProposal(m))
@@ -387,7 +405,7 @@ func (r *Replica) onGossip(_ peer.ID, _ []byte, validated any) {
 		if r.cut(fault.MsgTimeout, m.Timeout.Round, m.Timeout.Sender) {
 			return
 		}
-		post(r.consensus, func() { r.received(fault.MsgTimeout); r.apply(r.core.OnTimeout(m)) })
+		r.post(r.consensus, func() { r.received(fault.MsgTimeout); r.apply(r.core.OnTimeout(m)) })
 	}
 }
 
@@ -413,7 +431,7 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 	if r.cut(fault.MsgVote, v.Vote.VoteInfo.Round, v.Vote.Sender) {
 		return
 	}
-	post(r.consensus, func() { r.received(fault.MsgVote); r.apply(r.core.OnVote(v)) })
+	r.post(r.consensus, func() { r.received(fault.MsgVote); r.apply(r.core.OnVote(v)) })
 }
 
 func (r *Replica) onSync(from peer.ID, data []byte) {
@@ -432,13 +450,13 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 	}
 	switch m := msg.(type) {
 	case *types.BlockRequest:
-		post(r.consensus, func() { r.apply(r.core.OnBlockRequest(id, m)) })
+		r.post(r.consensus, func() { r.apply(r.core.OnBlockRequest(id, m)) })
 	case *types.BlockResponse:
 		if err := r.cfg.Committee.VerifyBlockResponse(m); err != nil {
 			r.refuseStream("sync", from, err)
 			return
 		}
-		post(r.consensus, func() { r.apply(r.core.OnBlockResponse(id, m)) })
+		r.post(r.consensus, func() { r.apply(r.core.OnBlockResponse(id, m)) })
 	default:
 		r.refuseStream("sync", from, fmt.Errorf("%w: %T on the sync protocol", types.ErrMalformed, msg))
 	}
@@ -488,7 +506,7 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 	if r.cfg.Faults != nil {
 		handle = r.faultRequest(req, handle)
 	}
-	post(r.requests, handle)
+	r.post(r.requests, handle)
 }
 
 func (r *Replica) sendReply(to peer.ID, reply *types.ClientReply) {
@@ -543,7 +561,7 @@ func (r *Replica) apply(acts []core.Action) {
 			r.send(a.To, r.syncProto, a.Response)
 		case core.SetTimer:
 			t := a.Timer
-			time.AfterFunc(a.After, func() { post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
+			time.AfterFunc(a.After, func() { r.post(r.consensus, func() { r.apply(r.core.OnTimer(t)) }) })
 		case core.Committed:
 			// Handed over at once, in commit order: the committer executes
 			// the block, writes and syncs the ledger and the store while
@@ -553,8 +571,8 @@ func (r *Replica) apply(acts []core.Action) {
 			// p50 19.7 -> 18.1 ms over four interleaved pairs of bench runs).
 			if !committed {
 				// The core's state is final when apply starts: the step's
-				// head is published before its first job, so it rides with
-				// that job's block-store transaction (published after the
+				// head is published before its first job, so the committer
+				// writes it after that job's commit (published after the
 				// hand-over, the committer usually took the previous one).
 				r.publishHead(false)
 				committed = true

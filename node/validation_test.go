@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -48,7 +49,9 @@ func peerID(t *testing.T) peer.ID {
 // newValFixture builds replica 3 of a 4-replica committee on chain "test",
 // in round valRound; ledger, if not empty, is written as its ledger file
 // first (requests executed before a restart).
-func newValFixture(t *testing.T, ledger string) *valFixture {
+// newValFixture builds replica 3 of testCommittee(1) in a fresh home, after
+// prepare (if not nil) has written files into it.
+func newValFixture(t *testing.T, prepare func(home string)) *valFixture {
 	t.Helper()
 	net, err := p2p.New(context.Background(), p2p.Config{NoListen: true})
 	if err != nil {
@@ -64,10 +67,8 @@ func newValFixture(t *testing.T, ledger string) *valFixture {
 		}
 	}
 	home := t.TempDir()
-	if ledger != "" {
-		if err := os.WriteFile(filepath.Join(home, LedgerFile(3)), []byte(ledger), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if prepare != nil {
+		prepare(home)
 	}
 	fx.r, err = New(Config{ID: 3, Home: home, ConsensusKey: key("replica", 3), Committee: fx.com, Peers: fx.peers, Params: testParams(), Net: net})
 	if err != nil {
@@ -77,6 +78,25 @@ func newValFixture(t *testing.T, ledger string) *valFixture {
 	fx.r.round.Store(valRound)
 	fx.r.onVerdict = func(_ string, err error) { fx.verdicts = append(fx.verdicts, err) }
 	return fx
+}
+
+// restartedWith writes the home of a restarted replica 3: ledger, and a
+// chain whose last block records the ledger's line count (New moves a
+// ledger beside an empty chain aside).
+func restartedWith(t *testing.T, ledger string) func(home string) {
+	return func(home string) {
+		if err := os.WriteFile(filepath.Join(home, LedgerFile(3)), []byte(ledger), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bs, _ := openRecovered(t, home)
+		g, _ := types.Genesis()
+		if _, err := bs.commit(0, []committedBlock{{b: child(g)}}, uint64(strings.Count(ledger, "\n"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := bs.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (fx *valFixture) sign(id types.ReplicaID, msg []byte) []byte {
@@ -261,7 +281,7 @@ const (
 )
 
 func TestValidateProposalBoundary(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	good := fx.encode(fx.proposal(valRound, 1, "test", nil))
 	withQC := func(signers ...types.ReplicaID) []byte {
 		return fx.encode(fx.proposal(valRound, 1, "test", func(p *types.Proposal) {
@@ -331,7 +351,7 @@ func TestValidateProposalBoundary(t *testing.T) {
 }
 
 func TestValidateTimeoutBoundary(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	good := fx.encode(fx.timeout(valRound, 2, "test"))
 	cases := []valCase{
 		{name: "valid", data: good, verdict: accept},
@@ -364,7 +384,7 @@ func TestValidateTimeoutBoundary(t *testing.T) {
 }
 
 func TestOnVoteBoundary(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	good := fx.encode(fx.vote(valRound, 2, "test"))
 	cases := []valCase{
 		{name: "valid", data: good, from: fx.peers[2], verdict: accept},
@@ -391,7 +411,7 @@ func TestOnVoteBoundary(t *testing.T) {
 }
 
 func TestOnSyncBoundary(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	blk := types.Block{Author: 1, Round: valRound, QC: fx.qc(valRound-1, "test", 0, 1, 2)}
 	blk.ID = blk.ComputeID()
 	forged := blk
@@ -419,7 +439,7 @@ func TestOnSyncBoundary(t *testing.T) {
 }
 
 func TestOnClientBoundary(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	req := fx.request(1, "put('k','v')", "test")
 	good := fx.encode(&req)
 	cases := []valCase{
@@ -454,7 +474,7 @@ func TestReplayedClientRequest(t *testing.T) {
 	client := key("client", 0)
 	pub := client.Public().(ed25519.PublicKey)
 	ledger := LedgerLine(pub, 1, "put('k','v')") + "\n" + LedgerLine(pub, 2, "append('k','w')") + "\n"
-	fx := newValFixture(t, ledger)
+	fx := newValFixture(t, restartedWith(t, ledger))
 	if fx.r.exec.height != 2 {
 		t.Fatalf("replayed height %d, want 2", fx.r.exec.height)
 	}
@@ -491,7 +511,7 @@ func TestReplayedClientRequest(t *testing.T) {
 // core's safety rules; here through the replica's own handlers and its
 // persisted safety data).
 func TestEquivocatingProposalGetsOneVote(t *testing.T) {
-	fx := newValFixture(t, "")
+	fx := newValFixture(t, nil)
 	fx.r.round.Store(0)
 	fx.r.apply(fx.r.core.Start())
 	if fx.r.round.Load() != 1 {
