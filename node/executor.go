@@ -101,7 +101,8 @@ var ErrLedgerCorrupt = errors.New("ledger corrupt")
 // ErrLedgerBehindStore is wrapped by the error New returns when the ledger
 // file has fewer lines than the block store's committed blocks produced: the
 // ledger was truncated or moved away and the block store kept. Move
-// blocks.db away as well and restart: the replica catches up from the others.
+// blocks.db and head.db away as well and restart: the replica catches up
+// from the others.
 var ErrLedgerBehindStore = errors.New("ledger behind the block store (move blocks.db away too and restart to catch up)")
 
 // LedgerCorruptError names the ledger file and the 1-based line that is
