@@ -1,15 +1,17 @@
 package node
 
 import (
-	"bytes"
+	"bufio"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -49,6 +51,10 @@ type executor struct {
 	peersMu sync.Mutex
 	peers   map[string]peer.ID
 	syncs   syncStat // fsyncs of persist
+	// view is the ledger file as written (committer only); served is the
+	// view of its durable part, for ledger requests (stream handlers).
+	view   client.LedgerView
+	served atomic.Pointer[client.LedgerView]
 }
 
 // clientState is what a replica remembers of one client's executed
@@ -172,7 +178,7 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 		// only in the page cache: make them durable before answering from
 		// them (nothing is acknowledged before its fsync).
 		err = f.Sync()
-		e.durable = e.height
+		e.markDurable()
 	}
 	if err != nil {
 		f.Close()
@@ -182,39 +188,47 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 	return e, nil
 }
 
-// replay rebuilds the state machine and the reply cache from the ledger file.
-// A torn tail (a crash in the middle of an append) is cut off: a last line
+// replay rebuilds the state machine and the reply cache from the ledger file,
+// reading it as a stream (a long run's ledger can be many gigabytes). A
+// torn tail (a crash in the middle of an append) is cut off: a last line
 // without its newline, or a last line that fails its checksum or does not
-// parse. Such a line anywhere else is damage in place: replay returns a
-// *LedgerCorruptError and leaves the file as it is.
+// parse. Such a line followed by a complete one is damage in place: replay
+// returns a *LedgerCorruptError and leaves the file as it is.
 func (e *executor) replay(f file, path string, limit uint64) error {
 	size, err := f.Size()
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
-	data := make([]byte, size)
-	if _, err := f.ReadAt(data, 0); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	keep := bytes.LastIndexByte(data, '\n') + 1 // the complete lines
-	torn := "incomplete last line (no newline)"
-	for start := 0; start < keep; {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
+	keep := int64(0) // the end of the last line replayed
+	torn := ""
+	for {
 		if e.height == limit {
-			log.Warnw("ledger: cutting lines past the block store's last committed block (executed again when their blocks commit)", "path", path, "lines", bytes.Count(data[start:keep], []byte{'\n'}))
-			keep, torn = start, ""
+			if keep < size {
+				log.Warnw("ledger: cutting lines past the block store's last committed block (executed again when their blocks commit)", "path", path, "bytes", size-keep)
+			}
 			break
 		}
-		end := start + bytes.IndexByte(data[start:keep], '\n')
-		l, err := client.ParseLedgerLine(string(data[start:end]))
+		raw, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			if len(raw) > 0 {
+				torn = "incomplete last line (no newline)"
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		l, err := client.ParseLedgerLine(string(raw[:len(raw)-1]))
 		var key []byte
 		if err == nil {
 			key, err = hex.DecodeString(l.Client) // checked by ParseLedgerLine
 		}
 		if err != nil {
-			if end+1 < keep {
+			if _, more := br.ReadBytes('\n'); more == nil { // a complete line follows
 				return &LedgerCorruptError{Path: path, Line: e.height + 1, Err: err}
 			}
-			keep, torn = start, fmt.Sprintf("bad last line: %v", err)
+			torn = fmt.Sprintf("bad last line: %v", err)
 			break
 		}
 		result := "fail"
@@ -228,18 +242,19 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 			log.Warnw("ledger: a (client, seq) twice", "path", path, "line", e.height+1, "seq", l.Seq)
 		}
 		e.record(cs, l.Seq, result)
-		start = end + 1
+		e.view = e.view.Extend(raw)
+		keep += int64(len(raw))
 	}
-	if keep != len(data) {
+	if keep != size {
 		// Not synced: the next block's write and fsync overwrite the tail.
 		if torn != "" {
-			log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", len(data)-keep, "why", torn)
+			log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", size-keep, "why", torn)
 		}
-		if err := f.Truncate(int64(keep)); err != nil {
+		if err := f.Truncate(keep); err != nil {
 			return fmt.Errorf("ledger: repair torn tail: %w", err)
 		}
 	}
-	e.size = int64(keep)
+	e.size = keep
 	return nil
 }
 
@@ -253,6 +268,7 @@ func (e *executor) persist(lines []byte) error {
 	n, err := e.file.WriteAt(lines, e.size)
 	e.size += int64(n)
 	if err == nil {
+		e.view = e.view.Extend(lines)
 		err = e.syncs.sync(e.file.Sync)
 	}
 	return err
@@ -263,7 +279,13 @@ func (e *executor) markDurable() {
 	e.mu.Lock()
 	e.durable = e.height
 	e.mu.Unlock()
+	v := e.view
+	e.served.Store(&v)
 }
+
+// servedView is the durable part of the ledger file, as far as ledger
+// requests are answered from it (any goroutine).
+func (e *executor) servedView() client.LedgerView { return *e.served.Load() }
 
 // apply runs b's operations on the state machine and returns the (unsigned)
 // replies, one per request, and lines with the ledger lines to append

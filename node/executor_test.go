@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -319,4 +320,40 @@ func (e *executor) execute(b *types.Block) ([]*types.ClientReply, error) {
 func (e *executor) cached(r *types.Request) *types.ClientReply {
 	rp, _ := e.admit(r)
 	return rp
+}
+
+// TestServedLedgerViewIsDurable: ledger requests are answered from the
+// lines made durable (markDurable), not from those only written, and a
+// replayed ledger serves exactly its file, marks included.
+func TestServedLedgerViewIsDurable(t *testing.T) {
+	home := t.TempDir()
+	e, err := openExecutor(home, 1, "view", ledgerKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ledgerClient("view")
+	for seq := uint64(1); seq <= 3100; seq += 100 { // 3,100 lines: marks at 0, 1024, 2048, 3072
+		mustExecute(t, e, batchReq(c, seq, 100, "k"))
+	}
+	_, lines := e.apply(&types.Block{Round: 2, Payload: []types.Request{batchReq(c, 3101, 5, "k")}}, nil)
+	if err := e.persist(lines); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(home, LedgerFile(1))
+	data, _ := os.ReadFile(path)
+	durable := data[:len(data)-len(lines)]
+	if got, want := e.servedView(), (client.LedgerView{}).Extend(durable); got.Lines != want.Lines || got.Size != want.Size || !slices.Equal(got.Marks, want.Marks) {
+		t.Fatalf("before markDurable the served view has %d lines, %d bytes; want the durable %d, %d", got.Lines, got.Size, want.Lines, want.Size)
+	}
+	e.markDurable()
+	e.close()
+	again, err := openExecutor(home, 1, "view", ledgerKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.close()
+	want := (client.LedgerView{}).Extend(data)
+	if got := again.servedView(); got.Lines != 3105 || got.Lines != want.Lines || got.Size != want.Size || !slices.Equal(got.Marks, want.Marks) || len(got.Marks) != 4 {
+		t.Fatalf("replayed view %d lines, %d bytes, %d marks; want %d, %d, 4", got.Lines, got.Size, len(got.Marks), want.Lines, want.Size)
+	}
 }

@@ -464,9 +464,9 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 
 func (r *Replica) onClient(from peer.ID, data []byte) {
 	if client.IsLedgerRequest(data) {
-		// A client checking its results reads the ledger file (appended
-		// and fsync'd by the committer; an incomplete last line is not served).
-		out, err := client.AnswerLedgerRequest(filepath.Join(r.cfg.Home, LedgerFile(r.cfg.ID)), data)
+		// A client checking its results reads the ledger file, as far as
+		// its lines and their blocks are durable (executor.servedView).
+		out, err := client.AnswerLedgerRequest(filepath.Join(r.cfg.Home, LedgerFile(r.cfg.ID)), r.exec.servedView(), data)
 		if err != nil {
 			r.judge("client", err)
 			return

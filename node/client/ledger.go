@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,11 +91,47 @@ func IsLedgerRequest(data []byte) bool {
 	return err == nil && code == CodeLedgerRequest
 }
 
+// LedgerView is the part of a ledger file a replica serves ledger requests
+// from: its first Lines lines, Size bytes, and Marks[i], the byte offset at
+// which line i*LedgerMarkEvery+1 starts, so that a request from any height
+// reads only its chunk (answering one by reading the file from the start
+// made fetching a long ledger quadratic, and let any client make a replica
+// read all of it again and again). The replica extends its view as it
+// appends lines and publishes it once they are durable; a published view
+// is never modified (Extend appends past its length only).
+type LedgerView struct {
+	Lines uint64
+	Size  int64
+	Marks []int64
+}
+
+// LedgerMarkEvery is the spacing of LedgerView.Marks in lines: 8 bytes of
+// index per 1,024 lines, and at most 1,023 lines read past before a chunk.
+const LedgerMarkEvery = 1024
+
+// Extend returns the view of the file after data, whole lines, was
+// appended at v.Size.
+func (v LedgerView) Extend(data []byte) LedgerView {
+	for off := 0; off < len(data); {
+		if v.Lines%LedgerMarkEvery == 0 {
+			v.Marks = append(v.Marks, v.Size+int64(off))
+		}
+		n := bytes.IndexByte(data[off:], '\n') + 1
+		if n == 0 {
+			n = len(data) - off // not a whole line: the caller's mistake; counted anyway
+		}
+		off += n
+		v.Lines++
+	}
+	v.Size += int64(len(data))
+	return v
+}
+
 // AnswerLedgerRequest is the replica's side of the exchange: it decodes a
-// LedgerRequest and answers it from the ledger file at path (which the
-// replica appends to; an incomplete last line is not served). A missing file
-// is an empty ledger.
-func AnswerLedgerRequest(path string, data []byte) ([]byte, error) {
+// LedgerRequest and answers it from the ledger file at path as far as view
+// reaches (lines appended since are not served yet). A missing file is an
+// empty ledger.
+func AnswerLedgerRequest(path string, view LedgerView, data []byte) ([]byte, error) {
 	req, err := DecodeLedgerRequest(data)
 	if err != nil {
 		return nil, err
@@ -103,30 +140,32 @@ func AnswerLedgerRequest(path string, data []byte) ([]byte, error) {
 	if max <= 0 || max > MaxChunkLines {
 		max = MaxChunkLines
 	}
-	chunk := &LedgerChunk{From: req.From}
+	chunk := &LedgerChunk{From: req.From, Height: view.Lines}
+	if req.From >= view.Lines {
+		return EncodeLedgerChunk(chunk)
+	}
 	f, err := os.Open(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil {
 		return nil, err
 	}
-	if err == nil {
-		defer f.Close()
-		br := bufio.NewReaderSize(f, 64<<10)
-		size := 0
-		for {
-			line, err := br.ReadString('\n')
-			if errors.Is(err, io.EOF) {
-				break // no line, or an incomplete last one
-			}
-			if err != nil {
-				return nil, err
-			}
-			chunk.Height++
-			if chunk.Height <= req.From || len(chunk.Lines) >= max || size+len(line) > MaxChunkBytes {
-				continue
-			}
-			size += len(line)
-			chunk.Lines = append(chunk.Lines, strings.TrimSuffix(line, "\n"))
+	defer f.Close()
+	mark := req.From / LedgerMarkEvery
+	start := view.Marks[mark]
+	br := bufio.NewReaderSize(io.NewSectionReader(f, start, view.Size-start), 64<<10)
+	size := 0
+	for height := mark * LedgerMarkEvery; height < view.Lines && len(chunk.Lines) < max; height++ {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("ledger %s: line %d: %w", path, height+1, err)
 		}
+		if height < req.From {
+			continue
+		}
+		if size+len(line) > MaxChunkBytes && len(chunk.Lines) > 0 {
+			break
+		}
+		size += len(line)
+		chunk.Lines = append(chunk.Lines, strings.TrimSuffix(line, "\n"))
 	}
 	return EncodeLedgerChunk(chunk)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,20 +28,27 @@ func ledgerLines(n int) []string {
 	return out
 }
 
+// viewOf is the view of the whole lines of data.
+func viewOf(data []byte) LedgerView {
+	return LedgerView{}.Extend(data[:bytes.LastIndexByte(data, '\n')+1])
+}
+
 func TestAnswerLedgerRequestFromFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replica-0.ledger")
 	lines := ledgerLines(5)
 	// The last line is being appended: it has no newline yet.
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+	data := []byte(strings.Join(lines, "\n"))
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	view := viewOf(data)
 	ask := func(from uint64, max uint32) *LedgerChunk {
 		t.Helper()
 		req, err := EncodeLedgerRequest(&LedgerRequest{From: from, Max: max})
 		if err != nil || !IsLedgerRequest(req) {
 			t.Fatalf("encode: %v", err)
 		}
-		out, err := AnswerLedgerRequest(path, req)
+		out, err := AnswerLedgerRequest(path, view, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +67,81 @@ func TestAnswerLedgerRequestFromFile(t *testing.T) {
 	if m := ask(9, 10); m.Height != 4 || len(m.Lines) != 0 {
 		t.Errorf("from 9: %+v", m)
 	}
+	// A view published before the last lines were durable serves only its own.
+	view = viewOf([]byte(strings.Join(lines[:2], "\n") + "\n"))
+	if m := ask(0, 0); m.Height != 2 || !slices.Equal(m.Lines, lines[:2]) {
+		t.Errorf("older view: %+v", m)
+	}
 	req, _ := EncodeLedgerRequest(&LedgerRequest{})
-	out, err := AnswerLedgerRequest(filepath.Join(t.TempDir(), "none"), req)
+	out, err := AnswerLedgerRequest(filepath.Join(t.TempDir(), "none"), LedgerView{}, req)
 	if m, derr := DecodeLedgerChunk(out); err != nil || derr != nil || m.Height != 0 {
 		t.Errorf("missing file: %v %v %+v", err, derr, m)
 	}
-	if _, err := AnswerLedgerRequest(path, []byte{CodeLedgerRequest, 0xff}); err == nil {
+	if _, err := AnswerLedgerRequest(path, view, []byte{CodeLedgerRequest, 0xff}); err == nil {
 		t.Error("a malformed request was answered")
+	}
+}
+
+// TestAnswerLedgerRequestLongLedger: over a ledger of several marks, a
+// request from any height gets exactly the lines after it, bounded by Max
+// and by MaxChunkBytes (but never none while lines remain), and a view
+// extended block by block equals the view of the whole file.
+func TestAnswerLedgerRequestLongLedger(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	path := filepath.Join(t.TempDir(), "replica-0.ledger")
+	var lines []string
+	var data []byte
+	var view LedgerView
+	for len(lines) < 3*LedgerMarkEvery+17 {
+		var block []byte
+		for range 1 + rng.Intn(300) {
+			l := LedgerLine{Client: hex.EncodeToString(make([]byte, 32)), Seq: uint64(len(lines) + 1), Op: fmt.Sprintf("put('k','%s')", strings.Repeat("v", rng.Intn(1000)))}.String()
+			lines = append(lines, l)
+			block = append(block, l+"\n"...)
+		}
+		view = view.Extend(block)
+		data = append(data, block...)
+	}
+	if whole := viewOf(data); whole.Lines != view.Lines || whole.Size != view.Size || !slices.Equal(whole.Marks, view.Marks) {
+		t.Fatalf("seed %d: the view extended block by block differs from the whole file's", seed)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	byBytes := 0 // requests whose chunk MaxChunkBytes ended
+	for range 40 {
+		from := uint64(rng.Intn(len(lines) + 2))
+		max := uint32(rng.Intn(3 * MaxChunkLines))
+		req, _ := EncodeLedgerRequest(&LedgerRequest{From: from, Max: max})
+		out, err := AnswerLedgerRequest(path, view, req)
+		if err != nil {
+			t.Fatalf("seed %d: from %d: %v", seed, from, err)
+		}
+		m, err := DecodeLedgerChunk(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := int(max)
+		if limit == 0 || limit > MaxChunkLines {
+			limit = MaxChunkLines
+		}
+		var want []string
+		size := 0
+		for i := int(from); i < len(lines) && len(want) < limit; i++ {
+			if size+len(lines[i])+1 > MaxChunkBytes && len(want) > 0 {
+				byBytes++
+				break
+			}
+			size += len(lines[i]) + 1
+			want = append(want, lines[i])
+		}
+		if m.Height != uint64(len(lines)) || m.From != from || !slices.Equal(m.Lines, want) {
+			t.Fatalf("seed %d: from %d max %d: height %d, %d lines; want %d, %d", seed, from, max, m.Height, len(m.Lines), len(lines), len(want))
+		}
+	}
+	if byBytes == 0 {
+		t.Fatalf("seed %d: no request reached MaxChunkBytes: the byte bound went untested", seed)
 	}
 }
 
