@@ -116,6 +116,22 @@ func openRecovered(t testing.TB, dir string) (*blockStore, *recovered) {
 	return bs, rec
 }
 
+// damageDataPages flips every byte of the bbolt file at path but its two
+// meta pages.
+func damageDataPages(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2 * os.Getpagesize(); i < len(data); i++ { // all but the two meta pages
+		data[i] ^= 0x5a
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDamagedBlockStoreIsMovedAside: bbolt panics on a damaged page while
 // opening; the store is moved aside and an empty one takes its place.
 func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
@@ -130,16 +146,7 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, BlockStoreFile)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 2 * os.Getpagesize(); i < len(data); i++ { // all but the two meta pages
-		data[i] ^= 0x5a
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageDataPages(t, path)
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
 	if h := rec.ledger.Height(); h != 0 || rec.ledgerLines != 0 || !rec.movedAside {
@@ -387,16 +394,7 @@ func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, HeadFile)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 2 * os.Getpagesize(); i < len(data); i++ { // all but the two meta pages
-		data[i] ^= 0x5a
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageDataPages(t, path)
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
 	if rec.movedAside || rec.ledger.Height() != 1 || rec.ledgerLines != 1 || len(rec.pending) != 0 {
