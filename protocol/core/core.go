@@ -153,6 +153,14 @@ func New(cfg Config) *Core {
 	}
 	c.safety.Control = cfg.Control
 	c.election.Fixed = cfg.FixedLeaders
+	// A restarted leader must not propose again in a round it already
+	// voted or timed out in: it voted only on its own proposal there (only
+	// the round's leader proposes), so a second proposal would be a second
+	// block for the round from an honest replica. The window between the
+	// broadcast and the safety fsync of its own vote stays open, as in
+	// Aptos (its safety rules persist the vote, not the proposal): closing
+	// it would put an fsync before every proposal.
+	c.proposedRound = cfg.Safety.HighestVoteRound
 	pending := slices.Clone(cfg.Pending)
 	slices.SortFunc(pending, func(a, b *types.Block) int { return cmp.Compare(a.Round, b.Round) })
 	for _, b := range pending {

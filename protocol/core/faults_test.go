@@ -133,3 +133,48 @@ func TestRestartKeepsVote(t *testing.T) {
 		t.Fatal("restarted replica did not re-send its stored vote")
 	}
 }
+
+// TestRestartedLeaderDoesNotProposeAgain: a leader that proposed in round 1
+// and persisted its vote on its own block, restarted from that state in
+// round 1, does not propose a second block for the round (before, the
+// round it had proposed in was forgotten with the process).
+func TestRestartedLeaderDoesNotProposeAgain(t *testing.T) {
+	s := newSoloLeading(t, 84, 1)
+	var proposals []*types.Proposal
+	var persisted *core.PersistSafety
+	run := func(acts []core.Action) {
+		for len(acts) > 0 {
+			var timers []core.Timer
+			for _, a := range acts {
+				switch a := a.(type) {
+				case core.BroadcastProposal:
+					proposals = append(proposals, a.Proposal)
+				case core.PersistSafety:
+					persisted = &a
+				case core.SetTimer:
+					if a.Timer.Kind == core.ProposeTimer {
+						timers = append(timers, a.Timer)
+					}
+				}
+			}
+			acts = nil
+			for _, tm := range timers {
+				acts = append(acts, s.me.OnTimer(tm)...)
+			}
+		}
+	}
+	run(s.acts)
+	if len(proposals) != 1 || proposals[0].Block.Round != 1 || persisted == nil || persisted.State.HighestVoteRound != 1 {
+		t.Fatalf("first run: %d proposals, persisted %+v; want one in round 1 and the leader's vote on it persisted", len(proposals), persisted)
+	}
+	fixed := map[types.Round]types.ReplicaID{1: 3}
+	s.me = core.New(core.Config{ID: 3, Committee: s.c.com, Signer: types.Ed25519Signer{Key: s.c.keys[3]}, Pacemaker: pmConfig,
+		Election: leader.RoundRobin, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond, FixedLeaders: fixed, Safety: persisted.State})
+	run(s.me.Start())
+	if s.me.CurrentRound() != 1 {
+		t.Fatalf("restarted in round %d, want 1", s.me.CurrentRound())
+	}
+	if len(proposals) != 1 {
+		t.Fatalf("the restarted leader proposed again in round %d", proposals[1].Block.Round)
+	}
+}

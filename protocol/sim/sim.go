@@ -135,6 +135,7 @@ type Sim struct {
 	committed  map[types.RequestKey]int // request -> honest up nodes that committed it (for retransmission)
 	byHeight   map[uint64]types.Hash    // first honest commit at each height
 	votes      map[voteKey]types.Hash   // signed votes per (replica, round)
+	proposals  map[voteKey]types.Hash   // proposed blocks per (replica, round)
 	violations []string
 	res        Result
 	p4         []p4Check
@@ -185,6 +186,7 @@ func New(cfg Config) *Sim {
 		committed: map[types.RequestKey]int{},
 		byHeight:  map[uint64]types.Hash{},
 		votes:     map[voteKey]types.Hash{},
+		proposals: map[voteKey]types.Hash{},
 	}
 	s.res.Seed = cfg.Seed
 	s.com = &types.Committee{ChainID: "sim", F: cfg.F}
@@ -460,6 +462,7 @@ func (s *Sim) apply(n *node, acts []core.Action) {
 			n.persisted = a.State
 			s.checkVote(n, a.State.LastVote)
 		case core.BroadcastProposal:
+			s.checkProposal(n, a.Proposal)
 			s.watchP4(n, a.Proposal)
 			s.broadcast(n, a.Proposal)
 		case core.BroadcastTimeout:
@@ -480,6 +483,21 @@ func (s *Sim) apply(n *node, acts []core.Action) {
 			}
 		}
 	}
+}
+
+// checkProposal flags two different blocks proposed by one honest replica
+// in one round (after a restart, say): its votes would be safe, but it
+// would be equivocating.
+func (s *Sim) checkProposal(n *node, p *types.Proposal) {
+	if !n.honest {
+		return
+	}
+	k := voteKey{n.id, p.Block.Round}
+	if prev, ok := s.proposals[k]; ok && prev != p.Block.ID {
+		s.violate("honest equivocation: replica %d proposed %s and %s in round %d", n.id, prev, p.Block.ID, p.Block.Round)
+		return
+	}
+	s.proposals[k] = p.Block.ID
 }
 
 // checkVote flags two different signed votes by one replica in one round: the
