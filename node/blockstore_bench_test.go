@@ -33,10 +33,7 @@ func BenchmarkBlockStoreRound(b *testing.B) {
 		mk()
 		n := len(chain)
 		h := &head{pending: chain[n-2:], highQC: chain[n-1].QC, highCommitQC: chain[n-2].QC}
-		if _, err := bs.commit(height, []committedBlock{{b: chain[n-3]}}, height+1); err != nil {
-			b.Fatal(err)
-		}
-		if err := bs.writeHead(h); err != nil {
+		if _, err := bs.commit(height, []committedBlock{{b: chain[n-3]}}, height+1, h); err != nil {
 			b.Fatal(err)
 		}
 		height++

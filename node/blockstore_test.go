@@ -36,7 +36,7 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 			blocks = append(blocks, committedBlock{b: b})
 			parent = b
 		}
-		written, err := bs.commit(height, blocks, lines)
+		written, err := bs.commit(height, blocks, lines, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestBlockStoreSyncsWhatAcknowledgedOpsNeed(t *testing.T) {
 	step("empty blocks below the bound", 5, maxUnsynced-1, 2, 5)
 	step("the empty block reaching the bound", 5, 1, 3, 5+maxUnsynced)
 	step("one more empty block", 5, 1, 3, 5+maxUnsynced)
-	if _, err := bs.commit(height+1, nil, 6); err == nil {
+	if _, err := bs.commit(height+1, nil, 6, nil); err == nil {
 		t.Fatal("a commit leaving a gap in the chain was taken")
 	}
 	if got := bs.syncs.count(); got != 6 {
@@ -139,7 +139,7 @@ func TestDamagedBlockStoreIsMovedAside(t *testing.T) {
 	bs, _ := openRecovered(t, dir)
 	g, _ := types.Genesis()
 	b := child(g)
-	if _, err := bs.commit(0, []committedBlock{{b: b}}, 1); err != nil {
+	if _, err := bs.commit(0, []committedBlock{{b: b}}, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := bs.close(); err != nil {
@@ -384,7 +384,7 @@ func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
 	g, _ := types.Genesis()
 	b1 := child(g)
 	b2 := child(b1)
-	if _, err := bs.commit(0, []committedBlock{{b: b1}}, 1); err != nil {
+	if _, err := bs.commit(0, []committedBlock{{b: b1}}, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := bs.writeHead(&head{pending: []*types.Block{b2}}); err != nil {
@@ -406,5 +406,44 @@ func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
 	}
 	if chain, _ := filepath.Glob(filepath.Join(dir, BlockStoreFile+".damaged-*")); len(chain) != 0 {
 		t.Fatalf("the chain was moved aside with the head (%v)", chain)
+	}
+}
+
+// TestSyncedHeadSurvivesTheUnsyncedOne: the head rides in the chain's
+// synced transactions and goes to head.db, unsynced, in between; a restart
+// takes both together (pending blocks of both, the higher certificates),
+// and with head.db lost (a power loss before its writes reached the disk,
+// or the file damaged) it still has the head of the last chain
+// transaction.
+func TestSyncedHeadSurvivesTheUnsyncedOne(t *testing.T) {
+	dir := t.TempDir()
+	bs, _ := openRecovered(t, dir)
+	g, _ := types.Genesis()
+	b1 := child(g)
+	b2 := child(b1)
+	b3 := child(b2)
+	qc := func(b *types.Block) *types.QC { return &types.QC{VoteInfo: types.VoteInfo{ID: b.ID, Round: b.Round}} }
+	if _, err := bs.commit(0, []committedBlock{{b: b1}}, 1, &head{pending: []*types.Block{b2}, highQC: qc(b2), highCommitQC: qc(b1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs.commit(1, nil, 1, &head{pending: []*types.Block{b2, b3}, highQC: qc(b3), highCommitQC: qc(b1)}); err != nil {
+		t.Fatal(err)
+	}
+	// Killed: both files as written.
+	bs.db.Close()
+	bs.head.Close()
+	bs, rec := openRecovered(t, dir)
+	if len(rec.pending) != 2 || rec.highQC.Round() != b3.Round || rec.highCommitQC.Round() != b1.Round {
+		t.Fatalf("both heads: %d pending, high QC %d, high commit QC %d; want 2, %d, %d", len(rec.pending), rec.highQC.Round(), rec.highCommitQC.Round(), b3.Round, b1.Round)
+	}
+	bs.db.Close()
+	bs.head.Close()
+	if err := os.Remove(filepath.Join(dir, HeadFile)); err != nil {
+		t.Fatal(err)
+	}
+	bs, rec = openRecovered(t, dir)
+	defer bs.close()
+	if len(rec.pending) != 1 || rec.pending[0].ID != b2.ID || rec.highQC.Round() != b2.Round {
+		t.Fatalf("without head.db: %d pending, high QC %d; want b2 and its QC, synced with the chain", len(rec.pending), rec.highQC.Round())
 	}
 }

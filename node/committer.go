@@ -14,11 +14,12 @@ import (
 // safety data before a vote does, and the loop syncs that itself), so the
 // loop hands committed blocks over in order as the core reports them, before
 // the step's safety fsync and vote, and goes on; the committer
-// writes the ledger and fsyncs it, signs the replies, commits the blocks to
-// the block store's chain in a synced transaction (so the chain never runs
-// ahead of the ledger), and only then sends the replies: nothing is
+// writes the ledger and fsyncs it, signs the replies, commits the blocks
+// and the newest head to the block store (blockStore.commit: a synced
+// chain transaction when the blocks added ledger lines, so the chain never
+// runs ahead of the ledger), and only then sends the replies: nothing is
 // acknowledged before its ledger lines and the blocks holding them are on
-// disk. Then it writes the newest head (unsynced, see blockStore).
+// disk.
 
 // commitJob is one committed block for the committer.
 type commitJob struct {
@@ -61,16 +62,16 @@ func (r *Replica) publishHead(wake bool) {
 
 // runCommitter executes the handed-over blocks, in groups of up to
 // commitGroup, and writes heads left without a commit, until the queue is
-// closed; then it writes the committed blocks still waiting for the chain
-// (blocks without ledger lines, see blockStore.commit) and the last head,
-// so that a replica stopped normally restarts with its newest blocks.
+// closed; then it writes, synced, the committed blocks still waiting for
+// the chain (blocks without ledger lines, see blockStore.commit) and the
+// last head, so that a replica stopped normally restarts with its newest
+// blocks.
 func (r *Replica) runCommitter(done chan<- struct{}) {
 	defer close(done)
 	defer func() {
-		if err := r.bs.flush(); err != nil {
-			log.Errorw("block store: writing the last committed blocks", "err", err) // fetched again after the restart
+		if err := r.bs.flush(r.head.Swap(nil)); err != nil {
+			log.Errorw("block store: writing the last committed blocks and head", "err", err) // fetched again after the restart
 		}
-		r.writeHead()
 	}()
 	for {
 		select {
@@ -147,7 +148,7 @@ func (r *Replica) execute(jobs []commitJob) {
 	// store's committed chain reaches (openExecutorFS), so lines whose
 	// blocks were lost are cut, and if every replica lost power together
 	// nobody would have those blocks to commit them again.
-	written, err := r.bs.commit(jobs[0].from, blocks, r.exec.height)
+	written, err := r.bs.commit(jobs[0].from, blocks, r.exec.height, r.head.Swap(nil))
 	if err != nil {
 		log.Fatalf("block store: %v", err)
 	}
@@ -157,7 +158,6 @@ func (r *Replica) execute(jobs []commitJob) {
 		r.rt.add(StepReplied, uint64(j.block.Round), -1)
 	}
 	r.written.Store(written)
-	r.writeHead()
 	for i, j := range jobs {
 		r.m.commits.Inc()
 		r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "commit", Round: uint64(j.block.Round), Height: heights[i], Requests: len(j.block.Payload)})

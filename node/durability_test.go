@@ -295,3 +295,42 @@ func TestRepliesLeaveOnlyAfterTheBlockStoreSync(t *testing.T) {
 	}
 	t.Logf("%d replies, each after the block store sync covering its operations", replies)
 }
+
+// TestCommitteeRestartsWithoutHeadFiles: the whole committee stops, every
+// head.db is lost, and it starts again on new hosts with the same homes: it
+// must go on committing. The block each replica voted for last and the QC
+// it carries (its lock: the safety rules refuse to time out below it) were
+// only in head.db when the head was written there alone, and the committee
+// could then never move again (found in review); the head now also rides
+// in the chain's synced transactions, the last one at stop.
+func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
+	c := startCluster(t, 1)
+	tc := newTestClient(t, c)
+	submitAll := func(tc *testClient, from, to uint64) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
+		}
+		waitFor(t, fmt.Sprintf("requests %d..%d accepted", from, to), 60*time.Second, func() bool {
+			for i := from; i <= to; i++ {
+				if _, ok := tc.accepted(i); !ok {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	submitAll(tc, 1, 20)
+	for i := range c.reps {
+		c.halt(t, i)
+		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := newCluster(t, 1)
+	for i := range again.cfgs {
+		again.homes[i], again.cfgs[i].Home = c.homes[i], c.homes[i]
+		again.start(t, i)
+	}
+	submitAll(newTestClient(t, again), 21, 25)
+}

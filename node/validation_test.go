@@ -90,7 +90,7 @@ func restartedWith(t *testing.T, ledger string) func(home string) {
 		}
 		bs, _ := openRecovered(t, home)
 		g, _ := types.Genesis()
-		if _, err := bs.commit(0, []committedBlock{{b: child(g)}}, uint64(strings.Count(ledger, "\n"))); err != nil {
+		if _, err := bs.commit(0, []committedBlock{{b: child(g)}}, uint64(strings.Count(ledger, "\n")), nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := bs.close(); err != nil {
