@@ -115,22 +115,8 @@ func TestVotesAndTimeoutsLeaveOnlyAfterFsync(t *testing.T) {
 		c.start(t, i)
 	}
 	tc := newTestClient(t, c)
-	submitAndWait := func(from, to uint64) {
-		t.Helper()
-		for i := from; i <= to; i++ {
-			tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
-		}
-		waitFor(t, fmt.Sprintf("requests %d..%d accepted", from, to), 60*time.Second, func() bool {
-			for i := from; i <= to; i++ {
-				if _, ok := tc.accepted(i); !ok {
-					return false
-				}
-			}
-			return true
-		})
-	}
 	for i := uint64(0); i < 10; i++ {
-		submitAndWait(10*i+1, 10*i+10)
+		tc.submitAndWait(t, 10*i+1, 10*i+10)
 	}
 	c.stop[3]() // its cleanup waits for it
 	waitFor(t, "timeouts", 60*time.Second, func() bool {
@@ -138,7 +124,7 @@ func TestVotesAndTimeoutsLeaveOnlyAfterFsync(t *testing.T) {
 		return tmo >= 3
 	})
 	for i := uint64(10); i < 20; i++ {
-		submitAndWait(10*i+1, 10*i+10)
+		tc.submitAndWait(t, 10*i+1, 10*i+10)
 	}
 	votes, timeouts := o.counts()
 	o.mu.Lock()
@@ -305,22 +291,7 @@ func TestRepliesLeaveOnlyAfterTheBlockStoreSync(t *testing.T) {
 // in the chain's synced transactions, the last one at stop.
 func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 	c := startCluster(t, 1)
-	tc := newTestClient(t, c)
-	submitAll := func(tc *testClient, from, to uint64) {
-		t.Helper()
-		for i := from; i <= to; i++ {
-			tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
-		}
-		waitFor(t, fmt.Sprintf("requests %d..%d accepted", from, to), 60*time.Second, func() bool {
-			for i := from; i <= to; i++ {
-				if _, ok := tc.accepted(i); !ok {
-					return false
-				}
-			}
-			return true
-		})
-	}
-	submitAll(tc, 1, 20)
+	newTestClient(t, c).submitAndWait(t, 1, 20)
 	for i := range c.reps {
 		c.halt(t, i)
 		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
@@ -332,5 +303,5 @@ func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 		again.homes[i], again.cfgs[i].Home = c.homes[i], c.homes[i]
 		again.start(t, i)
 	}
-	submitAll(newTestClient(t, again), 21, 25)
+	newTestClient(t, again).submitAndWait(t, 21, 25)
 }

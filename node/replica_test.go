@@ -175,6 +175,23 @@ func (tc *testClient) submit(seq uint64, op string) {
 }
 
 // accepted returns the result of seq once f+1 replicas agree on it.
+// submitAndWait sends put requests from..to and waits until f+1 replicas
+// answered each of them alike.
+func (tc *testClient) submitAndWait(t *testing.T, from, to uint64) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		tc.submit(i, fmt.Sprintf("put('k%d','v%d')", i%5, i))
+	}
+	waitFor(t, fmt.Sprintf("requests %d..%d accepted", from, to), 60*time.Second, func() bool {
+		for i := from; i <= to; i++ {
+			if _, ok := tc.accepted(i); !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (tc *testClient) accepted(seq uint64) (string, bool) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()

@@ -489,29 +489,30 @@ func (s *Sim) apply(n *node, acts []core.Action) {
 // in one round (after a restart, say): its votes would be safe, but it
 // would be equivocating.
 func (s *Sim) checkProposal(n *node, p *types.Proposal) {
-	if !n.honest {
-		return
-	}
-	k := voteKey{n.id, p.Block.Round}
-	if prev, ok := s.proposals[k]; ok && prev != p.Block.ID {
-		s.violate("honest equivocation: replica %d proposed %s and %s in round %d", n.id, prev, p.Block.ID, p.Block.Round)
-		return
-	}
-	s.proposals[k] = p.Block.ID
+	s.checkOnce(n, s.proposals, p.Block.Round, p.Block.ID, "honest equivocation: replica %d proposed %s and %s in round %d")
 }
 
 // checkVote flags two different signed votes by one replica in one round: the
 // safety rules plus persistence must make that impossible for an honest replica.
 func (s *Sim) checkVote(n *node, v *types.Vote) {
-	if v == nil || !n.honest {
+	if v != nil {
+		s.checkOnce(n, s.votes, v.VoteInfo.Round, v.VoteInfo.ID, "double vote: replica %d voted for %s and %s in round %d")
+	}
+}
+
+// checkOnce records that honest replica n signed block id in round r (in
+// seen) and flags a different one signed before in the same round, with
+// format taking the replica, both blocks and the round.
+func (s *Sim) checkOnce(n *node, seen map[voteKey]types.Hash, r types.Round, id types.Hash, format string) {
+	if !n.honest {
 		return
 	}
-	k := voteKey{n.id, v.VoteInfo.Round}
-	if prev, ok := s.votes[k]; ok && prev != v.VoteInfo.ID {
-		s.violate("double vote: replica %d voted for %s and %s in round %d", n.id, prev, v.VoteInfo.ID, v.VoteInfo.Round)
+	k := voteKey{n.id, r}
+	if prev, ok := seen[k]; ok && prev != id {
+		s.violate(format, n.id, prev, id, r)
 		return
 	}
-	s.votes[k] = v.VoteInfo.ID
+	seen[k] = id
 }
 
 func (s *Sim) onCommit(n *node, b *types.Block, h uint64) {
