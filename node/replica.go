@@ -118,14 +118,24 @@ type Replica struct {
 
 // New opens the replica's home (ledger, safety data) and builds its core.
 func New(cfg Config) (*Replica, error) {
+	// undo closes what was opened, newest first, when a later step fails.
+	var undo []func()
+	fail := func(err error) (*Replica, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
 	store, st, err := openSafetyStore(cfg.Home)
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { store.close() })
 	bs, rec, err := openBlockStore(cfg.Home)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, func() { bs.close() })
 	if rec.ledger.Height() == 0 {
 		// An empty chain: the ledger starts afresh with it (the chain is
 		// fetched again and executed from genesis), whether the store was
@@ -138,8 +148,7 @@ func New(cfg Config) (*Replica, error) {
 		if info, err := os.Stat(path); err == nil && info.Size() > 0 {
 			aside, err := moveAside(path)
 			if err != nil {
-				bs.close()
-				return nil, fmt.Errorf("moving the ledger aside beside an empty block store: %w", err)
+				return fail(fmt.Errorf("moving the ledger aside beside an empty block store: %w", err))
 			}
 			log.Errorw("ledger moved aside: the block store's chain is empty (damaged and moved aside, or lost); it is rebuilt from the chain", "path", path, "moved_to", aside, "store_moved_aside", rec.movedAside)
 		}
@@ -148,21 +157,17 @@ func New(cfg Config) (*Replica, error) {
 	// (see openExecutorFS).
 	exec, err := openExecutorFS(osFS{}, cfg.Home, cfg.ID, cfg.Committee.ChainID, cfg.ConsensusKey, rec.ledgerLines)
 	if err != nil {
-		bs.close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, exec.close)
 	tl, err := openTimeline(cfg.Home)
 	if err != nil {
-		bs.close()
-		exec.close()
-		return nil, err
+		return fail(err)
 	}
+	undo = append(undo, tl.close)
 	rt, err := openRoundTrace(cfg.RoundTrace)
 	if err != nil {
-		bs.close()
-		exec.close()
-		tl.close()
-		return nil, err
+		return fail(err)
 	}
 	p := cfg.Params
 	chain := cfg.Committee.ChainID

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -298,5 +299,36 @@ func TestPostAfterRunReturnedDoesNotBlock(t *testing.T) {
 	case <-posted:
 	case <-time.After(10 * time.Second):
 		t.Fatal("post to a full queue blocked after Run returned")
+	}
+}
+
+// TestNewClosesWhatItOpenedOnFailure: a start that fails half way (here a
+// ledger damaged in place) leaves no file of the home open; before, the
+// safety file stayed open on every failure after it.
+func TestNewClosesWhatItOpenedOnFailure(t *testing.T) {
+	home := t.TempDir()
+	restartedWith(t, "not a ledger line\nnor this\n")(home)
+	net, err := p2p.New(context.Background(), p2p.Config{NoListen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	com := testCommittee(1)
+	cfg := Config{ID: 3, Home: home, ConsensusKey: key("replica", 3), Committee: com, Peers: make([]peer.ID, com.N()), Params: testParams(), Net: net}
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(entries)
+	}
+	before := fds()
+	for range 5 {
+		if _, err := New(cfg); !errors.Is(err, ErrLedgerCorrupt) {
+			t.Fatalf("New on a damaged ledger: %v, want ErrLedgerCorrupt", err)
+		}
+	}
+	if after := fds(); after > before {
+		t.Fatalf("%d descriptors open after five failed starts, %d before", after, before)
 	}
 }
