@@ -70,8 +70,11 @@ type blockStore struct {
 	// count after them.
 	deferred      []committedBlock
 	deferredLines uint64
-	update        func(func(*bolt.Tx) error) error // db.Update; tests hook it
-	syncs         syncStat                         // of the chain's transactions
+	// unsyncedHead is the head last written to head.db, if none was synced
+	// in a chain transaction since: the next one carries it (flush).
+	unsyncedHead *head
+	update       func(func(*bolt.Tx) error) error // db.Update; tests hook it
+	syncs        syncStat                         // of the chain's transactions
 }
 
 // maxUnsynced bounds how many committed blocks without ledger lines may
@@ -362,6 +365,7 @@ type head struct {
 
 // writeHead replaces the head in head.db by h, unsynced (see blockStore).
 func (s *blockStore) writeHead(h *head) error {
+	s.unsyncedHead = h
 	return s.head.Update(func(tx *bolt.Tx) error { return putHead(tx, h) })
 }
 
@@ -533,10 +537,16 @@ func (s *blockStore) commit(from uint64, blocks []committedBlock, ledgerLines ui
 	return s.height, s.flush(h)
 }
 
-// flush writes the deferred blocks, and the head h if not nil, in one
-// transaction synced by bbolt (counted as its two fdatasyncs, data pages
-// then meta page, timed as the whole commit).
+// flush writes the deferred blocks and the head h in one transaction
+// synced by bbolt (counted as its two fdatasyncs, data pages then meta
+// page, timed as the whole commit). Without h it carries the head last
+// written to head.db alone, if any (a head published by a step that
+// committed nothing is written there at once), so that at stop, and with
+// every commit that adds lines, the newest head is synced.
 func (s *blockStore) flush(h *head) error {
+	if h == nil {
+		h = s.unsyncedHead
+	}
 	if len(s.deferred) == 0 && h == nil {
 		return nil
 	}
@@ -568,8 +578,12 @@ func (s *blockStore) flush(h *head) error {
 			return tx.Bucket(bucketMeta).Put(keyLedgerLines, binary.BigEndian.AppendUint64(nil, s.deferredLines))
 		})
 	})
-	if err != nil || len(s.deferred) == 0 {
+	if err != nil {
 		return err
+	}
+	s.unsyncedHead = nil
+	if len(s.deferred) == 0 {
+		return nil
 	}
 	s.height += uint64(len(s.deferred))
 	s.lines = s.deferredLines

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/core"
@@ -377,7 +378,8 @@ func TestLedgerBesideAnEmptyChainIsMovedAside(t *testing.T) {
 
 // TestDamagedHeadIsMovedAsideAlone: a damaged head.db (written without
 // syncs, so a power loss may leave it so) is moved aside and replaced by an
-// empty one; the chain and its ledger line count stay.
+// empty one; the chain, its ledger line count and the head synced with it
+// stay.
 func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
 	dir := t.TempDir()
 	bs, _ := openRecovered(t, dir)
@@ -397,8 +399,9 @@ func TestDamagedHeadIsMovedAsideAlone(t *testing.T) {
 	damageDataPages(t, path)
 	bs, rec := openRecovered(t, dir)
 	defer bs.close()
-	if rec.movedAside || rec.ledger.Height() != 1 || rec.ledgerLines != 1 || len(rec.pending) != 0 {
-		t.Fatalf("after a damaged head: chain moved aside %v, height %d, ledger lines %d, %d pending; want false, 1, 1, 0",
+	// b2, the head the clean stop synced with the chain, is still there.
+	if rec.movedAside || rec.ledger.Height() != 1 || rec.ledgerLines != 1 || len(rec.pending) != 1 || rec.pending[0].ID != b2.ID {
+		t.Fatalf("after a damaged head: chain moved aside %v, height %d, ledger lines %d, %d pending; want false, 1, 1, b2",
 			rec.movedAside, rec.ledger.Height(), rec.ledgerLines, len(rec.pending))
 	}
 	if aside, _ := filepath.Glob(path + ".damaged-*"); len(aside) != 1 {
@@ -442,8 +445,23 @@ func TestSyncedHeadSurvivesTheUnsyncedOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	bs, rec = openRecovered(t, dir)
-	defer bs.close()
 	if len(rec.pending) != 1 || rec.pending[0].ID != b2.ID || rec.highQC.Round() != b2.Round {
 		t.Fatalf("without head.db: %d pending, high QC %d; want b2 and its QC, synced with the chain", len(rec.pending), rec.highQC.Round())
+	}
+	// A head written alone, then a clean stop: the stop's transaction
+	// carries it, so it survives head.db too.
+	if err := bs.writeHead(&head{pending: []*types.Block{b3}, highQC: qc(b3), highCommitQC: qc(b1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bs.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, HeadFile)); err != nil {
+		t.Fatal(err)
+	}
+	bs, rec = openRecovered(t, dir)
+	defer bs.close()
+	if rec.highQC.Round() != b3.Round || !slices.ContainsFunc(rec.pending, func(b *types.Block) bool { return b.ID == b3.ID }) {
+		t.Fatalf("after a clean stop without head.db: high QC %d, %d pending; want b3's, with b3", rec.highQC.Round(), len(rec.pending))
 	}
 }

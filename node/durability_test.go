@@ -292,6 +292,20 @@ func TestRepliesLeaveOnlyAfterTheBlockStoreSync(t *testing.T) {
 func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 	c := startCluster(t, 1)
 	newTestClient(t, c).submitAndWait(t, 1, 20)
+	// Idle for a few empty blocks: they add no ledger lines, so their heads
+	// go to head.db alone (the stop must still sync the newest).
+	var idleFrom []float64
+	for _, r := range c.reps {
+		idleFrom = append(idleFrom, value(r.m.commits))
+	}
+	waitFor(t, "empty blocks committed", 60*time.Second, func() bool {
+		for i, r := range c.reps {
+			if value(r.m.commits) < idleFrom[i]+5 {
+				return false
+			}
+		}
+		return true
+	})
 	for i := range c.reps {
 		c.halt(t, i)
 		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
