@@ -37,7 +37,6 @@ type executor struct {
 	chainID string
 	key     ed25519.PrivateKey
 	file    file
-	size    int64 // of the ledger file: the next block is written here
 	kv      *kv.Store
 	height  uint64 // requests executed
 	durable uint64 // height up to which ledger lines and their blocks are on disk (guarded by mu)
@@ -51,8 +50,9 @@ type executor struct {
 	peersMu sync.Mutex
 	peers   map[string]peer.ID
 	syncs   syncStat // fsyncs of persist
-	// view is the ledger file as written (committer only); served is the
-	// view of its durable part, for ledger requests (stream handlers).
+	// view is the ledger file as written (committer only; the next block
+	// is written at view.Size); served is the view of its durable part,
+	// for ledger requests (stream handlers).
 	view   client.LedgerView
 	served atomic.Pointer[client.LedgerView]
 }
@@ -254,7 +254,6 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 			return fmt.Errorf("ledger: repair torn tail: %w", err)
 		}
 	}
-	e.size = keep
 	return nil
 }
 
@@ -265,13 +264,11 @@ func (e *executor) persist(lines []byte) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	n, err := e.file.WriteAt(lines, e.size)
-	e.size += int64(n)
-	if err == nil {
-		e.view = e.view.Extend(lines)
-		err = e.syncs.sync(e.file.Sync)
+	if _, err := e.file.WriteAt(lines, e.view.Size); err != nil {
+		return err
 	}
-	return err
+	e.view = e.view.Extend(lines)
+	return e.syncs.sync(e.file.Sync)
 }
 
 // markDurable lets admit answer from every operation executed so far.
