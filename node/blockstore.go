@@ -28,8 +28,8 @@ const (
 var (
 	bucketChain   = []byte("chain")   // blocks.db: height (8 bytes) -> committed block
 	bucketIndex   = []byte("index")   // blocks.db: block id -> height (8) ‖ state id (32)
-	bucketMeta    = []byte("meta")    // blocks.db: "ledger_lines"; head.db: "high_qc", "high_commit_qc"
-	bucketPending = []byte("pending") // head.db: block id -> uncommitted block
+	bucketMeta    = []byte("meta")    // "high_qc", "high_commit_qc"; blocks.db also "ledger_lines"
+	bucketPending = []byte("pending") // block id -> uncommitted block (the head, in both files)
 )
 
 // blockStore keeps committed blocks, the uncommitted ones and the high
@@ -232,14 +232,11 @@ func readBolt(path string, noSync bool, read func(*bolt.DB) error, buckets [][]b
 	return db, nil
 }
 
-// close writes the committed blocks still deferred, syncs the head and
-// closes both files; the committer has stopped by then.
+// close writes, synced, the committed blocks still deferred and the head
+// last written alone (flush), and closes both files; the committer has
+// stopped by then.
 func (s *blockStore) close() error {
-	err := s.flush(nil)
-	if err == nil {
-		err = s.head.Sync()
-	}
-	return errors.Join(err, s.db.Close(), s.head.Close())
+	return errors.Join(s.flush(nil), s.db.Close(), s.head.Close())
 }
 
 func decodeBlock(data []byte) (*types.Block, error) {
@@ -529,7 +526,7 @@ func (s *blockStore) commit(from uint64, blocks []committedBlock, ledgerLines ui
 	if ledgerLines == s.lines && len(s.deferred) < maxUnsynced {
 		if h != nil {
 			if err := s.writeHead(h); err != nil {
-				log.Warnw("block store head", "err", err) // not synced anyway: costs a fetch after a restart
+				log.Warnw("block store head", "err", err) // the next chain transaction carries it (flush)
 			}
 		}
 		return s.height, nil

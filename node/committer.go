@@ -94,7 +94,7 @@ func (r *Replica) runCommitter(done chan<- struct{}) {
 func (r *Replica) writeHead() {
 	if h := r.head.Swap(nil); h != nil {
 		if err := r.bs.writeHead(h); err != nil {
-			log.Warnw("block store", "err", err) // not synced anyway: costs a fetch after a restart
+			log.Warnw("block store head", "err", err) // the next chain transaction carries it (flush)
 		}
 	}
 }
