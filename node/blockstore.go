@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/diembft/diembft/protocol/ledger"
+	"github.com/diembft/diembft/protocol/safety"
 	"github.com/diembft/diembft/protocol/types"
 )
 
@@ -73,8 +74,12 @@ type blockStore struct {
 	// unsyncedHead is the head last written to head.db, if none was synced
 	// in a chain transaction since: the next one carries it (flush).
 	unsyncedHead *head
-	update       func(func(*bolt.Tx) error) error // db.Update; tests hook it
-	syncs        syncStat                         // of the chain's transactions
+	// syncedRound is the round of the chain's last block in blocks.db (the
+	// vote log keeps the blocks above it; written by the committer, read by
+	// the event loop).
+	syncedRound atomic.Uint64
+	update      func(func(*bolt.Tx) error) error // db.Update; tests hook it
+	syncs       syncStat                         // of the chain's transactions
 }
 
 // maxUnsynced bounds how many committed blocks without ledger lines may
@@ -117,6 +122,7 @@ func openBlockStore(home string) (*blockStore, *recovered, error) {
 		rec.ledger = newStoreLedger(s)
 		synced = nil
 		s.height, s.lines = 0, 0
+		s.syncedRound.Store(0)
 		// Its pending blocks sit above a chain that is gone.
 		if aside, err := moveAside(headPath); err == nil {
 			log.Errorw("block store head moved aside with the damaged chain", "moved_to", aside)
@@ -150,14 +156,6 @@ func openBlockStore(home string) (*blockStore, *recovered, error) {
 		hdb.Close()
 		return nil, nil, fmt.Errorf("block store: %w", err)
 	}
-	// Blocks of the head the chain has committed since are not pending.
-	pending := rec.pending[:0]
-	for _, b := range rec.pending {
-		if b.Round > rec.ledger.last.Round {
-			pending = append(pending, b)
-		}
-	}
-	rec.pending = pending
 	return s, rec, nil
 }
 
@@ -306,6 +304,7 @@ func (s *blockStore) recoverChain(db *bolt.DB, rec *recovered) error {
 		led.States[b.ID] = led.lastState
 		rec.ledgerLines = binary.BigEndian.Uint64(lines)
 		s.height, s.lines = led.height, rec.ledgerLines
+		s.syncedRound.Store(uint64(b.Round))
 		return nil
 	})
 }
@@ -339,9 +338,12 @@ func readHead(db *bolt.DB) (*head, error) {
 // its high certificates where they are higher. A replica has two heads
 // (see blockStore): the one its last chain transaction synced and the one
 // written since without syncs, which a power loss may leave older or lose.
+//
+// Blocks at or below the round of the chain's last block are left out: they
+// are committed since, or abandoned.
 func (rec *recovered) addHead(h *head) {
 	for _, b := range h.pending {
-		if !slices.ContainsFunc(rec.pending, func(p *types.Block) bool { return p.ID == b.ID }) {
+		if b.Round > rec.ledger.last.Round && !slices.ContainsFunc(rec.pending, func(p *types.Block) bool { return p.ID == b.ID }) {
 			rec.pending = append(rec.pending, b)
 		}
 	}
@@ -351,6 +353,33 @@ func (rec *recovered) addHead(h *head) {
 	if q := h.highCommitQC; q != nil && (rec.highCommitQC == nil || q.Round() > rec.highCommitQC.Round()) {
 		rec.highCommitQC = q
 	}
+}
+
+// loggedHead is the head the vote log gives back (safetyStore): the blocks
+// voted for, and the highest certificates among their QCs and the last
+// timeout's high QC. The safety rules' lock (highest QC round) comes from
+// one of these, so a replica whose head files lost it can still time out.
+func loggedHead(blocks []*types.Block, st safety.State) *head {
+	h := &head{pending: blocks}
+	qcs := make([]*types.QC, 0, len(blocks)+1)
+	for _, b := range blocks {
+		qcs = append(qcs, b.QC)
+	}
+	if st.LastTimeout != nil {
+		qcs = append(qcs, st.LastTimeout.HighQC)
+	}
+	for _, q := range qcs {
+		if q == nil {
+			continue
+		}
+		if h.highQC == nil || q.Round() > h.highQC.Round() {
+			h.highQC = q
+		}
+		if q.LedgerCommitInfo.Commits() && (h.highCommitQC == nil || q.Round() > h.highCommitQC.Round()) {
+			h.highCommitQC = q
+		}
+	}
+	return h
 }
 
 // head is what the block store keeps besides the committed chain: the
@@ -584,6 +613,7 @@ func (s *blockStore) flush(h *head) error {
 	}
 	s.height += uint64(len(s.deferred))
 	s.lines = s.deferredLines
+	s.syncedRound.Store(uint64(s.deferred[len(s.deferred)-1].b.Round))
 	s.deferred = nil
 	return nil
 }

@@ -136,6 +136,11 @@ func New(cfg Config) (*Replica, error) {
 		return fail(err)
 	}
 	undo = append(undo, func() { bs.close() })
+	// The vote log's blocks and certificates join the block store's head,
+	// and it keeps what the store's synced chain does not hold yet.
+	rec.addHead(loggedHead(store.logged, st))
+	store.logged = nil
+	store.keepAbove = func() types.Round { return types.Round(bs.syncedRound.Load()) }
 	if rec.ledger.Height() == 0 {
 		// An empty chain: the ledger starts afresh with it (the chain is
 		// fetched again and executed from genesis), whether the store was
@@ -547,8 +552,9 @@ func (r *Replica) apply(acts []core.Action) {
 		switch a := a.(type) {
 		case core.PersistSafety:
 			// The vote or timeout that needed this state comes later in the
-			// list: it leaves the process only after the fsync returned.
-			if err := r.store.save(a.State); err != nil {
+			// list: it leaves the process only after the fsync returned,
+			// which covers the voted block's record in the vote log too.
+			if err := r.store.save(a.State, a.Block); err != nil {
 				log.Fatalf("persist safety data: %v", err) // cannot vote safely without it
 			}
 		case core.BroadcastProposal:

@@ -105,7 +105,7 @@ func (s *sentLog) timeout(t *types.TimeoutInfo) error {
 // again each time a crash point hits the reopening itself.
 func openSafetyAfterCrash(fs *crashFS, plan crashPlan) (*safetyStore, safety.State, error) {
 	for {
-		s, st, err := openSafetyStoreFS(fs, "/home")
+		s, st, err := openSafetyLog(fs, "/home", crashLogSwitchAt, crashLogArea)
 		if !errors.Is(err, errCrashed) {
 			return s, st, err
 		}
@@ -114,12 +114,28 @@ func openSafetyAfterCrash(fs *crashFS, plan crashPlan) (*safetyStore, safety.Sta
 	}
 }
 
+// The crash tests' vote log switches areas every few records, so that
+// crashes hit switches too.
+const (
+	crashLogSwitchAt = 1 << 10
+	crashLogArea     = 8 << 10
+)
+
+// chainLag is how many rounds the crash tests' "synced chain" (the vote
+// log's keepAbove) trails the highest round voted in.
+const chainLag = 10
+
 // runSafetyCrash drives safety.Rules and the safety store through evs the way
-// the replica does (persist, and send only once the save returned), crashing
-// as plan says and restarting from the recovered state. After a crash the
-// event being handled is delivered again or lost. It returns the number of
-// mutating file calls made and the first broken invariant.
-func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error) {
+// the replica does (persist with the voted block, and send only once the
+// save returned), crashing as plan says and restarting from the recovered
+// state. After a crash the event being handled is delivered again or lost.
+// Besides the safety invariants, every block voted for whose vote was sent
+// must come back from the vote log while it is above the synced chain
+// (keepAbove, chainLag rounds behind); keepTooLittle is the negative
+// control that tells the store a chain higher than the harness's. It
+// returns the number of mutating file calls made and the first broken
+// invariant.
+func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync, keepTooLittle bool) (int, error) {
 	fs := newCrashFS(plan.rng, plan.first, crashMode(plan.rng.IntN(int(numCrashModes))))
 	fs.noSync = noSync
 	// The negative control checks only what was sent: the weaker invariant
@@ -131,10 +147,32 @@ func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error)
 	}
 	rules := safety.New(1, "crash-test", hashSigner{}, st)
 	sent := &sentLog{votes: map[types.Round]types.LedgerCommitInfo{}, timeouts: map[types.Round]string{}}
-	// covered checks that a recovered state still forbids what was sent.
-	covered := func(st safety.State) error {
-		if checkCovered && st.HighestVoteRound < sent.maxRound {
+	voted := map[types.Hash]*types.Block{} // blocks whose vote was sent
+	var synced types.Round                 // the chain's synced round
+	keepAbove := func() types.Round {
+		if keepTooLittle {
+			return sent.maxRound
+		}
+		return synced
+	}
+	store.keepAbove = keepAbove
+	// covered checks that a recovered state still forbids what was sent,
+	// and that the log gave back every voted block above the synced chain.
+	covered := func(st safety.State, s *safetyStore) error {
+		if !checkCovered {
+			return nil
+		}
+		if st.HighestVoteRound < sent.maxRound {
 			return fmt.Errorf("recovered highest vote round %d < %d, a round already voted or timed out in", st.HighestVoteRound, sent.maxRound)
+		}
+		back := map[types.Hash]bool{}
+		for _, b := range s.logged {
+			back[b.ID] = true
+		}
+		for id, b := range voted {
+			if b.Round > synced && !back[id] {
+				return fmt.Errorf("the vote log lost the block of round %d voted for (synced chain at round %d)", b.Round, synced)
+			}
 		}
 		return nil
 	}
@@ -153,7 +191,11 @@ func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error)
 			i++
 			continue
 		}
-		if err := store.save(rules.State()); err != nil {
+		var b *types.Block
+		if vote != nil {
+			b = ev.block
+		}
+		if err := store.save(rules.State(), b); err != nil {
 			if !errors.Is(err, errCrashed) {
 				return fs.ops, fmt.Errorf("event %d: save: %w", i, err)
 			}
@@ -163,7 +205,8 @@ func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error)
 			if store, st, err = openSafetyAfterCrash(fs, plan); err != nil {
 				return fs.ops, fmt.Errorf("reopen after crash %d (%v): %w", crashes, fs.last, err)
 			}
-			if err := covered(st); err != nil {
+			store.keepAbove = keepAbove
+			if err := covered(st, store); err != nil {
 				return fs.ops, fmt.Errorf("after crash %d at event %d: %w", crashes, i, err)
 			}
 			rules = safety.New(1, "crash-test", hashSigner{}, st)
@@ -175,6 +218,10 @@ func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error)
 		// The save returned: the vote or timeout may leave the process now.
 		if vote != nil {
 			err = sent.vote(vote)
+			voted[ev.block.ID] = ev.block
+			if sent.maxRound > chainLag {
+				synced = max(synced, sent.maxRound-chainLag)
+			}
 		} else {
 			err = sent.timeout(tmo)
 		}
@@ -186,9 +233,9 @@ func runSafetyCrash(evs []safetyEvent, plan crashPlan, noSync bool) (int, error)
 	// A final power loss: what was sent must still be covered.
 	fs.powerLoss()
 	fs.restart(-1)
-	_, st, err = openSafetyStoreFS(fs, "/home")
+	store, st, err = openSafetyLog(fs, "/home", crashLogSwitchAt, crashLogArea)
 	if err == nil {
-		err = covered(st)
+		err = covered(st, store)
 	}
 	if err != nil {
 		return fs.ops, fmt.Errorf("after the final crash: %w", err)
@@ -227,13 +274,13 @@ func TestSafetyStoreCrashPoints(t *testing.T) {
 	points := 0
 	for seed := first; seed < first+uint64(seeds); seed++ {
 		evs := safetyEvents(rand.New(rand.NewPCG(seed, 0)), 40)
-		total, err := runSafetyCrash(evs, crashPlan{first: -1, rng: rand.New(rand.NewPCG(seed, 1))}, false)
+		total, err := runSafetyCrash(evs, crashPlan{first: -1, rng: rand.New(rand.NewPCG(seed, 1))}, false, false)
 		if err != nil {
 			t.Fatalf("seed %d, no crash: %v", seed, err)
 		}
 		for k := 0; k <= total; k++ {
 			plan := crashPlan{first: k, span: total, rng: rand.New(rand.NewPCG(seed, uint64(k)+2))}
-			if _, err := runSafetyCrash(evs, plan, false); err != nil {
+			if _, err := runSafetyCrash(evs, plan, false, false); err != nil {
 				t.Fatalf("seed %d (CRASH_SEED=%d), %v: %v", seed, seed, plan, err)
 			}
 			points++
@@ -248,14 +295,29 @@ func TestSafetyStoreCrashPoints(t *testing.T) {
 func TestSafetyCrashHarnessCatchesMissingSync(t *testing.T) {
 	for seed := uint64(1); seed <= 40; seed++ {
 		evs := safetyEvents(rand.New(rand.NewPCG(seed, 0)), 40)
-		total, _ := runSafetyCrash(evs, crashPlan{first: -1, rng: rand.New(rand.NewPCG(seed, 1))}, false)
+		total, _ := runSafetyCrash(evs, crashPlan{first: -1, rng: rand.New(rand.NewPCG(seed, 1))}, false, false)
 		for k := 0; k <= total; k++ {
 			plan := crashPlan{first: k, span: total, rng: rand.New(rand.NewPCG(seed, uint64(k)+2))}
-			if _, err := runSafetyCrash(evs, plan, true); err != nil {
+			if _, err := runSafetyCrash(evs, plan, true, false); err != nil {
 				t.Logf("caught at seed %d, %v: %v", seed, plan, err)
 				return
 			}
 		}
 	}
 	t.Fatal("a safety store without fdatasync went unnoticed")
+}
+
+// TestVoteLogCrashHarnessCatchesLostBlocks is the vote log's negative
+// control: a store told the synced chain is higher than it is carries too
+// little to each new generation, and the harness must catch a voted block
+// that no longer comes back.
+func TestVoteLogCrashHarnessCatchesLostBlocks(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		evs := safetyEvents(rand.New(rand.NewPCG(seed, 0)), 40)
+		if _, err := runSafetyCrash(evs, crashPlan{first: -1, rng: rand.New(rand.NewPCG(seed, 1))}, false, true); err != nil {
+			t.Logf("caught at seed %d: %v", seed, err)
+			return
+		}
+	}
+	t.Fatal("a vote log that drops needed blocks at its switches went unnoticed")
 }

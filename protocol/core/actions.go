@@ -15,7 +15,17 @@ type Action interface{ isAction() }
 
 // PersistSafety asks the driver to store the safety state durably (fsync)
 // before carrying out any later action.
-type PersistSafety struct{ State safety.State }
+//
+// Block, when set, is the block the vote that follows is for: the driver
+// stores it durably with the state. A certified block is then on the disk of
+// each of its 2f+1 voters before any vote for it leaves, so a power loss of
+// the whole committee cannot lose the block behind the highest lock (the
+// safety rules refuse to time out below it, and the chain could not move).
+// Aptos' consensus DB stores blocks before voting for the same reason.
+type PersistSafety struct {
+	State safety.State
+	Block *types.Block
+}
 
 // BroadcastProposal sends a proposal to every other replica.
 type BroadcastProposal struct{ Proposal *types.Proposal }

@@ -444,7 +444,7 @@ func (c *Core) executeAndVote(p *types.Proposal) {
 		c.Stats.VotesRefused++
 		return
 	}
-	c.emit(PersistSafety{State: c.safety.State()})
+	c.emit(PersistSafety{State: c.safety.State(), Block: b})
 	m := &types.VoteMsg{Vote: *v, Sync: c.syncInfo()}
 	next := c.election.Get(b.Round + 1)
 	if next == c.id {

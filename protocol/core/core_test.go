@@ -122,6 +122,9 @@ func TestPersistBeforeSend(t *testing.T) {
 				if persisted == nil || persisted.State.LastVote == nil || persisted.State.LastVote.VoteInfo != a.Vote.Vote.VoteInfo {
 					t.Fatalf("seed 21: replica %d action %d: SendVote round %d without a preceding PersistSafety of it", id, i, a.Vote.Vote.VoteInfo.Round)
 				}
+				if persisted.Block == nil || persisted.Block.ID != a.Vote.Vote.VoteInfo.ID {
+					t.Fatalf("seed 21: replica %d action %d: SendVote round %d: the PersistSafety before it does not carry the voted block", id, i, a.Vote.Vote.VoteInfo.Round)
+				}
 			case core.BroadcastTimeout:
 				timeouts++
 				if persisted == nil || persisted.State.LastTimeout == nil || persisted.State.LastTimeout.Round != a.Timeout.Timeout.Round {
