@@ -53,13 +53,13 @@ var (
 // reach the disk with their meta page before their data), and a power loss
 // could then leave a chain that is damaged or, worse, silently stale.
 //
-// What a committee-wide power loss may still cost: the head synced last
-// can be older than the block a replica voted for last (idle periods, or
-// between two commits with lines). If that happens at every replica, the
-// certified block and QC of their highest lock may be on no disk, and the
-// committee cannot time out of it (safety rules refuse a timeout below the
-// lock). Logging each voted block with the safety record before the vote,
-// as Aptos' consensus DB does, would close this; not built (see README).
+// The head synced last can be older than the block a replica voted for
+// last (idle periods, or between two commits with lines). Were that so at
+// every replica after a committee-wide power loss, the certified block and
+// QC of their highest lock would be on no disk here, and the committee
+// could not time out of it (safety rules refuse a timeout below the lock):
+// the safety file's vote log (safetyStore) holds every voted block above
+// the synced chain (syncedRound) for that case.
 type blockStore struct {
 	db   *bolt.DB // blocks.db
 	head *bolt.DB // head.db

@@ -316,24 +316,15 @@ func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 // out below the lock).
 func TestCommitteeSurvivesPowerLoss(t *testing.T) {
 	c := newCluster(t, 1)
-	// From the power loss on, the block store's transactions are lost
-	// (they return as if done; the replica stops right after).
-	var lost atomic.Bool
-	c.prepare = func(_ int, r *Replica) {
-		db := r.bs.db
-		r.bs.update = func(fn func(*bolt.Tx) error) error {
-			if lost.Load() {
-				return nil
-			}
-			return db.Update(fn)
-		}
-	}
+	powerLoss := powerLossHooks(c)
 	for i := range c.nets {
 		c.start(t, i)
 	}
 	newTestClient(t, c).submitAndWait(t, 1, 20)
-	waitIdleBlocks(t, c, 5)
-	lost.Store(true)
+	// Idle blocks add no ledger lines: the block store defers them, and
+	// the vote logs must carry them through many generations.
+	waitIdleBlocks(t, c, 20)
+	powerLoss()
 	for i := range c.reps {
 		c.halt(t, i)
 		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
@@ -353,25 +344,13 @@ func TestCommitteeSurvivesPowerLoss(t *testing.T) {
 // They must come back: in every ledger, once, in the same order.
 func TestAcknowledgedSurvivesCommitteePowerLoss(t *testing.T) {
 	c := newCluster(t, 1)
-	// The transactions lost return as if done; the vote log's keepAbove
-	// then runs ahead of the disk, harmless here: a generation switch needs
-	// megabytes of votes, far more than this test makes after the point.
-	var lost atomic.Bool
-	c.prepare = func(_ int, r *Replica) {
-		db := r.bs.db
-		r.bs.update = func(fn func(*bolt.Tx) error) error {
-			if lost.Load() {
-				return nil
-			}
-			return db.Update(fn)
-		}
-	}
+	powerLoss := powerLossHooks(c)
 	for i := range c.nets {
 		c.start(t, i)
 	}
 	tc := newTestClient(t, c)
 	tc.submitAndWait(t, 1, 20)
-	lost.Store(true)
+	powerLoss()
 	tc.submitAndWait(t, 21, 40)
 	for i := range c.reps {
 		c.halt(t, i)
@@ -399,6 +378,43 @@ func TestAcknowledgedSurvivesCommitteePowerLoss(t *testing.T) {
 		if want := fmt.Sprintf("'v%d'", seq); !bytes.Contains(ledgers[0], []byte(want)) {
 			t.Errorf("acknowledged put of %s missing from the ledgers after the power loss", want)
 		}
+	}
+}
+
+// powerLossHooks prepares the replicas of c (before they start) for a
+// power loss that begins when the returned function is called: from then
+// on their block store transactions are lost (they return as if done) and
+// the vote log's keepAbove stays at the round the disk's chain holds. The
+// vote logs switch generations every 2 KiB (a few votes), so that the
+// blocks above the synced chain are carried over again and again.
+func powerLossHooks(c *cluster) func() {
+	var lost atomic.Bool
+	frozen := make([]atomic.Uint64, len(c.nets))
+	keepAbove := make([]func() types.Round, len(c.nets))
+	c.prepare = func(i int, r *Replica) {
+		db := r.bs.db
+		keepAbove[i] = r.store.keepAbove
+		r.bs.update = func(fn func(*bolt.Tx) error) error {
+			if lost.Load() {
+				return nil
+			}
+			return db.Update(fn)
+		}
+		r.store.keepAbove = func() types.Round {
+			if lost.Load() {
+				return types.Round(frozen[i].Load())
+			}
+			return keepAbove[i]()
+		}
+		r.store.logSwitchAt = 2 << 10
+	}
+	return func() {
+		// A transaction under way now may still reach the disk: frozen is
+		// then lower than the disk's chain, which only keeps more.
+		for i := range c.reps {
+			frozen[i].Store(uint64(keepAbove[i]()))
+		}
+		lost.Store(true)
 	}
 }
 

@@ -16,11 +16,11 @@ import (
 
 // safetyStore keeps the safety data in a file of two fixed-size slots that
 // are written alternately, each with a sequence number and a checksum. A
-// write is one pwrite into the older slot followed by fdatasync: the file's
-// size never changes once it is in use, so no metadata or directory sync is
-// needed, and a crash in the middle of a write leaves the other slot
-// intact. This halves the syncs of the usual write-temp-rename-fsync-dir
-// pattern, and the sync sits on the path of every vote.
+// write is one pwrite into the older slot followed by fdatasync: the slots
+// never change size, so no directory sync is needed, and a crash in the
+// middle of a write leaves the other slot intact. This halves the syncs of
+// the usual write-temp-rename-fsync-dir pattern, and the sync sits on the
+// path of every vote.
 //
 // The same file holds the vote log, after the slots: each block this
 // replica votes for is appended there before the vote and made durable by
@@ -29,15 +29,18 @@ import (
 // whole committee cannot lose the block behind anybody's lock: the block
 // store syncs its head only with its commits, and without the log such a
 // power loss could leave no disk with the certified block of the highest
-// lock, below which the safety rules refuse to time out. Aptos' consensus DB
-// stores blocks before voting for the same reason.
+// lock, below which the safety rules refuse to time out. Aptos' consensus
+// DB stores blocks before voting for the same reason.
 //
 // The log takes turns between two areas. Records are appended to one; when
-// it passes logSwitchAt, the next record starts a new generation at the
-// start of the other area, which first gets again the blocks still needed:
-// those above the round of the block store's synced chain (keepAbove). The
-// area left keeps its records until the next switch overwrites it, so a
-// crash during a switch loses nothing, and a restart reads both areas.
+// they pass logSwitchAt beyond the generation's start, the next record
+// starts a new generation at the start of the other area, which first gets
+// again the blocks still needed: those above the round of the block store's
+// synced chain (keepAbove). The area left keeps its records until the next
+// switch overwrites it, so a crash during a switch loses nothing, and a
+// restart reads both areas. An area is a hole until first written: on a
+// new home the appends also allocate the file's blocks, which the fdatasync
+// then commits too.
 //
 // Why keepAbove suffices: a block at or below the synced chain's tip round
 // either is on this replica's durable chain or can never be needed (any
@@ -54,10 +57,13 @@ type safetyStore struct {
 	keepAbove func() types.Round
 	// logged are the blocks read back from the log at open.
 	logged []*types.Block
-	area   int           // area being written; -1: none since open
-	off    int64         // write offset in it
-	logSeq uint64        // sequence number of the last record written or read
-	kept   []loggedBlock // records of the generation being written
+	area   int   // area being written; -1: none since open
+	off    int64 // write offset in it
+	// genStart is the size of the generation's first write (its carried
+	// blocks and the block that started it).
+	genStart int64
+	logSeq   uint64        // sequence number of the last record written or read
+	kept     []loggedBlock // records of the generation being written
 	// next is the area of the first generation after open (readLog).
 	next int
 	// logSwitchAt and logArea are the area switch threshold and an area's
@@ -202,6 +208,13 @@ func (s *safetyStore) readLog() {
 		}
 		complete[area] = read >= count
 	}
+	// Sequence numbers go on far above the highest read: a power loss can
+	// leave valid records behind a torn one (the disk persists pages in any
+	// order), and numbers written again could let such a record continue a
+	// later generation.
+	if s.logSeq > 0 {
+		s.logSeq += 1 << 32
+	}
 	// The area to overwrite: incomplete before complete, then older first.
 	s.next = 0
 	if complete[0] != complete[1] {
@@ -301,8 +314,10 @@ func (s *safetyStore) save(st safety.State, b *types.Block) error {
 }
 
 // logBlock writes b's record to the vote log (unsynced: save syncs it with
-// the state), starting a new generation in the other area when this one is
-// full or none was written since the store opened.
+// the state), starting a new generation in the other area when this one has
+// grown by logSwitchAt past what its start carried (so a long carried set
+// is rewritten once per logSwitchAt of new records, not at every vote), or
+// is full, or none was written since the store opened.
 func (s *safetyStore) logBlock(b *types.Block) error {
 	if n := len(s.kept); n > 0 && s.kept[n-1].id == b.ID {
 		return nil // asked to vote again for the block just logged
@@ -312,12 +327,13 @@ func (s *safetyStore) logBlock(b *types.Block) error {
 		return err
 	}
 	rec := loggedBlock{b.ID, b.Round, data}
-	if s.area >= 0 && s.off+slotHeader+int64(len(data)) <= s.logSwitchAt {
+	end := s.off + slotHeader + int64(len(data))
+	if s.area >= 0 && end <= s.genStart+s.logSwitchAt && end <= s.logArea {
 		s.logSeq++
 		if _, err := s.f.WriteAt(appendFrame(nil, s.logSeq, data), logBase+int64(s.area)*s.logArea+s.off); err != nil {
 			return err
 		}
-		s.off += slotHeader + int64(len(data))
+		s.off = end
 		s.kept = append(s.kept, rec)
 		return nil
 	}
@@ -334,20 +350,23 @@ func (s *safetyStore) logBlock(b *types.Block) error {
 	}
 	keep = append(keep, rec)
 	slices.SortStableFunc(keep, func(x, y loggedBlock) int { return cmp.Compare(x.round, y.round) })
-	size := func() (n int64) {
-		for _, k := range keep {
-			n += slotHeader + int64(len(k.data))
-		}
-		return n
+	size := int64(slotHeader + len(genMagic) + 4)
+	for _, k := range keep {
+		size += slotHeader + int64(len(k.data))
 	}
-	for size()+slotHeader+int64(len(genMagic))+4 > s.logArea && len(keep) > 1 {
-		// Only if the committer lags by more than an area of blocks: the
-		// oldest goes (it is committed or abandoned, but not yet in the
-		// synced chain), and a committee-wide power loss now could stall.
-		log.Errorw("vote log: the blocks above the synced chain exceed an area; the oldest is not kept", "round", keep[0].round, "keep_above", keepAbove, "area_bytes", s.logArea)
+	dropped := 0
+	for size > s.logArea && len(keep) > 1 {
+		size -= slotHeader + int64(len(keep[0].data))
 		keep = keep[1:]
+		dropped++
 	}
-	if size()+slotHeader+int64(len(genMagic))+4 > s.logArea {
+	if dropped > 0 {
+		// Only if the committer lags by more than an area of blocks: the
+		// oldest go (committed or abandoned, but not in the synced chain
+		// yet), and a committee-wide power loss now could stall.
+		log.Errorw("vote log: the blocks above the synced chain exceed an area; the oldest are not kept", "dropped", dropped, "keep_above", keepAbove, "area_bytes", s.logArea)
+	}
+	if size > s.logArea {
 		return fmt.Errorf("vote log: a block of %d bytes exceeds the %d-byte area", len(data), s.logArea)
 	}
 	if s.area < 0 {
@@ -355,7 +374,7 @@ func (s *safetyStore) logBlock(b *types.Block) error {
 	} else {
 		s.area = 1 - s.area
 	}
-	buf := make([]byte, 0, int64(slotHeader+len(genMagic)+4)+size())
+	buf := make([]byte, 0, size)
 	s.logSeq++
 	buf = appendFrame(buf, s.logSeq, binary.BigEndian.AppendUint32([]byte(genMagic), uint32(len(keep))))
 	for _, k := range keep {
@@ -365,7 +384,7 @@ func (s *safetyStore) logBlock(b *types.Block) error {
 	if _, err := s.f.WriteAt(buf, logBase+int64(s.area)*s.logArea); err != nil {
 		return err
 	}
-	s.off, s.kept = int64(len(buf)), keep
+	s.off, s.genStart, s.kept = size, size, keep
 	return nil
 }
 

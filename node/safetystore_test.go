@@ -2,7 +2,10 @@ package node
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/safety"
@@ -84,5 +87,58 @@ func TestVoteLogOnDisk(t *testing.T) {
 	// the 30 blocks, so the switches dropped what the chain holds.
 	if len(s.logged) >= len(blocks) {
 		t.Errorf("read back %d blocks of %d: the log never dropped any", len(s.logged), len(blocks))
+	}
+}
+
+// TestVoteLogTornSwitchOverStaleRecords: a generation switch torn right
+// after its first record, in an area whose older generation had records of
+// the same sizes at the same offsets. The stale records that follow must
+// not count towards the torn generation (their sequence numbers do not
+// follow on), so the area is taken as incomplete and is the one the next
+// generation overwrites, not the other area, whose generation is the only
+// complete copy.
+func TestVoteLogTornSwitchOverStaleRecords(t *testing.T) {
+	const area = 4096
+	rng := rand.New(rand.NewPCG(3, 0))
+	block := func(r types.Round) []byte {
+		b := &types.Block{Round: r, QC: fakeQC(rng, r-1), Payload: []types.Request{{Seq: uint64(r)}}}
+		b.ID = b.ComputeID()
+		data, err := enc.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	header := func(count uint32) []byte {
+		return binary.BigEndian.AppendUint32([]byte(genMagic), count)
+	}
+	a, b, c := block(5), block(6), block(7)
+	gen := func(seq uint64, count uint32, recs ...[]byte) []byte {
+		buf := appendFrame(nil, seq, header(count))
+		for _, r := range recs {
+			seq++
+			buf = appendFrame(buf, seq, r)
+		}
+		return buf
+	}
+	file := make([]byte, logBase+2*area)
+	copy(file[logBase:], gen(20, 2, a, b))                   // area 0: complete, carries a and b
+	copy(file[logBase+area:], gen(10, 3, a, b, c))           // area 1: an older generation...
+	copy(file[logBase+area:], gen(30, 3, a))                 // ...overwritten by a switch torn after a
+	copy(file[slotSize:], appendFrame(nil, 1, []byte("{}"))) // one saved state (slot 1)
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, "safety.dat"), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := openSafetyLog(osFS{}, home, 1024, area)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if s.next != 1 {
+		t.Fatalf("the next generation goes to area %d, whose generation is the only complete one; want area 1 (torn)", s.next)
+	}
+	if len(s.logged) != 2 {
+		t.Errorf("read back %d blocks, want 2 (a and b; c is stale)", len(s.logged))
 	}
 }
