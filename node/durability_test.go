@@ -296,12 +296,7 @@ func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 	// Idle for a few empty blocks: they add no ledger lines, so their heads
 	// go to head.db alone (the stop must still sync the newest).
 	waitIdleBlocks(t, c, 5)
-	for i := range c.reps {
-		c.halt(t, i)
-		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	haltWithoutHeads(t, c)
 	newTestClient(t, restartOnNewHosts(t, c)).submitAndWait(t, 21, 25)
 }
 
@@ -325,12 +320,7 @@ func TestCommitteeSurvivesPowerLoss(t *testing.T) {
 	// the vote logs must carry them through many generations.
 	waitIdleBlocks(t, c, 20)
 	powerLoss()
-	for i := range c.reps {
-		c.halt(t, i)
-		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	haltWithoutHeads(t, c)
 	newTestClient(t, restartOnNewHosts(t, c)).submitAndWait(t, 21, 25)
 }
 
@@ -352,12 +342,7 @@ func TestAcknowledgedSurvivesCommitteePowerLoss(t *testing.T) {
 	tc.submitAndWait(t, 1, 20)
 	powerLoss()
 	tc.submitAndWait(t, 21, 40)
-	for i := range c.reps {
-		c.halt(t, i)
-		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	haltWithoutHeads(t, c)
 	again := restartOnNewHosts(t, c)
 	newTestClient(t, again).submitAndWait(t, 41, 45)
 	var ledgers [][]byte
@@ -377,6 +362,17 @@ func TestAcknowledgedSurvivesCommitteePowerLoss(t *testing.T) {
 	for seq := uint64(21); seq <= 40; seq++ {
 		if want := fmt.Sprintf("'v%d'", seq); !bytes.Contains(ledgers[0], []byte(want)) {
 			t.Errorf("acknowledged put of %s missing from the ledgers after the power loss", want)
+		}
+	}
+}
+
+// haltWithoutHeads stops every replica of c and removes its head.db.
+func haltWithoutHeads(t *testing.T, c *cluster) {
+	t.Helper()
+	for i := range c.reps {
+		c.halt(t, i)
+		if err := os.Remove(filepath.Join(c.homes[i], HeadFile)); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
