@@ -591,7 +591,8 @@ func (r *Replica) apply(acts []core.Action) {
 			r.commits <- r.handOver(a)
 		case core.NewRound:
 			r.round.Store(uint64(a.Round))
-			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC})
+			leader := int(r.core.Leader(a.Round))
+			r.tl.add(Event{Replica: int(r.cfg.ID), Kind: "round", Round: uint64(a.Round), ByTC: a.ByTC, Leader: &leader})
 			r.m.round.Set(float64(a.Round))
 			if a.ByTC {
 				r.m.roundsByTC.Inc()

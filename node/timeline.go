@@ -15,11 +15,14 @@ const TimelineFile = "timeline.jsonl"
 // Event is one line of the timeline: what the launcher's report plots
 // (rounds with how they ended, commits, faults). Times are Unix milliseconds.
 type Event struct {
-	T        int64  `json:"t"`
-	Replica  int    `json:"replica"`
-	Kind     string `json:"ev"` // "round", "commit", "fault", "start"
-	Round    uint64 `json:"round,omitempty"`
-	ByTC     bool   `json:"tc,omitempty"`
+	T       int64  `json:"t"`
+	Replica int    `json:"replica"`
+	Kind    string `json:"ev"` // "round", "commit", "fault", "start"
+	Round   uint64 `json:"round,omitempty"`
+	ByTC    bool   `json:"tc,omitempty"`
+	// Leader is the leader of the round entered, as this replica elects it
+	// (to tell, after a crash, whose rounds ended by timeout).
+	Leader   *int   `json:"leader,omitempty"`
 	Height   uint64 `json:"height,omitempty"`
 	Requests int    `json:"requests,omitempty"`
 	Detail   string `json:"detail,omitempty"`

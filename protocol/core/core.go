@@ -313,6 +313,9 @@ func (c *Core) tryCommit(qc *types.QC) {
 	for _, id := range c.tree.Prune(path[len(path)-1]) {
 		c.ledger.Forget(id)
 	}
+	// Leaders elected while these blocks were missing here are elected
+	// again, as the replicas that had them elected them.
+	c.election.Retry(c.pm.CurrentRound(), c.ledger.CommittedBlock)
 	if c.pendingCommit != nil && c.pendingCommit.VoteInfo.ParentRound <= c.tree.Root().Round {
 		c.pendingCommit = nil
 	}
