@@ -82,7 +82,7 @@ const (
 	// of ~400 operations): the fetches kept it behind, a spiral.
 	firstFetch      = 4
 	maxOrphans      = 10000 // fetched blocks waiting for their parent
-	maxWaitingProps = 16    // proposals waiting for a missing parent
+	maxWaitingProps = 16    // proposals waiting for a missing parent (plus n: one per author of a round)
 )
 
 // Core is one replica's consensus state.
@@ -101,8 +101,8 @@ type Core struct {
 	out           []Action
 	from          types.ReplicaID // sender of the message being processed, a fetch hint
 
-	waiting           map[types.Round]*types.Proposal // proposals whose parent is missing
-	orphans           map[types.Hash]*types.Block     // fetched blocks whose parent is missing
+	waiting           map[waitKey]*types.Proposal // proposals whose parent is missing
+	orphans           map[types.Hash]*types.Block // fetched blocks whose parent is missing
 	fetches           map[types.Hash]*fetch
 	fetchByID         map[uint64]types.Hash
 	nextFetch         uint64
@@ -146,7 +146,7 @@ func New(cfg Config) *Core {
 		election:  leader.New(cfg.Election, n, cfg.WindowSize, cfg.ExcludeSize),
 		pool:      mempool.New(0),
 		ledger:    cfg.Ledger,
-		waiting:   map[types.Round]*types.Proposal{},
+		waiting:   map[waitKey]*types.Proposal{},
 		orphans:   map[types.Hash]*types.Block{},
 		fetches:   map[types.Hash]*fetch{},
 		fetchByID: map[uint64]types.Hash{},
@@ -397,22 +397,36 @@ func (c *Core) processProposal(p *types.Proposal) {
 	c.processCertificateQC(b.QC)
 	c.advanceTC(p.LastTC)
 	r := c.pm.CurrentRound()
-	if b.Round != r || b.Author != c.election.Get(r) {
+	_, hasParent := c.tree.Get(b.ParentID())
+	// Without the parent, the leader of round r may not be known here yet:
+	// it is elected by the QC of round r-2, which the parent carries. Such a
+	// proposal waits for its parent, and its author is checked then; judged
+	// now against the fallback leader it was dropped, and this replica
+	// could not vote in round r (a round lost when another replica is down).
+	decided := hasParent || c.election.Decided(r)
+	if b.Round != r || (decided && b.Author != c.election.Get(r)) {
 		c.Stats.StaleOrWrongLeader++
 		if b.Round < r && b.Author == c.election.Get(b.Round) {
 			c.keepLate(b)
 		}
 		return
 	}
-	if _, ok := c.tree.Get(b.ParentID()); !ok {
-		// The parent is missing: keep the proposal and fetch the parent from its author.
-		if len(c.waiting) < maxWaitingProps {
-			c.waiting[b.Round] = p
+	if !hasParent {
+		// Keep the proposal (one per author and round, so that no other
+		// replica can displace the leader's) and fetch the parent from its author.
+		if len(c.waiting) < maxWaitingProps+c.com.N() {
+			c.waiting[waitKey{b.Round, b.Author}] = p
 		}
 		c.fetch(b.ParentID(), b.Author)
 		return
 	}
 	c.executeAndVote(p)
+}
+
+// waitKey is a proposal waiting for its parent: its round and author.
+type waitKey struct {
+	round  types.Round
+	author types.ReplicaID
 }
 
 // keepLate keeps the block of a proposal that arrived after its round (the
@@ -686,19 +700,23 @@ func (c *Core) adoptOrphans() {
 		c.pendingCommit = nil
 		c.tryCommit(pc)
 	}
-	rounds := make([]types.Round, 0, len(c.waiting))
-	for r := range c.waiting {
-		rounds = append(rounds, r)
+	keys := make([]waitKey, 0, len(c.waiting))
+	for k := range c.waiting {
+		keys = append(keys, k)
 	}
-	slices.Sort(rounds)
-	for _, r := range rounds {
-		p := c.waiting[r]
-		if r < c.pm.CurrentRound() {
-			delete(c.waiting, r)
+	slices.SortFunc(keys, func(a, b waitKey) int { return cmp.Or(cmp.Compare(a.round, b.round), cmp.Compare(a.author, b.author)) })
+	for _, k := range keys {
+		p := c.waiting[k]
+		if k.round < c.pm.CurrentRound() {
+			delete(c.waiting, k)
 			continue
 		}
 		if _, ok := c.tree.Get(p.Block.ParentID()); ok {
-			delete(c.waiting, r)
+			delete(c.waiting, k)
+			if k.author != c.election.Get(k.round) {
+				c.Stats.StaleOrWrongLeader++
+				continue
+			}
 			c.executeAndVote(p)
 		}
 	}

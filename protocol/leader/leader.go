@@ -174,6 +174,30 @@ func (e *Election) get(r types.Round, depth int, ignore types.Round) types.Repli
 	return e.fallback(r, depth, ignore)
 }
 
+// Decided reports whether this replica holds what Get(r) depends on, so
+// that another replica holding more certificates would not choose
+// differently: in Reputation mode, the QC of round r-2 (which elects r) and
+// the committed history it elects from, or a TC of round r-1 (then the
+// fallback applies whatever r-2 elected).
+func (e *Election) Decided(r types.Round) bool {
+	if e.mode != Reputation || r < 2 {
+		return true
+	}
+	if _, ok := e.Fixed[r]; ok {
+		return true
+	}
+	if e.failedNoQC(r-1, noRound) {
+		return true
+	}
+	if _, ok := e.reputation[r]; ok {
+		return true
+	}
+	if _, ok := e.unelected[r]; ok {
+		return false
+	}
+	return e.qcSigners[r-2] != nil
+}
+
 // failedNoQC reports whether round s ended by a TC (unless s is the ignored
 // round) and no QC of it is known. Reputation mode only: in other modes no
 // TC is recorded.

@@ -191,6 +191,40 @@ func TestReputationRetryAfterLateCommit(t *testing.T) {
 	}
 }
 
+// TestDecided: a replica knows round r's leader once it holds the QC of
+// round r-2 and the history that QC elects from, or a TC of round r-1;
+// before, a proposal's author cannot be judged (the core keeps the proposal
+// until its parent, which carries that QC, arrives).
+func TestDecided(t *testing.T) {
+	h := newHistory(t, 5, 8)
+	q := h.extend(true)
+	target := q.Round() + 2
+	e := leader.New(leader.Reputation, 4, 3, 1)
+	if e.Decided(target) {
+		t.Fatal("decided before the QC electing the round was seen")
+	}
+	e.Update(q, 0, (&ledger.Memory{}).CommittedBlock)
+	if e.Decided(target) {
+		t.Fatal("decided with the QC but without the history it elects from")
+	}
+	e.Retry(0, h.led.CommittedBlock)
+	if !e.Decided(target) {
+		t.Fatal("not decided with the QC and its history")
+	}
+	// A TC of the round before decides it too (the fallback applies).
+	tcRound := target + 4
+	if e.Decided(tcRound) {
+		t.Fatalf("round %d decided with nothing known of it", tcRound)
+	}
+	e.UpdateTC(&types.TC{Round: tcRound - 1}, 0)
+	if !e.Decided(tcRound) {
+		t.Fatalf("round %d not decided after a TC of round %d", tcRound, tcRound-1)
+	}
+	if rr := leader.New(leader.RoundRobin, 4, 3, 1); !rr.Decided(target) {
+		t.Fatal("round-robin is always decided")
+	}
+}
+
 // TestReputationElection checks elect_reputation_leader on random committed
 // histories: the leader of round r+2 elected by the QC of round r is one of
 // the signers of the last window_size QCs, is not an author of the last
