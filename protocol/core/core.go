@@ -413,7 +413,14 @@ func (c *Core) processProposal(p *types.Proposal) {
 	}
 	if !hasParent {
 		// Keep the proposal (one per author and round, so that no other
-		// replica can displace the leader's) and fetch the parent from its author.
+		// replica can displace the leader's) and fetch the parent from its
+		// author. Entries of past rounds go first, so that they never keep
+		// the leader's out.
+		for k := range c.waiting {
+			if k.round < r {
+				delete(c.waiting, k)
+			}
+		}
 		if len(c.waiting) < maxWaitingProps+c.com.N() {
 			c.waiting[waitKey{b.Round, b.Author}] = p
 		}

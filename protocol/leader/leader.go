@@ -186,14 +186,19 @@ func (e *Election) Decided(r types.Round) bool {
 	if _, ok := e.Fixed[r]; ok {
 		return true
 	}
+	// The fallback after a TC reads the reputation leaders of r and r-1
+	// (the suspects of the failed round), so an election still waiting for
+	// its history there leaves r undecided too.
+	for s := r - 2; s <= r; s++ {
+		if _, ok := e.unelected[s]; ok {
+			return false
+		}
+	}
 	if e.failedNoQC(r-1, noRound) {
 		return true
 	}
 	if _, ok := e.reputation[r]; ok {
 		return true
-	}
-	if _, ok := e.unelected[r]; ok {
-		return false
 	}
 	return e.qcSigners[r-2] != nil
 }

@@ -207,6 +207,12 @@ func TestDecided(t *testing.T) {
 	if e.Decided(target) {
 		t.Fatal("decided with the QC but without the history it elects from")
 	}
+	// A TC of the round before does not decide it while that election
+	// waits: the fallback skips the reputation leader it would give.
+	e.UpdateTC(&types.TC{Round: target - 1}, 0)
+	if e.Decided(target) {
+		t.Fatal("decided by a TC while the round's election waits for its history")
+	}
 	e.Retry(0, h.led.CommittedBlock)
 	if !e.Decided(target) {
 		t.Fatal("not decided with the QC and its history")

@@ -136,14 +136,32 @@ func TestVotesAgreeOnNextLeader(t *testing.T) {
 		cfg.MaxLatency = 10 * time.Millisecond
 		to := map[types.Round]map[int]types.ReplicaID{}
 		cfg.Byzantine = func(s *Sim, node int, acts []core.Action) []core.Action {
-			for _, a := range acts {
-				if v, ok := a.(core.SendVote); ok {
-					r := v.Vote.Vote.VoteInfo.Round
-					if to[r] == nil {
-						to[r] = map[int]types.ReplicaID{}
-					}
-					to[r][node] = v.To
+			// A vote is a PersistSafety with its block, then a SendVote, or
+			// nothing more when this replica is the next leader (it keeps
+			// its vote): that counts as sent to itself.
+			var voted *types.Block
+			record := func(dest types.ReplicaID) {
+				if to[voted.Round] == nil {
+					to[voted.Round] = map[int]types.ReplicaID{}
 				}
+				to[voted.Round][node] = dest
+			}
+			for _, a := range acts {
+				switch a := a.(type) {
+				case core.PersistSafety:
+					if voted != nil {
+						record(types.ReplicaID(node))
+					}
+					voted = a.Block
+				case core.SendVote:
+					if voted != nil {
+						record(a.To)
+						voted = nil
+					}
+				}
+			}
+			if voted != nil {
+				record(types.ReplicaID(node))
 			}
 			return acts
 		}
