@@ -424,7 +424,17 @@ func (c *Core) processProposal(p *types.Proposal) {
 		if len(c.waiting) < maxWaitingProps+c.com.N() {
 			c.waiting[waitKey{b.Round, b.Author}] = p
 		}
-		c.fetch(b.ParentID(), b.Author)
+		if f, ok := c.fetches[b.ParentID()]; ok && f.to != b.Author && !c.sync.active {
+			// Under way from another author's proposal, which may not be
+			// the leader's (undecided here): ask this author too, once per
+			// proposal kept; the first answer counts. Else a silent
+			// non-leader that proposed first would hold the parent back for
+			// a fetch timeout.
+			c.Stats.Fetches++
+			c.emit(SendBlockRequest{To: b.Author, Request: &types.BlockRequest{ID: b.ParentID(), Count: f.count}})
+		} else {
+			c.fetch(b.ParentID(), b.Author)
+		}
 		return
 	}
 	c.executeAndVote(p)

@@ -117,3 +117,27 @@ func TestJumpedReplicaRefusesANonLeader(t *testing.T) {
 		t.Fatalf("voted for replica %d's proposal of round %d; the leader is %d", other, j.k+1, j.leader)
 	}
 }
+
+// TestJumpedReplicaAsksTheLaterAuthorToo: a non-leader's proposal of round
+// k+1 comes first and starts the parent's fetch from that replica; the
+// leader's proposal then asks the leader as well, so a silent non-leader
+// cannot hold the parent back, and the leader's answer brings the vote.
+func TestJumpedReplicaAsksTheLaterAuthorToo(t *testing.T) {
+	j := newJump(t)
+	other := (j.leader + 1) % 3
+	j.s.me.OnProposal(j.proposal(j.blockOf(other, j.k+1, j.qcOfK)))
+	good := j.blockOf(j.leader, j.k+1, j.qcOfK)
+	asked := false
+	for _, a := range j.s.me.OnProposal(j.proposal(good)) {
+		if r, ok := a.(core.SendBlockRequest); ok && r.To == j.leader && r.Request.ID == j.missed.ID {
+			asked = true
+		}
+	}
+	if !asked {
+		t.Fatalf("the leader's proposal did not ask the leader (%d) for the parent under way from replica %d", j.leader, other)
+	}
+	v := sentVotes(j.s.me.OnBlockResponse(j.leader, &types.BlockResponse{Blocks: []types.Block{*j.missed}}))
+	if len(v) != 1 || v[0].Vote.Vote.VoteInfo.ID != good.ID {
+		t.Fatalf("want one vote, for the leader's proposal; got %d", len(v))
+	}
+}
