@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/crc32"
 	"maps"
 	"os"
 	"path/filepath"
@@ -36,15 +35,11 @@ var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpus un
 // safetySlot is one slot of the safety file as safetyStore.save writes it,
 // with the checksum optionally broken.
 func safetySlot(seq uint64, payload []byte, badSum bool) []byte {
-	buf := make([]byte, slotHeader, slotHeader+len(payload))
-	binary.BigEndian.PutUint64(buf[0:8], seq)
-	binary.BigEndian.PutUint32(buf[8:12], uint32(len(payload)))
-	sum := crc32.ChecksumIEEE(append(binary.BigEndian.AppendUint64(nil, seq), payload...))
+	buf := appendFrame(nil, seq, payload)
 	if badSum {
-		sum++
+		binary.BigEndian.PutUint32(buf[12:16], binary.BigEndian.Uint32(buf[12:16])+1)
 	}
-	binary.BigEndian.PutUint32(buf[12:16], sum)
-	return append(buf, payload...)
+	return buf
 }
 
 // openSafetyBytes writes data as the safety file of home and opens it.
@@ -398,7 +393,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 // one record: the header frame, then the record.
 func voteLogGeneration(t *testing.T, seq uint64, record []byte) []byte {
 	t.Helper()
-	buf := appendFrame(nil, seq, binary.BigEndian.AppendUint32([]byte(genMagic), 1))
+	buf := appendFrame(nil, seq, genHeader(1))
 	return appendFrame(buf, seq+1, record)
 }
 

@@ -231,6 +231,11 @@ func (s *safetyStore) readLog() {
 // CBOR starts with an array byte, never with it.
 const genMagic = "votegen1"
 
+// genHeader is the data of a generation header frame.
+func genHeader(count uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte(genMagic), count)
+}
+
 func parseGenHeader(data []byte) (uint32, bool) {
 	if len(data) != len(genMagic)+4 || string(data[:len(genMagic)]) != genMagic {
 		return 0, false
@@ -376,7 +381,7 @@ func (s *safetyStore) logBlock(b *types.Block) error {
 	}
 	buf := make([]byte, 0, size)
 	s.logSeq++
-	buf = appendFrame(buf, s.logSeq, binary.BigEndian.AppendUint32([]byte(genMagic), uint32(len(keep))))
+	buf = appendFrame(buf, s.logSeq, genHeader(uint32(len(keep))))
 	for _, k := range keep {
 		s.logSeq++
 		buf = appendFrame(buf, s.logSeq, k.data)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -109,12 +108,9 @@ func TestVoteLogTornSwitchOverStaleRecords(t *testing.T) {
 		}
 		return data
 	}
-	header := func(count uint32) []byte {
-		return binary.BigEndian.AppendUint32([]byte(genMagic), count)
-	}
 	a, b, c := block(5), block(6), block(7)
 	gen := func(seq uint64, count uint32, recs ...[]byte) []byte {
-		buf := appendFrame(nil, seq, header(count))
+		buf := appendFrame(nil, seq, genHeader(count))
 		for _, r := range recs {
 			seq++
 			buf = appendFrame(buf, seq, r)
