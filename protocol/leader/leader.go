@@ -344,6 +344,9 @@ func (e *Election) electFor(target types.Round, qc *types.QC, committed BlockLoo
 // Retry elects again the rounds whose QC lacked committed history (see
 // unelected); the core calls it after it commits blocks.
 func (e *Election) Retry(pruneBelow types.Round, committed BlockLookup) {
+	if len(e.unelected) == 0 {
+		return // the common case, on every commit: Update and UpdateTC prune
+	}
 	e.prune(pruneBelow)
 	for target, qc := range e.unelected {
 		if _, done := e.reputation[target]; done {
