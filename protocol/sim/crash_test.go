@@ -15,10 +15,12 @@ import (
 // round replica 0 enters first after crashAt. ahead 1: the leader of round
 // r+1, when the leader of round r enters round r (its proposal is on the
 // way; the votes on it go to the dead replica, which must aggregate them
-// and lead round r+1). It returns the longest run of consecutive rounds ended by a
-// timeout that any live replica went through after the crash (the number of
-// rounds entered by a TC in a row), and the run's result.
-func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round) (int, types.ReplicaID, *Result) {
+// and lead round r+1). tweak, if given, adjusts the configuration. It
+// returns the longest run of consecutive rounds ended by a timeout that any
+// live replica went through after the crash (the number of rounds entered by
+// a TC in a row), how many distinct rounds live replicas entered by a TC
+// after it, the crashed replica and the run's result.
+func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round, tweak func(*Config)) (longest, byTC int, crashed types.ReplicaID, _ *Result) {
 	cfg := Default(f, seed)
 	cfg.Election = leader.Reputation
 	cfg.Clients, cfg.RequestsPerClient = 2, 60 // about 280 ms of load without a crash
@@ -29,10 +31,13 @@ func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round) (
 	// when the leader dies, and a round it cannot judge adds a third timeout
 	// in about 1 run in 150 (a second fault, not the election's).
 	cfg.MaxLatency = 4 * time.Millisecond
-	crashed := -1
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	dead := -1
 	var crashTime time.Duration
 	run := make([]int, cfg.N)
-	longest := 0
+	tcRounds := map[types.Round]bool{}
 	cfg.Byzantine = func(s *Sim, node int, acts []core.Action) []core.Action {
 		for _, a := range acts {
 			nr, ok := a.(core.NewRound)
@@ -43,14 +48,15 @@ func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round) (
 			if ahead > 0 {
 				trigger = int(s.nodes[node].core.Leader(nr.Round)) == node
 			}
-			if crashed < 0 && trigger && s.Now() >= crashAt {
-				crashed, crashTime = int(s.nodes[node].core.Leader(nr.Round+ahead)), s.Now()
-				s.CrashAt(crashed, s.Now(), 0)
+			if dead < 0 && trigger && s.Now() >= crashAt {
+				dead, crashTime = int(s.nodes[node].core.Leader(nr.Round+ahead)), s.Now()
+				s.CrashAt(dead, s.Now(), 0)
 			}
-			if crashed < 0 || node == crashed || s.Now() < crashTime {
+			if dead < 0 || node == dead || s.Now() < crashTime {
 				continue
 			}
 			if nr.ByTC {
+				tcRounds[nr.Round] = true
 				run[node]++
 				longest = max(longest, run[node])
 			} else {
@@ -60,10 +66,10 @@ func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round) (
 		return acts
 	}
 	res := New(cfg).Run()
-	if crashed < 0 {
+	if dead < 0 {
 		res.Violations = append(res.Violations, fmt.Sprintf("no crash: the run ended at %v, before crashAt %v", res.Time, crashAt))
 	}
-	return longest, types.ReplicaID(crashed), res
+	return longest, len(tcRounds), types.ReplicaID(dead), res
 }
 
 // TestLeaderCrashTimeouts (issue #8): after kill -9 of the leader, at most one
@@ -76,7 +82,7 @@ func TestLeaderCrashTimeouts(t *testing.T) {
 		worst := 0
 		for seed := uint64(1); seed <= 25; seed++ {
 			crashAt := time.Duration(60+seed*37%180) * time.Millisecond
-			longest, x, res := leaderCrash(f, seed, crashAt, 0)
+			longest, _, x, res := leaderCrash(f, seed, crashAt, 0, nil)
 			if !res.OK() {
 				t.Fatalf("seed %d f %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestLeaderCrashTimeouts -v", seed, f, x, res.Violations)
 			}
@@ -105,7 +111,7 @@ func TestNextLeaderCrashOneTimeout(t *testing.T) {
 		worst, hist := 0, map[int]int{}
 		for seed := uint64(1); seed <= seeds; seed++ {
 			crashAt := time.Duration(60+seed*37%180) * time.Millisecond
-			longest, x, res := leaderCrash(f, seed, crashAt, 1)
+			longest, _, x, res := leaderCrash(f, seed, crashAt, 1, nil)
 			if !res.OK() {
 				t.Fatalf("seed %d f %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestNextLeaderCrashOneTimeout -v", seed, f, x, res.Violations)
 			}
@@ -116,6 +122,72 @@ func TestNextLeaderCrashOneTimeout(t *testing.T) {
 			hist[longest]++
 		}
 		fmt.Printf("f=%d: at most %d consecutive timeout rounds after the next leader crashed (%d seeds; runs by longest: %v)\n", f, worst, seeds, hist)
+	}
+}
+
+// lagging makes replica seed mod n lag (Config.Lagging): what reaches it
+// takes 1–4 ms like all messages plus up to 12 or 20 ms more, out of order.
+func lagging(f int, seed uint64) func(*Config) {
+	return func(c *Config) {
+		c.RequestsPerClient = 150 // the lagging replica slows the rounds
+		c.Lagging = map[int]time.Duration{int(seed % uint64(3*f+1)): time.Duration(12+8*(seed%2)) * time.Millisecond}
+	}
+}
+
+// TestLaggingReplicaLeaderCrash (issue #8, the failures measured on the real
+// system, where a CPU-starved replica jumped rounds as the leader died):
+// with one replica lagging, the crash of the current or the next leader
+// costs one round by timeout in all, as without the laggard. Before
+// commit ecb7c14 (leader.Election.Retry) and 5686aa2 (Decided) 42 % of the
+// runs at f = 1 had two to seven timeout rounds in a row, after ecb7c14
+// alone 6 %; keeping the votes that reach a replica still electing the
+// next round's leader (core.processVote) took the last ones, and the runs
+// with two separate timeout rounds, away.
+func TestLaggingReplicaLeaderCrash(t *testing.T) {
+	seeds := uint64(40)
+	if testing.Short() {
+		seeds = 20
+	}
+	for _, f := range []int{1, 2} {
+		for ahead := types.Round(0); ahead <= 1; ahead++ {
+			for seed := uint64(1); seed <= seeds; seed++ {
+				crashAt := time.Duration(60+seed*37%180) * time.Millisecond
+				longest, byTC, x, res := leaderCrash(f, seed, crashAt, ahead, lagging(f, seed))
+				if !res.OK() {
+					t.Fatalf("seed %d f %d ahead %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestLaggingReplicaLeaderCrash -v", seed, f, ahead, x, res.Violations)
+				}
+				if byTC > 1 {
+					t.Errorf("seed %d f %d ahead %d: %d rounds ended by timeout after replica %d crashed at %v (at most %d in a row), want at most 1", seed, f, ahead, byTC, x, crashAt, longest)
+				}
+			}
+		}
+	}
+}
+
+// TestLaggingReplicaNoTimeouts: without faults, a lagging replica costs no
+// round by timeout. When it is elected by voters that committed more than
+// it has, it keeps their votes until its own commits elect it too
+// (core.processVote); it dropped them before, and 3 of 100 runs at f = 1
+// had a round by timeout.
+func TestLaggingReplicaNoTimeouts(t *testing.T) {
+	seeds := []uint64{80, 20} // per f; without the fix seeds 17, 73 and 77 of f = 1 failed
+	if testing.Short() {
+		seeds = []uint64{20, 10}
+	}
+	for _, f := range []int{1, 2} {
+		for seed := uint64(1); seed <= seeds[f-1]; seed++ {
+			cfg := Default(f, seed)
+			cfg.Clients, cfg.MaxRequests = 2, 2
+			cfg.MaxLatency = 4 * time.Millisecond
+			lagging(f, seed)(&cfg)
+			res := New(cfg).Run()
+			if !res.OK() {
+				t.Fatalf("seed %d f %d: %v\nreproduce: go test ./protocol/sim -run TestLaggingReplicaNoTimeouts -v", seed, f, res.Violations)
+			}
+			if res.RoundsByTC > 0 {
+				t.Errorf("seed %d f %d: %d rounds ended by timeout without a fault, want 0", seed, f, res.RoundsByTC)
+			}
+		}
 	}
 }
 

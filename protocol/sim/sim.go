@@ -72,6 +72,15 @@ type Config struct {
 	Drop func(now time.Duration, from, to int, msg any) bool
 	// Byzantine, if set, may rewrite the actions of a node before they run.
 	Byzantine func(s *Sim, node int, actions []core.Action) []core.Action
+	// Lagging adds to every message reaching node i a delay uniform in
+	// [0, Lagging[i]), so that what reaches it comes late and out of order:
+	// a CPU-starved replica (five processes on two cores in the bench),
+	// whose pubsub validates messages concurrently and hands them to its
+	// loop in whatever order the validations end. Such a replica jumps
+	// rounds and commits late: the cases of leader.Election.Retry and
+	// Decided, which uniform latency hardly reaches. After GST a message
+	// still takes at most Delta.
+	Lagging map[int]time.Duration
 	// Trace, if set, receives every event of the run as a line (debugging).
 	Trace func(line string)
 	// ByzantineNodes are excluded from the honest checks.
@@ -573,8 +582,21 @@ func (s *Sim) send(from, to int, msg any) {
 		}
 	}
 	for range copies {
-		s.schedule(&event{at: s.now + s.latency(), kind: evDeliver, node: to, from: from, msg: msg})
+		d := s.latency() + s.lag(to)
+		if s.now >= s.cfg.GST {
+			d = min(d, s.cfg.Delta)
+		}
+		s.schedule(&event{at: s.now + d, kind: evDeliver, node: to, from: from, msg: msg})
 	}
+}
+
+// lag is the extra delay of a message to node (Config.Lagging).
+func (s *Sim) lag(node int) time.Duration {
+	d := s.cfg.Lagging[node]
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(s.rng.Int64N(int64(d)))
 }
 
 func (s *Sim) latency() time.Duration {
