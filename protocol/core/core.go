@@ -315,12 +315,7 @@ func (c *Core) tryCommit(qc *types.QC) {
 	}
 	// Leaders elected while these blocks were missing here are elected
 	// again, as the replicas that had them elected them.
-	r := c.pm.CurrentRound()
-	undecided := !c.election.Decided(r)
-	c.election.Retry(r, c.ledger.CommittedBlock)
-	if undecided && c.election.Decided(r) {
-		c.maybePropose(false) // the quorum may be here already (processVote)
-	}
+	c.election.Retry(c.pm.CurrentRound(), c.ledger.CommittedBlock)
 	if c.pendingCommit != nil && c.pendingCommit.VoteInfo.ParentRound <= c.tree.Root().Round {
 		c.pendingCommit = nil
 	}
@@ -491,9 +486,6 @@ func (c *Core) executeAndVote(p *types.Proposal) {
 		return
 	}
 	c.emit(SendVote{To: next, Vote: m})
-	if !c.election.Decided(b.Round + 1) {
-		c.processVote(m) // kept in case the election turns to this replica
-	}
 }
 
 // OnVote processes a verified vote (paper: process_vote_msg).
@@ -506,16 +498,22 @@ func (c *Core) OnVote(m *types.VoteMsg) []Action {
 }
 
 func (c *Core) processVote(m *types.VoteMsg) {
-	next := m.Vote.VoteInfo.Round + 1
-	if c.election.Get(next) != c.id && c.election.Decided(next) {
-		return // votes are for the next leader only
+	r := m.Vote.VoteInfo.Round
+	if c.election.Get(r+1) != c.id {
+		// While the election of r+1 waits here for history this replica
+		// lacks (leader.Election.Decided), the voters, which hold it, may
+		// have elected this replica: their votes are kept, so that the
+		// quorum is here when Retry elects it after the missing commits
+		// (adoptOrphans then proposes). Dropping them lost the round to a
+		// timeout whenever the lagging replica was the leader
+		// (TestLaggingReplicaLeaderCrash, TestUndecidedLeaderKeepsVotes).
+		// Not once it holds a TC of round r: the others have moved on to
+		// the fallback leader, and a late QC of r would change their
+		// choice of the next leaders (leader.Election's failed rounds).
+		if c.election.Decided(r+1) || (c.pm.HighTC() != nil && c.pm.HighTC().Round >= r) {
+			return // votes are for the next leader only
+		}
 	}
-	// While the election of next waits here for history this replica
-	// lacks (leader.Election.Decided), the voters, which hold it, may have
-	// elected this replica: their votes are kept, so that the quorum is
-	// here when Retry elects it after the missing commits (processCommit
-	// then proposes). Dropping them lost the round to a timeout whenever
-	// the lagging replica was the leader (TestLaggingReplicaLeaderCrash).
 	if qc := c.tree.AddVote(&m.Vote); qc != nil {
 		c.Stats.QCs++
 		c.processCertificateQC(qc)
