@@ -140,6 +140,41 @@ func (u *undecidedChain) serve(me *core.Core, acts []core.Action) *types.Proposa
 // QC aggregated from those votes, with no round timeout. Dropping them (the
 // old rule) left it leader of r+1 without a quorum: the round was lost.
 func TestUndecidedLeaderKeepsVotes(t *testing.T) {
+	forUndecided(t, func(seed int64, u *undecidedChain, l *core.Core, r types.Round, acts []core.Action) bool {
+		for _, v := range []types.ReplicaID{0, 1, 2} {
+			acts = append(acts, l.OnVote(u.vote(r, v))...)
+		}
+		if got := l.HighQC().Round(); got != r || l.CurrentRound() != r+1 {
+			t.Fatalf("seed %d: replica 3 (undecided about round %d, guessing %d) dropped the votes sent to it: high QC round %d, round %d",
+				seed, r+1, l.Leader(r+1), got, l.CurrentRound())
+		}
+		p := u.serve(l, acts)
+		if p == nil {
+			t.Fatalf("seed %d: replica 3, elected for round %d once its commits caught up (leader now %d), did not propose; round %d, high QC %d",
+				seed, r+1, l.Leader(r+1), l.CurrentRound(), l.HighQC().Round())
+		}
+		b := &p.Block
+		if b.Round != r+1 || b.Author != 3 || b.QC.VoteInfo.ID != u.blocks[r].ID || p.LastTC != nil {
+			t.Fatalf("seed %d: proposal of round %d by %d on QC of round %d (last TC %v), want round %d on round %d's block",
+				seed, b.Round, b.Author, b.QC.Round(), p.LastTC != nil, r+1, r)
+		}
+		// The QC is the one aggregated here from the kept votes (the
+		// chain's QCs carry all four signatures).
+		if len(b.QC.Signatures) != 3 {
+			t.Fatalf("seed %d: the proposal's QC has %d signatures, want the 3 kept votes", seed, len(b.QC.Signatures))
+		}
+		return true
+	})
+}
+
+// forUndecided sets replica 3 up as a laggard, for each seed and round r of
+// crafted chains where replica 3 leads round r+1 and not round r: it missed
+// the blocks of rounds r-3 .. r-1 and gets round r's proposal (parent
+// missing). Where it then guesses another leader for r and r+1 (undecided
+// about r+1), check gets it with the proposal's actions and reports whether
+// it checked the case; the first case checked ends the test, and none fails it.
+func forUndecided(t *testing.T, check func(seed int64, u *undecidedChain, l *core.Core, r types.Round, acts []core.Action) bool) {
+	t.Helper()
 	const me = types.ReplicaID(3)
 	tried := 0
 	for seed := int64(1); seed <= 10; seed++ {
@@ -157,32 +192,12 @@ func TestUndecidedLeaderKeepsVotes(t *testing.T) {
 				continue // the fallback guess is replica 3: the old rule kept the votes too
 			}
 			tried++
-			for _, v := range []types.ReplicaID{0, 1, 2} {
-				acts = append(acts, l.OnVote(u.vote(r, v))...)
+			if check(seed, u, l, r, acts) {
+				return
 			}
-			if got := l.HighQC().Round(); got != r || l.CurrentRound() != r+1 {
-				t.Fatalf("seed %d: replica 3 (undecided about round %d, guessing %d) dropped the votes sent to it: high QC round %d, round %d",
-					seed, r+1, l.Leader(r+1), got, l.CurrentRound())
-			}
-			p := u.serve(l, acts)
-			if p == nil {
-				t.Fatalf("seed %d: replica 3, elected for round %d once its commits caught up (leader now %d), did not propose; round %d, high QC %d",
-					seed, r+1, l.Leader(r+1), l.CurrentRound(), l.HighQC().Round())
-			}
-			b := &p.Block
-			if b.Round != r+1 || b.Author != me || b.QC.VoteInfo.ID != u.blocks[r].ID || p.LastTC != nil {
-				t.Fatalf("seed %d: proposal of round %d by %d on QC of round %d (last TC %v), want round %d on round %d's block",
-					seed, b.Round, b.Author, b.QC.Round(), p.LastTC != nil, r+1, r)
-			}
-			// The QC is the one aggregated here from the kept votes (the
-			// chain's QCs carry all four signatures).
-			if len(b.QC.Signatures) != 3 {
-				t.Fatalf("seed %d: the proposal's QC has %d signatures, want the 3 kept votes", seed, len(b.QC.Signatures))
-			}
-			return
 		}
 	}
-	t.Fatalf("no seed gives a round whose leader replica 3 cannot know yet (%d tried)", tried)
+	t.Fatalf("no seed gives a round whose leader replica 3 cannot know yet and that the test can check (%d tried)", tried)
 }
 
 // TestDecidedNonLeaderDropsVotes: a replica that holds the history and the
@@ -215,4 +230,40 @@ func TestDecidedNonLeaderDropsVotes(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no round checked")
 	}
+}
+
+// TestUndecidedReplicaDropsVotesAfterTC: replica 3 is undecided about round
+// r+1 as in TestUndecidedLeaderKeepsVotes, but round r timed out first: it
+// forms TC(r) from the timeouts of 0 and 1 (joining with its own). The
+// others have moved on to round r+1's fallback leader, and a late QC(r)
+// here would change its choice of the next leaders (a TC with a QC of its
+// round known no longer fails the round), so it must drop round r's votes
+// even though its election of r+1 still waits for history.
+func TestUndecidedReplicaDropsVotesAfterTC(t *testing.T) {
+	forUndecided(t, func(seed int64, u *undecidedChain, l *core.Core, r types.Round, _ []core.Action) bool {
+		for _, s := range []types.ReplicaID{0, 1, 2} {
+			hqc := u.qcs[r-1]
+			m := &types.TimeoutMsg{Timeout: types.TimeoutInfo{Round: r, HighQC: hqc, Sender: s,
+				Signature: ed25519.Sign(u.c.keys[s], types.TimeoutSignBytes(chainID, r, hqc.Round()))}}
+			if err := u.c.com.VerifyTimeout(m); err != nil {
+				t.Fatalf("crafted timeout does not verify: %v", err)
+			}
+			l.OnTimeout(m)
+		}
+		if l.Stats.TCs != 1 || l.CurrentRound() != r+1 {
+			t.Fatalf("seed %d: replica 3 formed %d TCs from round %d's timeouts, round %d", seed, l.Stats.TCs, r, l.CurrentRound())
+		}
+		if l.Leader(r+1) == 3 {
+			return false // the fallback after the TC is replica 3: the votes are its own
+		}
+		qcs := l.Stats.QCs
+		for _, v := range []types.ReplicaID{0, 1, 2} {
+			l.OnVote(u.vote(r, v))
+		}
+		if l.Stats.QCs != qcs || l.HighQC().Round() >= r {
+			t.Fatalf("seed %d: replica 3, holding TC(%d) and undecided about round %d (leader now %d), aggregated round %d's votes: %d QCs, high QC round %d",
+				seed, r, r+1, l.Leader(r+1), r, l.Stats.QCs-qcs, l.HighQC().Round())
+		}
+		return true
+	})
 }
