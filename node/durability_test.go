@@ -112,9 +112,7 @@ func TestVotesAndTimeoutsLeaveOnlyAfterFsync(t *testing.T) {
 	for i := range c.cfgs {
 		c.cfgs[i].Params.Election = leader.RoundRobin
 	}
-	for i := range c.nets {
-		c.start(t, i)
-	}
+	c.startAll(t)
 	tc := newTestClient(t, c)
 	for i := uint64(0); i < 10; i++ {
 		tc.submitAndWait(t, 10*i+1, 10*i+10)
@@ -256,9 +254,7 @@ func TestRepliesLeaveOnlyAfterTheBlockStoreSync(t *testing.T) {
 			}
 		}
 	}
-	for i := range c.nets {
-		c.start(t, i)
-	}
+	c.startAll(t)
 	tc := newTestClient(t, c)
 	const n = 60
 	for i := uint64(1); i <= n; i++ {
@@ -312,9 +308,7 @@ func TestCommitteeRestartsWithoutHeadFiles(t *testing.T) {
 func TestCommitteeSurvivesPowerLoss(t *testing.T) {
 	c := newCluster(t, 1)
 	powerLoss := powerLossHooks(c)
-	for i := range c.nets {
-		c.start(t, i)
-	}
+	c.startAll(t)
 	newTestClient(t, c).submitAndWait(t, 1, 20)
 	// Idle blocks add no ledger lines: the block store defers them, and
 	// the vote logs must carry them through many generations.
@@ -335,9 +329,7 @@ func TestCommitteeSurvivesPowerLoss(t *testing.T) {
 func TestAcknowledgedSurvivesCommitteePowerLoss(t *testing.T) {
 	c := newCluster(t, 1)
 	powerLoss := powerLossHooks(c)
-	for i := range c.nets {
-		c.start(t, i)
-	}
+	c.startAll(t)
 	tc := newTestClient(t, c)
 	tc.submitAndWait(t, 1, 20)
 	powerLoss()

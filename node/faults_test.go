@@ -37,9 +37,7 @@ func startFaultCluster(t *testing.T, seed int64, failures string) *cluster {
 		c.cfgs[i].Params.Election = leader.RoundRobin
 		c.cfgs[i].Faults = inj
 	}
-	for i := range c.nets {
-		c.start(t, i)
-	}
+	c.startAll(t)
 	return c
 }
 

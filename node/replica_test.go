@@ -57,10 +57,16 @@ func testParams() Params {
 func startCluster(t *testing.T, f int) *cluster {
 	t.Helper()
 	c := newCluster(t, f)
+	c.startAll(t)
+	return c
+}
+
+// startAll starts every replica of c (after any c.prepare hook is set).
+func (c *cluster) startAll(t *testing.T) {
+	t.Helper()
 	for i := range c.nets {
 		c.start(t, i)
 	}
-	return c
 }
 
 // newCluster sets up the hosts and homes of 3f+1 replicas without starting

@@ -51,24 +51,73 @@ func (s *solo) block(round types.Round, qc *types.QC, withPayload bool) *types.B
 		s.seq++
 		b.Payload = []types.Request{*s.c.request(0)}
 	}
+	return crafted(s.t, s.ref, b)
+}
+
+// qc certifies b as honest replicas 0, 1, 2 would.
+func (s *solo) qc(b *types.Block) *types.QC { return s.c.certify(s.ref, b, 0, 1, 2) }
+
+// The crafted messages below are what honest replicas of c would send; the
+// tests of this package that play the other replicas build them here.
+
+// crafted gives b its id and executes it on led (for the state ids of the
+// votes and QCs on it and its children).
+func crafted(t *testing.T, led *ledger.Memory, b *types.Block) *types.Block {
+	t.Helper()
 	b.ID = b.ComputeID()
-	if _, ok := s.ref.Speculate(b); !ok {
-		s.t.Fatalf("test block of round %d has an unknown parent", round)
+	if _, ok := led.Speculate(b); !ok {
+		t.Fatalf("test block of round %d has an unknown parent", b.Round)
 	}
 	return b
 }
 
-// qc certifies b as honest replicas 0, 1, 2 would: execution state of b, and
+// voteOn is what honest voters sign for b: its execution state on led, and
 // the parent's state as commit state if b extends the previous round.
-func (s *solo) qc(b *types.Block) *types.QC {
-	exec, _ := s.ref.PendingState(b.ID)
+func voteOn(led *ledger.Memory, b *types.Block) (types.VoteInfo, types.LedgerCommitInfo) {
+	exec, _ := led.PendingState(b.ID)
 	vi := types.VoteInfo{ID: b.ID, Round: b.Round, ParentID: b.ParentID(), ParentRound: b.QC.Round(), ExecStateID: exec}
-	lci := types.LedgerCommitInfo{VoteInfoHash: vi.Hash(), CommitStateID: safety.CommitStateIDCandidate(b.Round, b.QC, s.ref.PendingState)}
+	return vi, types.LedgerCommitInfo{VoteInfoHash: vi.Hash(), CommitStateID: safety.CommitStateIDCandidate(b.Round, b.QC, led.PendingState)}
+}
+
+// certify is the QC of b signed by signers (voteOn).
+func (c *cluster) certify(led *ledger.Memory, b *types.Block, signers ...types.ReplicaID) *types.QC {
+	vi, lci := voteOn(led, b)
 	q := &types.QC{VoteInfo: vi, LedgerCommitInfo: lci}
-	for id := range types.ReplicaID(3) {
-		q.Signatures = append(q.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(s.c.keys[id], lci.SignBytes(chainID))})
+	for _, id := range signers {
+		q.Signatures = append(q.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(c.keys[id], lci.SignBytes(chainID))})
 	}
 	return q
+}
+
+// proposal is b proposed by its author, checked as a replica checks it.
+func (c *cluster) proposal(t *testing.T, b *types.Block, lastTC *types.TC) *types.Proposal {
+	t.Helper()
+	p := &types.Proposal{Block: *b, LastTC: lastTC, Sync: types.SyncInfo{HighQC: b.QC},
+		Signature: ed25519.Sign(c.keys[b.Author], types.ProposalSignBytes(chainID, b.ID, b.Round))}
+	if err := c.com.VerifyProposal(p, 10); err != nil {
+		t.Fatalf("crafted proposal of round %d does not verify: %v", b.Round, err)
+	}
+	return p
+}
+
+// timeout is sender's timeout of round with high QC hqc.
+func (c *cluster) timeout(t *testing.T, round types.Round, sender types.ReplicaID, hqc *types.QC) *types.TimeoutMsg {
+	t.Helper()
+	m := &types.TimeoutMsg{Timeout: types.TimeoutInfo{Round: round, HighQC: hqc, Sender: sender,
+		Signature: ed25519.Sign(c.keys[sender], types.TimeoutSignBytes(chainID, round, hqc.Round()))}}
+	if err := c.com.VerifyTimeout(m); err != nil {
+		t.Fatalf("crafted timeout does not verify: %v", err)
+	}
+	return m
+}
+
+// reputationCore is replica id of c under the reputation election (window
+// 3, exclude 1), started.
+func (c *cluster) reputationCore(id types.ReplicaID) *core.Core {
+	cc := core.New(core.Config{ID: id, Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[id]}, Pacemaker: pmConfig,
+		Election: leader.Reputation, WindowSize: 3, ExcludeSize: 1, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond})
+	cc.Start()
+	return cc
 }
 
 func (s *solo) tc(round types.Round, hqc ...types.Round) *types.TC {
@@ -83,22 +132,12 @@ func (s *solo) tc(round types.Round, hqc ...types.Round) *types.TC {
 
 func (s *solo) propose(b *types.Block, lastTC *types.TC) {
 	s.t.Helper()
-	p := &types.Proposal{Block: *b, LastTC: lastTC, Sync: types.SyncInfo{HighQC: b.QC},
-		Signature: ed25519.Sign(s.c.keys[b.Author], types.ProposalSignBytes(chainID, b.ID, b.Round))}
-	if err := s.c.com.VerifyProposal(p, 10); err != nil {
-		s.t.Fatalf("crafted proposal of round %d does not verify: %v", b.Round, err)
-	}
-	s.acts = s.me.OnProposal(p)
+	s.acts = s.me.OnProposal(s.c.proposal(s.t, b, lastTC))
 }
 
 func (s *solo) timeout(round types.Round, sender types.ReplicaID, hqc *types.QC) {
 	s.t.Helper()
-	m := &types.TimeoutMsg{Timeout: types.TimeoutInfo{Round: round, HighQC: hqc, Sender: sender,
-		Signature: ed25519.Sign(s.c.keys[sender], types.TimeoutSignBytes(chainID, round, hqc.Round()))}}
-	if err := s.c.com.VerifyTimeout(m); err != nil {
-		s.t.Fatalf("crafted timeout does not verify: %v", err)
-	}
-	s.acts = s.me.OnTimeout(m)
+	s.acts = s.me.OnTimeout(s.c.timeout(s.t, round, sender, hqc))
 }
 
 func (s *solo) vote() *types.Vote {

@@ -3,12 +3,10 @@ package core_test
 import (
 	"crypto/ed25519"
 	"testing"
-	"time"
 
 	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/leader"
 	"github.com/diembft/diembft/protocol/ledger"
-	"github.com/diembft/diembft/protocol/safety"
 	"github.com/diembft/diembft/protocol/types"
 )
 
@@ -27,27 +25,16 @@ type undecidedChain struct {
 	byID   map[types.Hash]*types.Block
 }
 
-func newUndecidedCore(c *cluster, id types.ReplicaID) *core.Core {
-	cc := core.New(core.Config{ID: id, Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[id]}, Pacemaker: pmConfig,
-		Election: leader.Reputation, WindowSize: 3, ExcludeSize: 1, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond})
-	cc.Start()
-	return cc
-}
-
 func newUndecidedChain(t *testing.T, seed int64, rounds types.Round) *undecidedChain {
 	c := newCluster(t, clusterOpts{n: 4, f: 1, seed: seed, mode: leader.Reputation})
-	u := &undecidedChain{t: t, c: c, ref: newUndecidedCore(c, 2), led: ledger.NewMemory(), byID: map[types.Hash]*types.Block{}}
+	u := &undecidedChain{t: t, c: c, ref: c.reputationCore(2), led: ledger.NewMemory(), byID: map[types.Hash]*types.Block{}}
 	g, gqc := types.Genesis()
 	u.blocks, u.qcs = []*types.Block{g}, []*types.QC{gqc}
 	for k := types.Round(1); k < rounds; k++ {
-		b := &types.Block{Author: u.ref.Leader(k), Round: k, QC: u.qcs[k-1]}
-		b.ID = b.ComputeID()
-		if _, ok := u.led.Speculate(b); !ok {
-			t.Fatalf("crafted block of round %d has an unknown parent", k)
-		}
+		b := crafted(t, u.led, &types.Block{Author: u.ref.Leader(k), Round: k, QC: u.qcs[k-1]})
 		u.ref.OnProposal(u.proposal(b))
 		u.blocks, u.byID[b.ID] = append(u.blocks, b), b
-		u.qcs = append(u.qcs, u.qc(b, 0, 1, 2, 3))
+		u.qcs = append(u.qcs, c.certify(u.led, b, 0, 1, 2, 3))
 	}
 	return u
 }
@@ -55,26 +42,10 @@ func newUndecidedChain(t *testing.T, seed int64, rounds types.Round) *undecidedC
 // leader is the leader of round k as the reference elected it.
 func (u *undecidedChain) leader(k types.Round) types.ReplicaID { return u.blocks[k].Author }
 
-// lci is what honest voters sign for b.
-func (u *undecidedChain) lci(b *types.Block) (types.VoteInfo, types.LedgerCommitInfo) {
-	exec, _ := u.led.PendingState(b.ID)
-	vi := types.VoteInfo{ID: b.ID, Round: b.Round, ParentID: b.ParentID(), ParentRound: b.QC.Round(), ExecStateID: exec}
-	return vi, types.LedgerCommitInfo{VoteInfoHash: vi.Hash(), CommitStateID: safety.CommitStateIDCandidate(b.Round, b.QC, u.led.PendingState)}
-}
-
-func (u *undecidedChain) qc(b *types.Block, signers ...types.ReplicaID) *types.QC {
-	vi, lci := u.lci(b)
-	q := &types.QC{VoteInfo: vi, LedgerCommitInfo: lci}
-	for _, id := range signers {
-		q.Signatures = append(q.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(u.c.keys[id], lci.SignBytes(chainID))})
-	}
-	return q
-}
-
 // vote is sender's vote for round r's block, with the sync info a voter
 // that has seen everything up to round r carries.
 func (u *undecidedChain) vote(r types.Round, sender types.ReplicaID) *types.VoteMsg {
-	vi, lci := u.lci(u.blocks[r])
+	vi, lci := voteOn(u.led, u.blocks[r])
 	m := &types.VoteMsg{
 		Vote: types.Vote{VoteInfo: vi, LedgerCommitInfo: lci, Sender: sender, Signature: ed25519.Sign(u.c.keys[sender], lci.SignBytes(chainID))},
 		Sync: types.SyncInfo{HighQC: u.qcs[r-1], HighCommitQC: u.qcs[r-1]},
@@ -85,14 +56,7 @@ func (u *undecidedChain) vote(r types.Round, sender types.ReplicaID) *types.Vote
 	return m
 }
 
-func (u *undecidedChain) proposal(b *types.Block) *types.Proposal {
-	p := &types.Proposal{Block: *b, Sync: types.SyncInfo{HighQC: b.QC}}
-	p.Signature = ed25519.Sign(u.c.keys[b.Author], types.ProposalSignBytes(chainID, b.ID, b.Round))
-	if err := u.c.com.VerifyProposal(p, 10); err != nil {
-		u.t.Fatal(err)
-	}
-	return p
-}
+func (u *undecidedChain) proposal(b *types.Block) *types.Proposal { return u.c.proposal(u.t, b, nil) }
 
 // serve plays the network for `me`: it answers its block requests from the
 // crafted chain and fires its propose timers, never a round timer, until it
@@ -183,7 +147,7 @@ func forUndecided(t *testing.T, check func(seed int64, u *undecidedChain, l *cor
 			if u.leader(r+1) != me || u.leader(r) == me {
 				continue
 			}
-			l := newUndecidedCore(u.c, me)
+			l := u.c.reputationCore(me)
 			for k := types.Round(1); k <= r-4; k++ {
 				l.OnProposal(u.proposal(u.blocks[k]))
 			}
@@ -211,7 +175,7 @@ func TestDecidedNonLeaderDropsVotes(t *testing.T) {
 		if u.leader(r+1) == me {
 			continue
 		}
-		l := newUndecidedCore(u.c, me)
+		l := u.c.reputationCore(me)
 		for k := types.Round(1); k <= r; k++ {
 			l.OnProposal(u.proposal(u.blocks[k]))
 		}
@@ -242,13 +206,7 @@ func TestDecidedNonLeaderDropsVotes(t *testing.T) {
 func TestUndecidedReplicaDropsVotesAfterTC(t *testing.T) {
 	forUndecided(t, func(seed int64, u *undecidedChain, l *core.Core, r types.Round, _ []core.Action) bool {
 		for _, s := range []types.ReplicaID{0, 1, 2} {
-			hqc := u.qcs[r-1]
-			m := &types.TimeoutMsg{Timeout: types.TimeoutInfo{Round: r, HighQC: hqc, Sender: s,
-				Signature: ed25519.Sign(u.c.keys[s], types.TimeoutSignBytes(chainID, r, hqc.Round()))}}
-			if err := u.c.com.VerifyTimeout(m); err != nil {
-				t.Fatalf("crafted timeout does not verify: %v", err)
-			}
-			l.OnTimeout(m)
+			l.OnTimeout(u.c.timeout(t, r, s, u.qcs[r-1]))
 		}
 		if l.Stats.TCs != 1 || l.CurrentRound() != r+1 {
 			t.Fatalf("seed %d: replica 3 formed %d TCs from round %d's timeouts, round %d", seed, l.Stats.TCs, r, l.CurrentRound())

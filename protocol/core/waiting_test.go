@@ -1,9 +1,7 @@
 package core_test
 
 import (
-	"crypto/ed25519"
 	"testing"
-	"time"
 
 	"github.com/diembft/diembft/protocol/core"
 	"github.com/diembft/diembft/protocol/leader"
@@ -16,13 +14,12 @@ import (
 // (replica 2) saw everything: round k+1's leader, elected by the QC of round
 // k-1 that only the missed block carries, is not decided at replica 3.
 type jump struct {
-	s       *solo
-	ref     *core.Core
-	k       types.Round
-	leader  types.ReplicaID // of round k+1, as the reference elected it
-	missed  *types.Block    // round k's block
-	qcOfK   *types.QC
-	blockOf func(author types.ReplicaID, round types.Round, qc *types.QC) *types.Block
+	s      *solo
+	ref    *core.Core
+	k      types.Round
+	leader types.ReplicaID // of round k+1, as the reference elected it
+	missed *types.Block    // round k's block
+	qcOfK  *types.QC
 }
 
 // newJump finds a seed whose leader of round k+1 differs from replica 3's
@@ -31,22 +28,8 @@ func newJump(t *testing.T) *jump {
 	t.Helper()
 	for seed := int64(1); seed < 20; seed++ {
 		c := newCluster(t, clusterOpts{n: 4, f: 1, seed: seed, mode: leader.Reputation})
-		mk := func(id types.ReplicaID) *core.Core {
-			cc := core.New(core.Config{ID: id, Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[id]}, Pacemaker: pmConfig,
-				Election: leader.Reputation, WindowSize: 3, ExcludeSize: 1, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond})
-			cc.Start()
-			return cc
-		}
-		j := &jump{s: &solo{t: t, c: c, ref: ledger.NewMemory()}, ref: mk(2)}
-		j.s.me = mk(3)
-		j.blockOf = func(author types.ReplicaID, round types.Round, qc *types.QC) *types.Block {
-			b := &types.Block{Author: author, Round: round, QC: qc}
-			b.ID = b.ComputeID()
-			if _, ok := j.s.ref.Speculate(b); !ok {
-				t.Fatalf("test block of round %d has an unknown parent", round)
-			}
-			return b
-		}
+		j := &jump{s: &solo{t: t, c: c, ref: ledger.NewMemory()}, ref: c.reputationCore(2)}
+		j.s.me = c.reputationCore(3)
 		_, qc := types.Genesis()
 		for k := types.Round(1); k < 40; k++ {
 			b := j.blockOf(j.ref.Leader(k), k, qc)
@@ -64,14 +47,11 @@ func newJump(t *testing.T) *jump {
 	return nil
 }
 
-func (j *jump) proposal(b *types.Block) *types.Proposal {
-	p := &types.Proposal{Block: *b, Sync: types.SyncInfo{HighQC: b.QC}}
-	p.Signature = ed25519.Sign(j.s.c.keys[b.Author], types.ProposalSignBytes(chainID, b.ID, b.Round))
-	if err := j.s.c.com.VerifyProposal(p, 10); err != nil {
-		j.s.t.Fatal(err)
-	}
-	return p
+func (j *jump) blockOf(author types.ReplicaID, round types.Round, qc *types.QC) *types.Block {
+	return crafted(j.s.t, j.s.ref, &types.Block{Author: author, Round: round, QC: qc})
 }
+
+func (j *jump) proposal(b *types.Block) *types.Proposal { return j.s.c.proposal(j.s.t, b, nil) }
 
 func sentVotes(acts []core.Action) []core.SendVote {
 	var out []core.SendVote

@@ -72,6 +72,9 @@ func leaderCrash(f int, seed uint64, crashAt time.Duration, ahead types.Round, t
 	return longest, len(tcRounds), types.ReplicaID(dead), res
 }
 
+// crashTimeOf spreads the crash over the first 60-240 ms of load by seed.
+func crashTimeOf(seed uint64) time.Duration { return time.Duration(60+seed*37%180) * time.Millisecond }
+
 // TestLeaderCrashTimeouts (issue #8): after kill -9 of the leader, at most one
 // round ends by timeout: the dead leader's round (or the round whose votes
 // went to it). With the paper's rules it was four (the dead replica stayed
@@ -81,7 +84,7 @@ func TestLeaderCrashTimeouts(t *testing.T) {
 	for _, f := range []int{1, 2} {
 		worst := 0
 		for seed := uint64(1); seed <= 25; seed++ {
-			crashAt := time.Duration(60+seed*37%180) * time.Millisecond
+			crashAt := crashTimeOf(seed)
 			longest, _, x, res := leaderCrash(f, seed, crashAt, 0, nil)
 			if !res.OK() {
 				t.Fatalf("seed %d f %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestLeaderCrashTimeouts -v", seed, f, x, res.Violations)
@@ -110,7 +113,7 @@ func TestNextLeaderCrashOneTimeout(t *testing.T) {
 	for _, f := range []int{1, 2} {
 		worst, hist := 0, map[int]int{}
 		for seed := uint64(1); seed <= seeds; seed++ {
-			crashAt := time.Duration(60+seed*37%180) * time.Millisecond
+			crashAt := crashTimeOf(seed)
 			longest, _, x, res := leaderCrash(f, seed, crashAt, 1, nil)
 			if !res.OK() {
 				t.Fatalf("seed %d f %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestNextLeaderCrashOneTimeout -v", seed, f, x, res.Violations)
@@ -151,7 +154,7 @@ func TestLaggingReplicaLeaderCrash(t *testing.T) {
 	for _, f := range []int{1, 2} {
 		for ahead := types.Round(0); ahead <= 1; ahead++ {
 			for seed := uint64(1); seed <= seeds; seed++ {
-				crashAt := time.Duration(60+seed*37%180) * time.Millisecond
+				crashAt := crashTimeOf(seed)
 				longest, byTC, x, res := leaderCrash(f, seed, crashAt, ahead, lagging(f, seed))
 				if !res.OK() {
 					t.Fatalf("seed %d f %d ahead %d (crashed %d): %v\nreproduce: go test ./protocol/sim -run TestLaggingReplicaLeaderCrash -v", seed, f, ahead, x, res.Violations)
