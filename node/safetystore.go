@@ -66,6 +66,10 @@ type safetyStore struct {
 	kept     []loggedBlock // records of the generation being written
 	// next is the area of the first generation after open (readLog).
 	next int
+	// logShowsSave: a generation of the log holds more records than the
+	// save that started it wrote, so a later save of that process began,
+	// and the first had returned from its fdatasync (readLog).
+	logShowsSave bool
 	// logSwitchAt and logArea are the area switch threshold and an area's
 	// size (openSafetyLog).
 	logSwitchAt, logArea int64
@@ -145,8 +149,11 @@ func openSafetyLog(fsys fileSystem, home string, switchAt, area int64) (*safetyS
 		// slot 1 does not check out it was torn by a crash before its sync
 		// returned: nothing it guarded was sent, so the state is the zero
 		// state (also when the file was only sized). A torn slot 1 is
-		// overwritten by the next save, which has seq 1 again.
-		if size >= 2*slotSize && slotUnwritten(s, 0) {
+		// overwritten by the next save, which has seq 1 again. Unless the
+		// vote log shows a save that completed: then a slot held its state
+		// durably, and both failing (slot 0 read back as zeros) is damage;
+		// taking the zero state could vote twice in a round.
+		if size >= 2*slotSize && slotUnwritten(s, 0) && !s.logShowsSave {
 			return s, st, nil
 		}
 		f.Close()
@@ -207,6 +214,9 @@ func (s *safetyStore) readLog() {
 			off += slotHeader + int64(len(data))
 		}
 		complete[area] = read >= count
+		// Records past the first save's: a save after it appended them,
+		// which a process starts only once the one before has synced.
+		s.logShowsSave = s.logShowsSave || read > count
 	}
 	// Sequence numbers go on far above the highest read: a power loss can
 	// leave valid records behind a torn one (the disk persists pages in any

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -136,5 +137,50 @@ func TestVoteLogTornSwitchOverStaleRecords(t *testing.T) {
 	}
 	if len(s.logged) != 2 {
 		t.Errorf("read back %d blocks, want 2 (a and b; c is stale)", len(s.logged))
+	}
+}
+
+// TestSafetySlotsLostAfterASave: both slots fail to check out and slot 0
+// reads back as zeros. With only the first save's records in the vote log
+// that is the first save torn by a crash (nothing it guarded was sent) and
+// the state is the zero state; with records of a later save, the first one
+// completed and a slot held it durably, so this is damage, and starting
+// from the zero state could vote twice in a round.
+func TestSafetySlotsLostAfterASave(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 0))
+	for _, saves := range []int{1, 2} {
+		home := t.TempDir()
+		s, _, err := openSafetyStore(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := types.Round(1); r <= types.Round(saves); r++ {
+			b := &types.Block{Round: r, QC: fakeQC(rng, r-1)}
+			b.ID = b.ComputeID()
+			if err := s.save(safety.State{HighestVoteRound: r}, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.close()
+		f, err := os.OpenFile(filepath.Join(home, "safety.dat"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zeros := make([]byte, slotSize)
+		_, err0 := f.WriteAt(zeros, 0)                          // slot 0: never written, or zeroed
+		_, err1 := f.WriteAt([]byte{0xff}, slotSize+slotHeader) // slot 1: torn
+		if err := errors.Join(err0, err1, f.Close()); err != nil {
+			t.Fatal(err)
+		}
+		s, st, err := openSafetyStore(home)
+		switch {
+		case saves == 1 && (err != nil || st.HighestVoteRound != 0):
+			t.Errorf("first save torn: got state %+v, err %v; want the zero state", st, err)
+		case saves == 2 && !errors.Is(err, ErrSafetyCorrupt):
+			t.Errorf("both slots lost after a completed save: got state %+v, err %v; want ErrSafetyCorrupt", st, err)
+		}
+		if s != nil {
+			s.close()
+		}
 	}
 }
