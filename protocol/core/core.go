@@ -735,10 +735,19 @@ func (c *Core) adoptOrphans() {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b waitKey) int { return cmp.Or(cmp.Compare(a.round, b.round), cmp.Compare(a.author, b.author)) })
+	var late []*types.Block
 	for _, k := range keys {
 		p := c.waiting[k]
 		if k.round < c.pm.CurrentRound() {
+			// Its round passed while the parent was on its way (a QC or TC
+			// of the round came first): too late to vote, but the leader's
+			// block is kept as a late one is, so that the QC certifying it
+			// need not wait for a fetch of it (the next leader cannot
+			// propose before it has the block).
 			delete(c.waiting, k)
+			if k.author == c.election.Get(k.round) {
+				late = append(late, &p.Block)
+			}
 			continue
 		}
 		if _, ok := c.tree.Get(p.Block.ParentID()); ok {
@@ -749,6 +758,9 @@ func (c *Core) adoptOrphans() {
 			}
 			c.executeAndVote(p)
 		}
+	}
+	for _, b := range late {
+		c.keepLate(b) // adopts it if its parent is here, with what follows
 	}
 	c.maybePropose(false)
 }

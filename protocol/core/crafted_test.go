@@ -550,3 +550,31 @@ func (s *solo) blockRequests() []*types.BlockRequest {
 	}
 	return out
 }
+
+// TestWaitingProposalKeptWhenItsRoundPasses: a proposal waits for its
+// missing parent, and the round's QC arrives before the parent does. When
+// the parent comes, the waiting block is too late to vote for but enters
+// the tree as a late block would: the next leader, which proposes on QC3,
+// need not wait for a fetch of it.
+func TestWaitingProposalKeptWhenItsRoundPasses(t *testing.T) {
+	s := newSolo(t, 77)
+	_, g := types.Genesis()
+	b1 := s.block(1, g, true)
+	s.propose(b1, nil)
+	b2 := s.block(2, s.qc(b1), true)
+	b3 := s.block(3, s.qc(b2), true)
+	s.propose(b3, nil) // b2 never arrived: b3 waits for it
+	q3 := s.qc(b3)
+	s.timeout(4, 1, q3) // round 3's QC arrives first: round 4
+	if s.me.CurrentRound() != 4 {
+		t.Fatalf("round %d after QC3, want 4", s.me.CurrentRound())
+	}
+	s.acts = s.me.OnBlockResponse(0, &types.BlockResponse{Blocks: []types.Block{*b2}})
+	if _, ok := s.me.Block(b3.ID); !ok {
+		t.Fatal("the waiting block of round 3 was dropped when its parent came after its round")
+	}
+	if s.vote() != nil {
+		t.Fatal("voted for the block of a round already passed")
+	}
+	s.wantCommits("b2 arrives", []*types.Block{b2}, q3) // b1 went with QC2
+}
