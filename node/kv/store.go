@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Results returned by Apply besides a get's value.
@@ -11,6 +12,15 @@ const (
 	OK   = "OK"
 	Fail = "fail"
 )
+
+// MaxValueSize bounds a value, in bytes: a put or append that would make a
+// value longer gives "fail" and changes nothing. A reply carries the results
+// of up to types.MaxOpsPerRequest (1,024) operations, each of which may be a
+// get of a whole value, and must fit in one wire message (wire.MaxMessageSize,
+// 4 MiB): 3 KiB leaves a quarter of it for the rest. Without a bound,
+// appends could grow a value until no reply holding it could be sent, and
+// every client reading it would wait forever.
+const MaxValueSize = 3 << 10
 
 // Store is the replicated state machine: one string value per key. Every
 // replica applies the same committed operations in the same order, so Apply
@@ -27,19 +37,23 @@ func New() *Store {
 
 // Apply executes op and returns its result: put gives "OK"; get gives the
 // value, or "" when the key is absent; append and slice give "OK", or "fail"
-// when the key is absent or (slice) the slice text is invalid. An operation of
+// when the key is absent or (slice) the slice text is invalid. A put or
+// append whose value would exceed MaxValueSize gives "fail". An operation of
 // unknown kind changes nothing and gives "fail": a client may send anything,
 // and every replica must answer it the same way.
 func (s *Store) Apply(op Op) string {
 	switch op.Kind {
 	case Put:
+		if len(op.Val) > MaxValueSize {
+			return Fail
+		}
 		s.m[op.Key] = op.Val
 		return OK
 	case Get:
 		return s.m[op.Key]
 	case Append:
 		v, ok := s.m[op.Key]
-		if !ok {
+		if !ok || len(v)+len(op.Val) > MaxValueSize {
 			return Fail
 		}
 		s.m[op.Key] = v + op.Val
@@ -49,14 +63,34 @@ func (s *Store) Apply(op Op) string {
 		if !ok {
 			return Fail
 		}
-		lo, hi, ok := sliceBounds(op.Val, len(v))
+		lo, hi, ok := sliceBounds(op.Val, utf8.RuneCountInString(v))
 		if !ok {
 			return Fail
 		}
-		s.m[op.Key] = v[lo:hi]
+		s.m[op.Key] = runeSlice(v, lo, hi)
 		return OK
 	}
 	return Fail
+}
+
+// runeSlice is v[lo:hi] counted in characters (code points), as Python
+// slices a str: cutting at byte offsets could split a character and leave a
+// value that is not UTF-8, which no reply can carry (wire results are text).
+func runeSlice(v string, lo, hi int) string {
+	if len(v) == utf8.RuneCountInString(v) {
+		return v[lo:hi] // ASCII: characters are bytes
+	}
+	start, i := len(v), 0
+	for off := range v {
+		if i == lo {
+			start = off
+		}
+		if i == hi {
+			return v[start:off]
+		}
+		i++
+	}
+	return v[start:]
 }
 
 // Snapshot returns a copy of the store's contents, for verification against a
@@ -65,14 +99,13 @@ func (s *Store) Snapshot() map[string]string {
 	return maps.Clone(s.m)
 }
 
-// sliceBounds turns the slice text "i:j" into byte offsets into a value of
-// length n, following Python's s[i:j]: either bound may be omitted (":3",
+// sliceBounds turns the slice text "i:j" into character offsets into a
+// value of n characters, following Python's s[i:j]: either bound may be omitted (":3",
 // "2:", ":"), a negative bound counts from the end, and bounds beyond the
 // value clamp to it, so "-10:99" is valid; j before i gives the empty string.
 // The text is invalid when it does not have exactly one colon (Python's step,
 // "i:j:k", is not supported) or a bound is not a decimal integer that fits in
-// 64 bits; spaces around a bound are allowed. Slicing is by bytes: workload
-// values are lowercase ASCII, where bytes and characters agree.
+// 64 bits; spaces around a bound are allowed.
 func sliceBounds(text string, n int) (lo, hi int, ok bool) {
 	i, j, found := strings.Cut(text, ":")
 	if !found || strings.Contains(j, ":") {

@@ -2,7 +2,12 @@ package kv
 
 import (
 	"maps"
+	"math"
+	"strings"
 	"testing"
+
+	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
 )
 
 func TestApply(t *testing.T) {
@@ -99,5 +104,62 @@ func TestSnapshotIsCopy(t *testing.T) {
 	snap["k"] = "changed"
 	if got := s.Apply(Op{Kind: Get, Key: "k"}); got != "v" {
 		t.Fatalf("store changed through its snapshot: get = %q", got)
+	}
+}
+
+// TestSliceCountsCharacters: slices count characters (code points), as
+// Python's str does, so a value stays UTF-8 text however it is cut. By
+// bytes, "é"[0:1] was half a character: no reply could carry the value, and
+// every later get of the key went unanswered.
+func TestSliceCountsCharacters(t *testing.T) {
+	tests := []struct{ value, spec, want string }{
+		{"é", "0:1", "é"},
+		{"héllo", "1:3", "él"},
+		{"héllo", "-4:", "éllo"},
+		{"日本語", "1:", "本語"},
+		{"日本語", ":-1", "日本"},
+		{"日本語", "2:9", "語"},
+		{"日本語", "3:", ""},
+		{"a😀b", "1:2", "😀"},
+		{"a😀b", "2:1", ""},
+	}
+	for _, tt := range tests {
+		s := New()
+		s.Apply(Op{Put, "k", tt.value})
+		if got := s.Apply(Op{Slice, "k", tt.spec}); got != OK || s.m["k"] != tt.want {
+			t.Errorf("%q[%s]: result %q value %q, want OK and %q", tt.value, tt.spec, got, s.m["k"], tt.want)
+		}
+	}
+}
+
+// TestValueSizeBound: a put or append that would make a value longer than
+// MaxValueSize fails and changes nothing, so that a reply holding the
+// results of a full request of gets always fits in one wire message.
+func TestValueSizeBound(t *testing.T) {
+	s := New()
+	full := strings.Repeat("x", MaxValueSize)
+	if got := s.Apply(Op{Put, "k", full + "x"}); got != Fail {
+		t.Fatalf("put of %d bytes: %q, want fail", MaxValueSize+1, got)
+	}
+	if _, ok := s.m["k"]; ok {
+		t.Fatal("a failed put created the key")
+	}
+	if got := s.Apply(Op{Put, "k", full[1:]}); got != OK {
+		t.Fatalf("put of %d bytes: %q, want OK", MaxValueSize-1, got)
+	}
+	if got := s.Apply(Op{Append, "k", "yz"}); got != Fail || s.m["k"] != full[1:] {
+		t.Fatalf("append past the bound: %q, value of %d bytes; want fail and the value unchanged", got, len(s.m["k"]))
+	}
+	if got := s.Apply(Op{Append, "k", "y"}); got != OK || len(s.m["k"]) != MaxValueSize {
+		t.Fatalf("append up to the bound: %q, value of %d bytes; want OK and %d", got, len(s.m["k"]), MaxValueSize)
+	}
+	// The largest reply: a full request of gets, each of a full value.
+	reply := &types.ClientReply{Client: make([]byte, wire.KeySize), Seq: math.MaxUint64, Replica: math.MaxUint32, Sig: make([]byte, 64)}
+	for range types.MaxOpsPerRequest {
+		reply.Results = append(reply.Results, strings.Repeat("é", MaxValueSize/2))
+		reply.Heights = append(reply.Heights, math.MaxUint64)
+	}
+	if _, err := wire.Encode(reply); err != nil {
+		t.Fatalf("a reply of %d full values does not go on the wire: %v", types.MaxOpsPerRequest, err)
 	}
 }
