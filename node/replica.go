@@ -60,6 +60,12 @@ type Config struct {
 	// RoundTrace, if set, is the file the round trace is written to
 	// (roundtrace.go; diembft bench --round-trace).
 	RoundTrace string
+	// Ready, if set, is called once from Run when the replica accepts client
+	// requests (its handlers are installed and it knows the other replicas'
+	// gossip subscriptions), before its event loop and faults start; the
+	// replica binary reports it to Olympus, which waits for every replica
+	// before it gives clients the roster.
+	Ready func()
 }
 
 // futureRounds bounds how far ahead of the local round (or of the highest
@@ -250,6 +256,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.net.Handle(r.clientProto, false, r.onClient)
 	r.net.Handle(p2p.DirectProtocol(r.cfg.Committee.ChainID), true, r.onDirect) // faults.go
 	r.awaitGossipPeers(ctx)
+	if r.cfg.Ready != nil {
+		r.cfg.Ready()
+	}
 
 	r.startFaults()
 	r.apply(r.core.Start())

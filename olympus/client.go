@@ -73,6 +73,20 @@ func Register(ctx context.Context, n *p2p.Node, olympusAddr string, id types.Rep
 	})
 }
 
+// ReportReady tells Olympus at olympusAddr that replica id, whose host n
+// is, accepts client requests; Olympus serves the roster to clients once
+// every replica has. It retries while Olympus is unreachable, until ctx is
+// done.
+func ReportReady(ctx context.Context, n *p2p.Node, olympusAddr string, id types.ReplicaID) error {
+	req, err := wire.EncodeAs(codeReady, &readyMsg{ID: id})
+	if err != nil {
+		return err
+	}
+	return call(ctx, n, olympusAddr, req, func(_ peer.AddrInfo, reply []byte) error {
+		return wire.DecodeInto(reply, codeAck, &ackMsg{})
+	})
+}
+
 // FetchKey asks Olympus for the consensus public key of replica id. (The
 // key is authenticated only by the channel to the pinned Olympus; the signed
 // roster carries the same keys.)

@@ -120,7 +120,7 @@ func FuzzOlympusRequest(f *testing.F) {
 	stranger, _, _ := crypto.GenerateEd25519Key(seededReader("stranger", 0))
 	strangerID, _ := peer.IDFromPrivateKey(stranger)
 	f.Fuzz(func(t *testing.T, from uint8, data []byte) {
-		s := &Service{key: c.olympusKey, roster: c.roster.Clone(), registered: make([]bool, 4), ready: make(chan struct{})}
+		s := newService(c.olympusKey, c.roster.Clone())
 		// Members 0..2 are registered already: a valid registration of
 		// member 3 completes and signs the roster.
 		for i := range 3 {

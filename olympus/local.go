@@ -181,8 +181,8 @@ func RunLocal(ctx context.Context, cfg *config.Config, workDir string, replicaBi
 	return l, nil
 }
 
-// WaitReady waits until every replica has registered and returns the signed
-// roster. It fails early when a replica exits on its own before that, naming
+// WaitReady waits until every replica accepts requests (Service.Serving)
+// and returns the signed roster. It fails early when a replica exits on its own before that, naming
 // the replica and the last line of its log.
 func (l *Local) WaitReady(ctx context.Context) (*Roster, error) {
 	for {
@@ -190,7 +190,7 @@ func (l *Local) WaitReady(ctx context.Context) (*Roster, error) {
 		crashes, crashed := l.crashes, l.crashed
 		l.mu.Unlock()
 		select {
-		case <-l.Service.Ready():
+		case <-l.Service.Serving():
 			return l.Service.Roster(), nil
 		default:
 		}
@@ -201,14 +201,14 @@ func (l *Local) WaitReady(ctx context.Context) (*Roster, error) {
 				c.id, c.err, LastLogLine(p.logPath), p.logPath)
 		}
 		select {
-		case <-l.Service.Ready():
+		case <-l.Service.Serving():
 			return l.Service.Roster(), nil
 		case <-crashed:
 		case <-l.done:
 			return nil, errors.New("local committee stopped before it was ready")
 		case <-ctx.Done():
 			k, n := l.Service.Registered()
-			return nil, fmt.Errorf("committee not ready: %d of %d replicas registered with olympus: %w", k, n, ctx.Err())
+			return nil, fmt.Errorf("committee not ready: %d of %d replicas registered with olympus, and not all of them accept requests yet: %w", k, n, ctx.Err())
 		}
 	}
 }

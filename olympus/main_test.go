@@ -69,6 +69,10 @@ func fakeReplica(args []string) int {
 		return 1
 	}
 	fmt.Printf("replica %d has the roster of %d\n", h.ID, len(r.Members))
+	if err := ReportReady(rctx, n, *olympusAddr, h.ID); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	<-ctx.Done()
 	return 0
 }

@@ -21,6 +21,7 @@ const (
 	codeGetKey    byte = 36 // getKeyMsg → keyMsg | errorMsg
 	codeKey       byte = 37
 	codeError     byte = 38
+	codeReady     byte = 39 // readyMsg → ackMsg | errorMsg
 )
 
 // Limits on what a Register may carry: a host has a handful of addresses.
@@ -33,6 +34,13 @@ type registerMsg struct {
 	_     struct{} `cbor:",toarray"`
 	ID    types.ReplicaID
 	Addrs []string
+}
+
+// readyMsg: replica ID accepts client requests (its handlers are installed
+// and it knows the other replicas' gossip subscriptions).
+type readyMsg struct {
+	_  struct{} `cbor:",toarray"`
+	ID types.ReplicaID
 }
 
 type ackMsg struct {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -19,10 +20,21 @@ import (
 	"github.com/diembft/diembft/protocol/wire"
 )
 
-// Service is Olympus: it serves Register, GetRoster and GetKey on
+// Service is Olympus: it serves Register, Ready, GetRoster and GetKey on
 // p2p.OlympusProtocol to anyone (replicas and clients are not members of
 // anything Olympus knows), and signs the roster once every member has
 // registered. It is safe for concurrent use.
+//
+// The roster goes to the members as soon as it is signed (they need it to
+// start), but to anyone else (clients) only once the committee serves
+// requests: every member has reported Ready, or AcceptGrace has passed since
+// the roster was signed (a member that died starting must not hold the
+// clients back for ever). Before, clients got the roster when the last
+// replica registered and sent their first requests while replicas were still
+// opening their stores: those replicas never saw them (the client resends
+// only after its timeout, and the others commit the request meanwhile), so
+// first-request latency was up to a client timeout and a fault triggered
+// by client_request(c, 1) at such a replica might never fire.
 type Service struct {
 	node    *p2p.Node
 	ownNode bool // Close closes node (StartService)
@@ -34,6 +46,14 @@ type Service struct {
 	count      int
 	signed     []byte // encoded signed roster once complete; re-signed on address changes
 	ready      chan struct{}
+	accepting  []bool // members that reported Ready
+	serving    chan struct{}
+	served     bool // serving is closed
+
+	// AcceptGrace bounds how long clients wait, after the roster is signed,
+	// for members that have not reported Ready. Set before the first
+	// registration.
+	AcceptGrace time.Duration
 
 	// Counters, for logs and tests.
 	notReadyReplies atomic.Int64
@@ -59,16 +79,25 @@ func NewService(n *p2p.Node, hostKey crypto.PrivKey, template *Roster) (*Service
 	if err := r.Check(); err != nil {
 		return nil, fmt.Errorf("olympus committee: %w", err)
 	}
-	s := &Service{
-		node:       n,
-		key:        hostKey,
-		roster:     r,
-		registered: make([]bool, len(r.Members)),
-		ready:      make(chan struct{}),
-	}
+	s := newService(hostKey, r)
+	s.node = n
 	n.HandleRequest(p2p.OlympusProtocol, false, s.handle)
 	log.Infow("serving", "peer", n.ID(), "chain", r.ChainID, "replicas", len(r.Members), "f", r.F)
 	return s, nil
+}
+
+// newService is a Service for roster r (no member registered) that serves
+// no node yet.
+func newService(key crypto.PrivKey, r *Roster) *Service {
+	return &Service{
+		key:         key,
+		roster:      r,
+		registered:  make([]bool, len(r.Members)),
+		ready:       make(chan struct{}),
+		accepting:   make([]bool, len(r.Members)),
+		serving:     make(chan struct{}),
+		AcceptGrace: DefaultAcceptGrace,
+	}
 }
 
 // StartService creates Olympus's libp2p host from its home (listening on
@@ -117,8 +146,16 @@ func fullAddrs(n *p2p.Node) []string {
 	return out
 }
 
+// DefaultAcceptGrace is Service.AcceptGrace: a replica reports Ready well
+// within a second of getting the roster, unless it is stuck or dead.
+const DefaultAcceptGrace = 10 * time.Second
+
 // Ready is closed once every member has registered and the roster is signed.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Serving is closed once the roster goes to clients: every member reported
+// Ready, or AcceptGrace passed after Ready.
+func (s *Service) Serving() <-chan struct{} { return s.serving }
 
 // Registered reports how many of the n members have registered.
 func (s *Service) Registered() (k, n int) {
@@ -159,12 +196,18 @@ func (s *Service) handle(from peer.ID, data []byte) ([]byte, error) {
 			return refuse("bad register: %v", err)
 		}
 		return s.register(from, &m)
+	case codeReady:
+		var m readyMsg
+		if err := wire.DecodeInto(data, code, &m); err != nil {
+			return refuse("bad ready: %v", err)
+		}
+		return s.markReady(from, m.ID)
 	case codeGetRoster:
 		var m getRosterMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
 			return refuse("bad get-roster: %v", err)
 		}
-		return s.getRoster()
+		return s.getRoster(from)
 	case codeGetKey:
 		var m getKeyMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
@@ -237,18 +280,83 @@ func (s *Service) signLocked() error {
 	if first {
 		close(s.ready)
 		log.Infow("roster complete and signed", "replicas", len(s.registered), "chain", s.roster.ChainID)
+		s.maybeServeLocked()
+		time.AfterFunc(s.AcceptGrace, s.graceOver)
 	} else {
 		log.Infow("roster re-signed after an address change")
 	}
 	return nil
 }
 
-func (s *Service) getRoster() ([]byte, error) {
+// markReady records that member id, asking from its own host, accepts
+// client requests.
+func (s *Service) markReady(from peer.ID, id types.ReplicaID) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.signed == nil {
+	if int(id) >= len(s.roster.Members) || s.roster.Members[id].PeerID != from {
+		log.Warnw("refused ready from a peer that is not the member", "id", id, "peer", from)
+		return refuse("ready: peer %s is not replica %d", from, id)
+	}
+	if !s.registered[id] {
+		return refuse("ready: replica %d has not registered", id)
+	}
+	if !s.accepting[id] {
+		s.accepting[id] = true
+		log.Infow("replica accepts requests", "id", id)
+	}
+	s.maybeServeLocked()
+	return wire.EncodeAs(codeAck, &ackMsg{})
+}
+
+// maybeServeLocked opens the roster to clients once it is signed and every
+// member accepts requests.
+func (s *Service) maybeServeLocked() {
+	if s.served || s.signed == nil || slices.Contains(s.accepting, false) {
+		return
+	}
+	s.served = true
+	close(s.serving)
+	log.Infow("every replica accepts requests; serving the roster to clients")
+}
+
+// graceOver opens the roster to clients AcceptGrace after it was signed,
+// whoever has not reported Ready by then.
+func (s *Service) graceOver() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.served {
+		return
+	}
+	var missing []int
+	for id, ok := range s.accepting {
+		if !ok {
+			missing = append(missing, id)
+		}
+	}
+	log.Warnw("serving the roster to clients although some replicas have not reported that they accept requests", "missing", missing, "after", s.AcceptGrace)
+	s.served = true
+	close(s.serving)
+}
+
+// getRoster answers a member once the roster is signed, anyone else once
+// it is served to clients (Serving).
+func (s *Service) getRoster(from peer.ID) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	member := slices.ContainsFunc(s.roster.Members, func(m Member) bool { return m.PeerID == from })
+	switch {
+	case s.signed == nil:
 		s.notReadyReplies.Add(1)
 		return errorReply(errKindNotReady, fmt.Sprintf("not ready (%d of %d registered)", s.count, len(s.registered)))
+	case !member && !s.served:
+		s.notReadyReplies.Add(1)
+		k := 0
+		for _, ok := range s.accepting {
+			if ok {
+				k++
+			}
+		}
+		return errorReply(errKindNotReady, fmt.Sprintf("not ready (%d of %d replicas accept requests)", k, len(s.accepting)))
 	}
 	return s.signed, nil
 }

@@ -46,12 +46,15 @@ func startOlympus(t *testing.T, n, f int) *olympusFixture {
 	return &olympusFixture{c: c, svc: svc, addr: PreferredAddr(svc.Addrs())}
 }
 
-// replica makes member id's host and registers it.
+// register makes member id's host, registers it and reports it ready.
 func (o *olympusFixture) register(t *testing.T, ctx context.Context, id int) *p2p.Node {
 	t.Helper()
 	n := newNode(t, o.c.hostKeys[id])
 	if err := Register(ctx, n, o.addr, types.ReplicaID(id), addrStrings(n)); err != nil {
 		t.Fatalf("Register %d: %v", id, err)
+	}
+	if err := ReportReady(ctx, n, o.addr, types.ReplicaID(id)); err != nil {
+		t.Fatalf("ReportReady %d: %v", id, err)
 	}
 	return n
 }
@@ -291,5 +294,103 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		<-tick.C
+	}
+}
+
+// rawRoster asks for the roster once, from n, and returns the error reply
+// (nil when the roster came).
+func (o *olympusFixture) rawRoster(t *testing.T, ctx context.Context, n *p2p.Node) error {
+	t.Helper()
+	info, _ := p2p.ParsePinned(o.addr)
+	req, _ := wire.EncodeAs(codeGetRoster, &getRosterMsg{})
+	reply, err := n.Request(ctx, info, p2p.OlympusProtocol, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return replyError(reply)
+}
+
+// TestClientsGetTheRosterOnceEveryReplicaAcceptsRequests: the members get
+// the roster as soon as all have registered (they need it to start), a
+// client only once every member reported Ready; Ready comes only from the
+// member's own host, after it registered.
+func TestClientsGetTheRosterOnceEveryReplicaAcceptsRequests(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	ctx := testCtx(t)
+	var members []*p2p.Node
+	for id := range 4 {
+		n := newNode(t, o.c.hostKeys[id])
+		members = append(members, n)
+		if id == 3 {
+			// Ready before registering is refused.
+			if err := ReportReady(ctx, n, o.addr, 3); !errors.Is(err, ErrRefused) {
+				t.Fatalf("ready before register: %v, want ErrRefused", err)
+			}
+		}
+		if err := Register(ctx, n, o.addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := newNode(t, nil)
+	if err := o.rawRoster(t, ctx, members[2]); err != nil {
+		t.Fatalf("a member asking once all registered: %v", err)
+	}
+	if err := o.rawRoster(t, ctx, client); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "not ready (0 of 4 replicas accept requests)") {
+		t.Fatalf("a client asking before any replica is ready: %v", err)
+	}
+	// Replica 2's host cannot report replica 1 ready, nor can a client.
+	for _, n := range []*p2p.Node{members[2], client} {
+		if err := ReportReady(ctx, n, o.addr, 1); !errors.Is(err, ErrRefused) {
+			t.Fatalf("ready for replica 1 from another host: %v, want ErrRefused", err)
+		}
+	}
+	for id := range 3 {
+		if err := ReportReady(ctx, members[id], o.addr, types.ReplicaID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.rawRoster(t, ctx, client); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "(3 of 4 replicas accept requests)") {
+		t.Fatalf("a client asking with one replica not ready: %v", err)
+	}
+	select {
+	case <-o.svc.Serving():
+		t.Fatal("Serving closed with one replica not ready")
+	default:
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := FetchRoster(ctx, client, o.addr)
+		done <- err
+	}()
+	if err := ReportReady(ctx, members[3], o.addr, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("FetchRoster once every replica is ready: %v", err)
+	}
+	<-o.svc.Serving()
+}
+
+// TestClientsGetTheRosterAfterTheGrace: a replica that registered but never
+// reports Ready (it died starting) holds the clients back only for
+// AcceptGrace.
+func TestClientsGetTheRosterAfterTheGrace(t *testing.T) {
+	o := startOlympus(t, 4, 1)
+	o.svc.AcceptGrace = 300 * time.Millisecond
+	ctx := testCtx(t)
+	for id := range 3 {
+		o.register(t, ctx, id)
+	}
+	n := newNode(t, o.c.hostKeys[3])
+	if err := Register(ctx, n, o.addr, 3, addrStrings(n)); err != nil {
+		t.Fatal(err)
+	}
+	client := newNode(t, nil)
+	start := time.Now()
+	if _, err := FetchRoster(ctx, client, o.addr); err != nil {
+		t.Fatalf("FetchRoster with a replica never ready: %v", err)
+	}
+	if waited := time.Since(start); waited < o.svc.AcceptGrace/2 {
+		t.Fatalf("the roster came after %v, before the grace of %v", waited, o.svc.AcceptGrace)
 	}
 }

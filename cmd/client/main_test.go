@@ -113,6 +113,9 @@ func startCommittee(t *testing.T, liar int) *fakeCommittee {
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = olympus.Register(rctx, n, fc.addr, types.ReplicaID(i), addrs)
+		if err == nil {
+			err = olympus.ReportReady(rctx, n, fc.addr, types.ReplicaID(i))
+		}
 		cancel()
 		if err != nil {
 			t.Fatal(err)

@@ -851,7 +851,7 @@ figcaption { font-size: 13px; color: #444; margin-top: 4px; }
 {{if .Report.Problems}}<ul class="problems">{{range .Report.Problems}}<li>{{.}}</li>{{end}}</ul>{{else}}<p class="none">None: every request committed and verified, the honest ledgers agree{{if .Report.Faults}}, every configured fault fired{{end}}.</p>{{end}}
 <h2>Configured faults</h2>
 {{if .Report.Faults}}<table><tr><th class="l">type</th><th class="l">src</th><th class="l">msg</th><th>fired</th></tr>
-{{range .Report.Faults}}<tr><td class="l">{{.Type}}</td><td class="l">{{.Src}}</td><td class="l">{{.Msg}}</td><td>{{.Fired}}</td></tr>
+{{range .Report.Faults}}<tr><td class="l">{{.Type}}</td><td class="l">{{.Src}}</td><td class="l">{{.Msg}}</td><td>{{.Fired}}{{if .Note}} ({{.Note}}){{end}}</td></tr>
 {{end}}</table>{{else}}<p>None.</p>{{end}}
 </div>
 </div>

@@ -86,6 +86,8 @@ type FaultReport struct {
 	Src   string `json:"src"`
 	Msg   string `json:"msg"`
 	Fired int    `json:"fired"`
+	// Note says why a fault that did not fire is as configured (faults.go).
+	Note string `json:"note,omitempty"`
 }
 
 // Latency percentiles in ms, over every accepted request.
@@ -382,7 +384,7 @@ func buildReport(info *RunInfo, ev *Evidence) *Report {
 	for _, p := range ev.Problems {
 		probs.add("unreadable files", "%s", p)
 	}
-	checkFaults(info, &probs)
+	checkFaults(info, r.Faults, &probs)
 
 	lv := compareLedgers(ev.Ledgers, info.Faulty)
 	for id, h := range lv.Heights {
@@ -498,7 +500,11 @@ func printSummary(w io.Writer, r *Report, dir string) {
 	fmt.Fprintf(w, "  %.1f ops/s, latency p50 %.1f ms, p99 %.1f ms, over %.2f s\n",
 		r.ThroughputOpsPerS, r.LatencyMs.P50, r.LatencyMs.P99, r.DurationS)
 	for _, f := range r.Faults {
-		fmt.Fprintf(w, "  fault %s src %s msg %s: fired %d\n", f.Type, f.Src, f.Msg, f.Fired)
+		fmt.Fprintf(w, "  fault %s src %s msg %s: fired %d", f.Type, f.Src, f.Msg, f.Fired)
+		if f.Note != "" {
+			fmt.Fprintf(w, " (%s)", f.Note)
+		}
+		fmt.Fprintln(w)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  problem: %s\n", p)

@@ -410,7 +410,7 @@ func TestRunInjectsFaults(t *testing.T) {
 	if err := readJSON(filepath.Join(dir, runFile), &info); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(info.Faulty, []int{2}) || len(info.FaultRules) != 2 || info.FaultRules[1] != (FaultRule{Min: 1, Max: 1, Trigger: "commit[3]"}) {
+	if !slices.Equal(info.Faulty, []int{2}) || len(info.FaultRules) != 2 || info.FaultRules[1] != (FaultRule{Min: 1, Max: 1, Trigger: "commit[3]", Replica: 2, Stops: true}) {
 		t.Errorf("run.json: faulty %v, rules %+v", info.Faulty, info.FaultRules)
 	}
 	recs, err := fault.ReadLog(filepath.Join(dir, olympus.HomesDir, olympus.ReplicaDir(1)))

@@ -178,7 +178,7 @@ func runHome(ctx context.Context, o *options, stdout io.Writer) error {
 	go func() {
 		select {
 		case <-svc.Ready():
-			log.Infow("every replica registered; serving the signed roster", "replicas", len(home.Members))
+			log.Infow("every replica registered; serving the signed roster to them, and to clients once they all accept requests", "replicas", len(home.Members))
 		case <-ctx.Done():
 		}
 	}()
@@ -230,7 +230,7 @@ func runLocal(ctx context.Context, o *options, stdout io.Writer) error {
 		}
 		return err
 	}
-	log.Infow("every replica registered; serving the signed roster", "replicas", l.N())
+	log.Infow("every replica accepts requests; serving the signed roster", "replicas", l.N())
 	<-ctx.Done()
 	log.Infow("stopping the replicas")
 	return nil

@@ -83,6 +83,10 @@ func main() {
 	}
 }
 
+// readyTimeout bounds the report to Olympus that the replica accepts
+// requests (one round trip, normally).
+const readyTimeout = 5 * time.Second
+
 func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr, roundTrace string, joinTimeout time.Duration) error {
 	home, err := olympus.LoadReplicaHome(homeDir)
 	if err != nil {
@@ -150,6 +154,13 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 		ID: home.ID, Home: home.Dir, ConsensusKey: home.ConsensusKey,
 		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
 		Faults: faults, RoundTrace: roundTrace,
+		Ready: func() {
+			rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			if err := olympus.ReportReady(rctx, net, olympusAddr, home.ID); err != nil {
+				fmt.Fprintln(os.Stderr, "replica: could not tell olympus that this replica accepts requests (clients get the roster after olympus's grace period):", err)
+			}
+		},
 	})
 	if err != nil {
 		return err
