@@ -324,7 +324,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	dir := o.out
 	if dir == "" {
-		dir = filepath.Join("runs", "bench-"+o.mode+"-"+time.Now().Format("20060102-150405"))
+		if dir, err = olympus.NewRunDir("bench-" + o.mode); err != nil {
+			return err
+		}
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
 		return usageErrorf("--out: %v", err)

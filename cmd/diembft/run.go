@@ -148,7 +148,9 @@ func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.W
 	}
 	dir := opts.out
 	if dir == "" {
-		dir = filepath.Join("runs", cfg.Name+"-"+time.Now().Format("20060102-150405"))
+		if dir, err = olympus.NewRunDir(cfg.Name); err != nil {
+			return nil, "", err
+		}
 	}
 	if dir, err = prepareDir(dir); err != nil {
 		return nil, "", err

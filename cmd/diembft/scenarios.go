@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/diembft/diembft/olympus"
 )
 
 type scenariosOptions struct {
@@ -131,7 +133,12 @@ func runScenarios(ctx context.Context, dir string, o scenariosOptions, stdout io
 	if err != nil {
 		return false, err
 	}
-	out := cmp.Or(o.out, filepath.Join("runs", "scenarios-"+time.Now().Format("20060102-150405")))
+	out := o.out
+	if out == "" {
+		if out, err = olympus.NewRunDir("scenarios"); err != nil {
+			return false, err
+		}
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return false, usageErrorf("--out: %v", err)
 	}

@@ -27,7 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	logging "github.com/ipfs/go-log/v2"
 	"github.com/spf13/cobra"
@@ -200,7 +199,9 @@ func runLocal(ctx context.Context, o *options, stdout io.Writer) error {
 	}
 	out := o.out
 	if out == "" {
-		out = filepath.Join("runs", cfg.Name+"-"+time.Now().Format("20060102-150405"))
+		if out, err = olympus.NewRunDir(cfg.Name); err != nil {
+			return err
+		}
 	}
 	bin := o.replicaBin
 	if bin == "" {
