@@ -118,6 +118,17 @@ type Node struct {
 	subscribed map[string]bool // topics passed to Subscribe
 }
 
+// ListenAddrError is a listen address that is not a multiaddr: a bad flag or
+// home file (the commands exit with status 2), unlike an address that parses
+// but cannot be bound.
+type ListenAddrError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenAddrError) Error() string { return fmt.Sprintf("listen address %q: %v", e.Addr, e.Err) }
+func (e *ListenAddrError) Unwrap() error { return e.Err }
+
 // New builds and starts a host listening on cfg.ListenAddrs. ctx is used only
 // during construction; the node lives until Close.
 func New(ctx context.Context, cfg Config) (*Node, error) {
@@ -130,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		for _, s := range cfg.ListenAddrs {
 			a, err := ma.NewMultiaddr(s)
 			if err != nil {
-				return nil, fmt.Errorf("listen address %q: %w", s, err)
+				return nil, &ListenAddrError{Addr: s, Err: err}
 			}
 			listen = append(listen, a)
 		}

@@ -476,7 +476,9 @@ src = 2
 
 func TestUsageErrors(t *testing.T) {
 	bad := writeConfig(t, "name = \"x\"\nbogus = 1\n")
+	good := writeConfig(t, "name = \"x\"\n")
 	for _, args := range [][]string{
+		{"run", good, "--bin-dir", t.TempDir(), "--out", filepath.Join(t.TempDir(), "run")}, // no binaries there
 		{},
 		{"run"},
 		{"run", "a", "b"},

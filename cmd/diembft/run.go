@@ -121,6 +121,7 @@ func isTerminal(w io.Writer) bool {
 type experiment struct {
 	opts   runOptions
 	cfg    *config.Config
+	bins   binaries
 	dir    string
 	info   RunInfo
 	start  time.Time
@@ -146,6 +147,11 @@ func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.W
 	if opts.seedSet {
 		cfg.Seed = opts.seed
 	}
+	// Before the run directory: nothing can run without them.
+	bins, err := findBinaries(opts.binDir)
+	if err != nil {
+		return nil, "", err
+	}
 	dir := opts.out
 	if dir == "" {
 		if dir, err = olympus.NewRunDir(cfg.Name); err != nil {
@@ -162,6 +168,7 @@ func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.W
 	e := &experiment{
 		opts:   opts,
 		cfg:    cfg,
+		bins:   bins,
 		dir:    dir,
 		start:  time.Now(),
 		status: newStatus(stderr, opts.progress),
@@ -242,7 +249,8 @@ type binaries struct{ olympus, replica, client string }
 // findBinaries looks for bin/olympus, bin/replica and bin/client in dir, by
 // default the directory of this executable (make build puts all four in bin/).
 func findBinaries(dir string) (binaries, error) {
-	if dir == "" {
+	given := dir != ""
+	if !given {
 		exe, err := os.Executable()
 		if err != nil {
 			return binaries{}, fmt.Errorf("cannot locate this executable: %v", err)
@@ -257,6 +265,9 @@ func findBinaries(dir string) (binaries, error) {
 		path := filepath.Join(dir, name)
 		st, err := os.Stat(path)
 		if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			if given {
+				return binaries{}, usageErrorf("--bin-dir %s: no executable %s there (run make build)", dir, name)
+			}
 			return binaries{}, fmt.Errorf("no executable %s in %s (run make build)", name, dir)
 		}
 		*p = path
@@ -280,17 +291,12 @@ func clientSettings(cfg *config.Config) []config.Client {
 // clients' workloads and the run's deadline. It records a problem and
 // reports false if one of them is missing.
 func (e *experiment) prepare() (binaries, [][]kv.Op, time.Time, bool) {
-	bins, err := findBinaries(e.opts.binDir)
-	if err != nil {
-		e.problem("%v", err)
-		return binaries{}, nil, time.Time{}, false
-	}
 	workloads, err := e.cfg.ClientWorkloads()
 	if err != nil {
 		e.problem("%v", err)
 		return binaries{}, nil, time.Time{}, false
 	}
-	return bins, workloads, e.start.Add(time.Duration(e.cfg.Timing.RunDeadlineS) * time.Second), true
+	return e.bins, workloads, e.start.Add(time.Duration(e.cfg.Timing.RunDeadlineS) * time.Second), true
 }
 
 // execute runs the processes. Whatever goes wrong becomes a problem.

@@ -126,7 +126,6 @@ address and writes the same lines to DIR/multiaddrs.`,
 	fmt.Fprintf(stderr, "olympus: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(stderr, "Run 'olympus --help' for usage.")
 		return 2
 	}
 	return 1
@@ -167,6 +166,10 @@ func runHome(ctx context.Context, o *options, stdout io.Writer) error {
 		log.Warn(w)
 	}
 	svc, err := olympus.StartService(ctx, home, o.listen)
+	var bad *p2p.ListenAddrError
+	if errors.As(err, &bad) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}

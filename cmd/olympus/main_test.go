@@ -53,9 +53,23 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", tc.args, code, stderr.String())
 		}
 		first, _, _ := strings.Cut(stderr.String(), "\n")
-		if !strings.HasPrefix(first, "olympus: ") || !strings.Contains(first, tc.want) {
+		if !strings.HasPrefix(first, "olympus: ") || !strings.Contains(first, tc.want) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%v: stderr %q, want one line containing %q", tc.args, stderr.String(), tc.want)
 		}
+	}
+}
+
+// TestBadListenAddress: a --listen that is not a multiaddr is a usage error
+// (exit 2), said in one line.
+func TestBadListenAddress(t *testing.T) {
+	dir := t.TempDir()
+	if err := olympus.WriteTestnet(dir, olympus.TestnetOptions{Replicas: 4, ChainID: "listen-test"}); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"--home", filepath.Join(dir, olympus.OlympusDir), "--listen", "garbage"}, io.Discard, &stderr)
+	if code != 2 || !strings.HasPrefix(stderr.String(), `olympus: listen address "garbage"`) || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q; want 2 and one line naming the address", code, stderr.String())
 	}
 }
 
@@ -65,7 +79,7 @@ func TestFileAndRuntimeErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"--home", missing}, io.Discard, &stderr); code != 2 {
 		t.Fatalf("missing home: exit %d, want 2", code)
 	}
-	if got := stderr.String(); got != "olympus: home "+missing+": no such directory\nRun 'olympus --help' for usage.\n" {
+	if got := stderr.String(); got != "olympus: home "+missing+": no such directory\n" {
 		t.Fatalf("stderr %q", got)
 	}
 

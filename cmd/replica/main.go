@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdnet "net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -104,7 +105,27 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	if len(listen) == 0 {
 		listen = home.Listen
 	}
+	var metricsLn stdnet.Listener
+	if metricsAddr != "" {
+		// Bound before the join, so that a bad or busy --metrics is said at
+		// once (it was only after every replica had joined, and the replica
+		// then ran on without metrics).
+		ln, err := stdnet.Listen("tcp", metricsAddr)
+		var bad *stdnet.AddrError
+		if errors.As(err, &bad) {
+			return usageError{fmt.Errorf("--metrics: %w", err)}
+		}
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer ln.Close()
+		metricsLn = ln
+	}
 	net, err := p2p.New(ctx, p2p.Config{ListenAddrs: listen, HostKey: home.HostKey, AllowNonMembers: true})
+	var bad *p2p.ListenAddrError
+	if errors.As(err, &bad) {
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -165,10 +186,10 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	if err != nil {
 		return err
 	}
-	if metricsAddr != "" {
-		srv := &http.Server{Addr: metricsAddr, Handler: r.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
+	if metricsLn != nil {
+		srv := &http.Server{Handler: r.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				fmt.Fprintln(os.Stderr, "replica: metrics:", err)
 			}
 		}()
