@@ -3,6 +3,8 @@ package olympus
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -392,5 +394,67 @@ func TestClientsGetTheRosterAfterTheGrace(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < o.svc.AcceptGrace/2 {
 		t.Fatalf("the roster came after %v, before the grace of %v", waited, o.svc.AcceptGrace)
+	}
+}
+
+// TestRestartedOlympusKeepsTheRegistrations: Olympus restarted on its home
+// serves the roster at once, to replicas and clients alike, with the
+// addresses the replicas registered before (they register only when they
+// start); before, new clients were told "not ready (0 of 4 registered)"
+// until every replica had restarted.
+func TestRestartedOlympusKeepsTheRegistrations(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteTestnet(dir, TestnetOptions{Replicas: 4, ChainID: "restart-test"}); err != nil {
+		t.Fatal(err)
+	}
+	home, err := LoadOlympusHome(filepath.Join(dir, OlympusDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := []string{"/ip4/127.0.0.1/tcp/0"}
+	svc, err := StartService(context.Background(), home, listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	addr := PreferredAddr(svc.Addrs())
+	for id := range 4 {
+		h, err := LoadReplicaHome(filepath.Join(dir, ReplicaDir(types.ReplicaID(id))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := newNode(t, h.HostKey)
+		if err := Register(ctx, n, addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := ReportReady(ctx, n, addr, types.ReplicaID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := newNode(t, nil)
+	before, err := FetchRoster(ctx, client, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+
+	svc, err = StartService(context.Background(), home, listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	select {
+	case <-svc.Serving():
+	default:
+		t.Fatal("the restarted Olympus does not serve clients at once")
+	}
+	after, err := FetchRoster(ctx, client, PreferredAddr(svc.Addrs()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range 4 {
+		if !slices.Equal(after.Members[id].Addrs, before.Members[id].Addrs) {
+			t.Fatalf("replica %d: addresses %v after the restart, %v before", id, after.Members[id].Addrs, before.Members[id].Addrs)
+		}
 	}
 }
