@@ -110,6 +110,8 @@ func TestWriteTestnetOptions(t *testing.T) {
 		{"bad host", TestnetOptions{Replicas: 4, Hosts: []string{"10.0.0.300"}}, `"10.0.0.300" is not an IP address`},
 		{"too many hosts", TestnetOptions{Replicas: 4, Hosts: []string{"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}}, "5 hosts for 4 replicas"},
 		{"bad chain", TestnetOptions{Replicas: 4, ChainID: "a/b"}, "chain-id: "},
+		{"olympus on a replica's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2"}, OlympusHost: "10.0.0.2"}, "olympus-port: 9101 is replica 1's port on 10.0.0.2"},
+		{"olympus on another host's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2"}, OlympusHost: "10.0.0.1"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

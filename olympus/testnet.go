@@ -86,6 +86,11 @@ func WriteTestnet(dir string, opts TestnetOptions) error {
 	if replicaPort < 1 || replicaPort+n-1 > 65535 {
 		return optionErr("replica-port", "ports %d..%d are not all ports", replicaPort, replicaPort+n-1)
 	}
+	for i := range n {
+		if hosts[i%len(hosts)] == olympusHost && replicaPort+i == olympusPort {
+			return optionErr("olympus-port", "%d is replica %d's port on %s", olympusPort, i, olympusHost)
+		}
+	}
 	var params Params
 	if opts.Params != nil {
 		params = *opts.Params

@@ -44,7 +44,10 @@ var rootCmd = &cobra.Command{
 
   diembft run CONFIG       run Olympus, the replicas and the clients of CONFIG, verify, report
   diembft verify RUN_DIR   re-check a finished run's ledgers and client results
-  diembft version          print the version`,
+  diembft testnet ...      write home directories for running a committee by hand across hosts
+  diembft version          print the version
+
+More below: bench, lab, report, scenarios, twins.`,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 	// A bare `diembft` with no subcommand is a usage error, not help and 0.

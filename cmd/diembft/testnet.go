@@ -47,8 +47,11 @@ on --olympus-port of --olympus-host (default the first host).`,
 		if o.out == "" {
 			return usageErrorf("--out DIR is required")
 		}
-		if o.replicas == 0 {
+		if !cmd.Flags().Changed("replicas") {
 			return usageErrorf("--replicas N is required")
+		}
+		if cmd.Flags().Changed("chain-id") && o.chainID == "" {
+			return usageErrorf("--chain-id: empty (omit the flag for the default, %q)", "local")
 		}
 		err := olympus.WriteTestnet(o.out, olympus.TestnetOptions{
 			Replicas:    o.replicas,

@@ -64,7 +64,7 @@ func main() {
 			return run(ctx, home, olympusAddr, listen, metricsAddr, roundTrace, joinTimeout)
 		},
 	}
-	cmd.Flags().StringVar(&home, "home", "", "replica home directory (from `diembft testnet` or Olympus local mode)")
+	cmd.Flags().StringVar(&home, "home", "", "replica home directory (from 'diembft testnet' or Olympus local mode)")
 	cmd.Flags().StringVar(&olympusAddr, "olympus", "", "Olympus multiaddr ending in /p2p/<peer-id> (default: the one in the home's replica.toml)")
 	cmd.Flags().StringSliceVar(&listen, "listen", nil, "listen multiaddr(s) (default: those in replica.toml)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on this host:port")

@@ -106,7 +106,9 @@ func trimSpace(s string) string { return strings.TrimLeft(s, " \t\r\n") }
 // parseOp parses the operation at the start of s and returns the text after it.
 func parseOp(s string) (Op, string, error) {
 	s = trimSpace(s)
-	end := strings.IndexFunc(s, func(r rune) bool { return r < 'a' || r > 'z' })
+	// The name runs to the first character that is not a letter, so that
+	// GET('a') is named in the error (operation names are lower case).
+	end := strings.IndexFunc(s, func(r rune) bool { return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') })
 	if end < 0 {
 		end = len(s)
 	}

@@ -47,7 +47,8 @@ func TestParseOpErrors(t *testing.T) {
 	}{
 		{"", "unknown operation"},
 		{"delete('k')", `unknown operation "delete"`},
-		{"Put('k','v')", "unknown operation"},
+		{"Put('k','v')", `unknown operation "Put"`},
+		{"GET('a')", `unknown operation "GET" (want put, get, append or slice)`},
 		{"put", "expected '('"},
 		{"put('k')", "put takes 2 arguments, got 1"},
 		{"get('k','v')", "get takes 1 arguments, got 2"},
