@@ -58,13 +58,25 @@ func FetchRoster(ctx context.Context, n *p2p.Node, olympusAddr string) (*Roster,
 	return roster, err
 }
 
-// Register tells Olympus at olympusAddr that replica id listens on addrs
-// (multiaddrs, with or without the /p2p suffix). n must be the replica's own
-// host: Olympus accepts the registration only from the peer id the roster
-// lists for id (ErrRefused otherwise). It retries while Olympus is
-// unreachable, until ctx is done.
-func Register(ctx context.Context, n *p2p.Node, olympusAddr string, id types.ReplicaID, addrs []string) error {
-	req, err := wire.EncodeAs(codeRegister, &registerMsg{ID: id, Addrs: addrs})
+// Registration is what a replica tells Olympus when it starts: its id and
+// where it listens (multiaddrs, with or without the /p2p suffix). ChainID
+// and ConsensusKey, when set, are checked against the committee, so that a
+// home written for another committee is refused at once, with the reason,
+// rather than after the roster has come (or never, when the others are
+// not there yet).
+type Registration struct {
+	ID           types.ReplicaID
+	Addrs        []string
+	ChainID      string
+	ConsensusKey ed25519.PublicKey
+}
+
+// Register tells Olympus at olympusAddr where replica reg.ID listens. n must
+// be the replica's own host: Olympus accepts the registration only from the
+// peer id the roster lists for the id (ErrRefused otherwise). It retries
+// while Olympus is unreachable, until ctx is done.
+func Register(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registration) error {
+	req, err := wire.EncodeAs(codeRegister, &registerMsg{ID: reg.ID, Addrs: reg.Addrs, ChainID: reg.ChainID, Key: reg.ConsensusKey})
 	if err != nil {
 		return err
 	}

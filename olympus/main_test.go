@@ -58,7 +58,7 @@ func fakeReplica(args []string) int {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := Register(rctx, n, *olympusAddr, h.ID, addrs); err != nil {
+	if err := Register(rctx, n, *olympusAddr, Registration{ID: h.ID, Addrs: addrs}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -34,6 +34,10 @@ type registerMsg struct {
 	_     struct{} `cbor:",toarray"`
 	ID    types.ReplicaID
 	Addrs []string
+	// ChainID and Key (consensus public key), if not empty, must be the
+	// committee's: a home of another committee is refused at once.
+	ChainID string
+	Key     []byte
 }
 
 // readyMsg: replica ID accepts client requests (its handlers are installed

@@ -1,6 +1,7 @@
 package olympus
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -335,6 +336,14 @@ func (s *Service) register(from peer.ID, m *registerMsg) ([]byte, error) {
 		// libp2p key may say where that member listens.
 		log.Warnw("refused registration from wrong peer", "id", m.ID, "peer", from, "want", mb.PeerID)
 		return refuse("register replica %d: the committee lists peer %s for it, but the request came from %s", m.ID, mb.PeerID, from)
+	}
+	if m.ChainID != "" && m.ChainID != s.roster.ChainID {
+		log.Warnw("refused registration for another chain", "id", m.ID, "chain", m.ChainID)
+		return refuse("register replica %d: its home is for chain %q, this committee is %q", m.ID, m.ChainID, s.roster.ChainID)
+	}
+	if len(m.Key) > 0 && !bytes.Equal(m.Key, mb.ConsensusKey) {
+		log.Warnw("refused registration with another consensus key", "id", m.ID)
+		return refuse("register replica %d: its home's consensus key is not the one the committee lists for it (a home of another testnet?)", m.ID)
 	}
 	s.registrations.Add(1)
 	changed := !slices.Equal(mb.Addrs, addrs)

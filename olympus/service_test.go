@@ -2,6 +2,7 @@ package olympus
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -52,7 +53,7 @@ func startOlympus(t *testing.T, n, f int) *olympusFixture {
 func (o *olympusFixture) register(t *testing.T, ctx context.Context, id int) *p2p.Node {
 	t.Helper()
 	n := newNode(t, o.c.hostKeys[id])
-	if err := Register(ctx, n, o.addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+	if err := Register(ctx, n, o.addr, Registration{ID: types.ReplicaID(id), Addrs: addrStrings(n)}); err != nil {
 		t.Fatalf("Register %d: %v", id, err)
 	}
 	if err := ReportReady(ctx, n, o.addr, types.ReplicaID(id)); err != nil {
@@ -170,7 +171,7 @@ func TestReRegisterNewAddressesResigns(t *testing.T) {
 	}
 	// Replica 1 restarts on other ports.
 	n1 := newNode(t, o.c.hostKeys[1])
-	if err := Register(ctx, n1, o.addr, 1, addrStrings(n1)); err != nil {
+	if err := Register(ctx, n1, o.addr, Registration{ID: 1, Addrs: addrStrings(n1)}); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := FetchRoster(ctx, client, o.addr)
@@ -187,7 +188,7 @@ func TestRegisterFromWrongPeerRefused(t *testing.T) {
 	ctx := testCtx(t)
 	// An outsider claims to be replica 1.
 	intruder := newNode(t, nil)
-	err := Register(ctx, intruder, o.addr, 1, addrStrings(intruder))
+	err := Register(ctx, intruder, o.addr, Registration{ID: 1, Addrs: addrStrings(intruder)})
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("Register from the wrong peer: err = %v, want ErrRefused", err)
 	}
@@ -196,23 +197,35 @@ func TestRegisterFromWrongPeerRefused(t *testing.T) {
 	}
 	// Replica 2's host claims to be replica 1.
 	n2 := newNode(t, o.c.hostKeys[2])
-	if err := Register(ctx, n2, o.addr, 1, addrStrings(n2)); !errors.Is(err, ErrRefused) {
+	if err := Register(ctx, n2, o.addr, Registration{ID: 1, Addrs: addrStrings(n2)}); !errors.Is(err, ErrRefused) {
 		t.Fatalf("member registering as another: err = %v, want ErrRefused", err)
 	}
 	// Unknown id, and an address naming another peer.
-	if err := Register(ctx, n2, o.addr, 7, addrStrings(n2)); !errors.Is(err, ErrRefused) {
+	if err := Register(ctx, n2, o.addr, Registration{ID: 7, Addrs: addrStrings(n2)}); !errors.Is(err, ErrRefused) {
 		t.Fatalf("unknown id: err = %v, want ErrRefused", err)
 	}
 	foreign := addrStrings(n2)[0][:strings.Index(addrStrings(n2)[0], "/p2p/")] + "/p2p/" + intruder.ID().String()
-	if err := Register(ctx, n2, o.addr, 2, []string{foreign}); !errors.Is(err, ErrRefused) {
+	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: []string{foreign}}); !errors.Is(err, ErrRefused) {
 		t.Fatalf("address naming another peer: err = %v, want ErrRefused", err)
 	}
-	if err := Register(ctx, n2, o.addr, 2, []string{"/ip4/0.0.0.0/tcp/9102"}); !errors.Is(err, ErrRefused) ||
+	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: []string{"/ip4/0.0.0.0/tcp/9102"}}); !errors.Is(err, ErrRefused) ||
 		!strings.Contains(err.Error(), "no dialable address") {
 		t.Fatalf("unspecified address only: err = %v, want ErrRefused", err)
 	}
+	// Replica 2's own host, but its home is of another committee.
+	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: addrStrings(n2), ChainID: "other"}); !errors.Is(err, ErrRefused) ||
+		!strings.Contains(err.Error(), `its home is for chain "other", this committee is "test"`) {
+		t.Fatalf("another chain: err = %v, want ErrRefused naming both chains", err)
+	}
+	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: addrStrings(n2), ChainID: "test", ConsensusKey: o.c.consensus[1].Public().(ed25519.PublicKey)}); !errors.Is(err, ErrRefused) ||
+		!strings.Contains(err.Error(), "consensus key is not the one the committee lists") {
+		t.Fatalf("another consensus key: err = %v, want ErrRefused", err)
+	}
 	if k, _ := o.svc.Registered(); k != 0 {
 		t.Fatalf("%d registered after refusals only", k)
+	}
+	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: addrStrings(n2), ChainID: "test", ConsensusKey: o.c.consensus[2].Public().(ed25519.PublicKey)}); err != nil {
+		t.Fatalf("replica 2 with its own chain and key: %v", err)
 	}
 }
 
@@ -329,7 +342,7 @@ func TestClientsGetTheRosterOnceEveryReplicaAcceptsRequests(t *testing.T) {
 				t.Fatalf("ready before register: %v, want ErrRefused", err)
 			}
 		}
-		if err := Register(ctx, n, o.addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+		if err := Register(ctx, n, o.addr, Registration{ID: types.ReplicaID(id), Addrs: addrStrings(n)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -384,7 +397,7 @@ func TestClientsGetTheRosterAfterTheGrace(t *testing.T) {
 		o.register(t, ctx, id)
 	}
 	n := newNode(t, o.c.hostKeys[3])
-	if err := Register(ctx, n, o.addr, 3, addrStrings(n)); err != nil {
+	if err := Register(ctx, n, o.addr, Registration{ID: 3, Addrs: addrStrings(n)}); err != nil {
 		t.Fatal(err)
 	}
 	client := newNode(t, nil)
@@ -424,7 +437,7 @@ func TestRestartedOlympusKeepsTheRegistrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := newNode(t, h.HostKey)
-		if err := Register(ctx, n, addr, types.ReplicaID(id), addrStrings(n)); err != nil {
+		if err := Register(ctx, n, addr, Registration{ID: types.ReplicaID(id), Addrs: addrStrings(n)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := ReportReady(ctx, n, addr, types.ReplicaID(id)); err != nil {

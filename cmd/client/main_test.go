@@ -112,7 +112,7 @@ func startCommittee(t *testing.T, liar int) *fakeCommittee {
 			addrs = append(addrs, a.String())
 		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = olympus.Register(rctx, n, fc.addr, types.ReplicaID(i), addrs)
+		err = olympus.Register(rctx, n, fc.addr, olympus.Registration{ID: types.ReplicaID(i), Addrs: addrs})
 		if err == nil {
 			err = olympus.ReportReady(rctx, n, fc.addr, types.ReplicaID(i))
 		}

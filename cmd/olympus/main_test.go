@@ -177,7 +177,7 @@ func TestHomeMode(t *testing.T) {
 	defer n.Close()
 	rctx, rcancel := context.WithTimeout(context.Background(), waitLimit)
 	defer rcancel()
-	if err := olympus.Register(rctx, n, addr, 2, []string{n.Addrs()[0].String()}); err != nil {
+	if err := olympus.Register(rctx, n, addr, olympus.Registration{ID: 2, Addrs: []string{n.Addrs()[0].String()}}); err != nil {
 		t.Fatal(err)
 	}
 

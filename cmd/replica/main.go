@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	stdnet "net"
@@ -134,7 +135,9 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	addrs := registerAddrs(net.Addrs()) // Host.Addrs can still be empty right after start; Addrs falls back to the listen addresses
-	if err := olympus.Register(joinCtx, net, olympusAddr, home.ID, addrs); err != nil {
+	if err := olympus.Register(joinCtx, net, olympusAddr, olympus.Registration{
+		ID: home.ID, Addrs: addrs, ChainID: home.ChainID, ConsensusKey: home.ConsensusKey.Public().(ed25519.PublicKey),
+	}); err != nil {
 		return fmt.Errorf("register with olympus: %w", err)
 	}
 	roster, err := olympus.FetchRoster(joinCtx, net, olympusAddr)
