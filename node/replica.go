@@ -608,7 +608,7 @@ func (r *Replica) apply(acts []core.Action) {
 			} else {
 				r.m.roundsByQC.Inc()
 			}
-			r.carry(r.cfg.Faults.EnterRound(uint64(a.Round)))
+			r.carry(r.cfg.Faults.EnterRound(uint64(a.Round), a.ByTC))
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus"
@@ -66,7 +68,7 @@ func faultRules(cfg *config.Config) []FaultRule {
 		case f.Trigger != nil:
 			r.Trigger = fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
 			r.Max = 1
-			if f.Src < 0 {
+			if f.Src < 0 && !leaderEvent(f) { // a leader event fault fires on the leader only
 				r.Max = cfg.NumReplicas()
 			}
 		case len(f.Rounds) > 0:
@@ -78,6 +80,12 @@ func faultRules(cfg *config.Config) []FaultRule {
 		out = append(out, r)
 	}
 	return out
+}
+
+// leaderEvent: a crash or pause of src "leader", carried out by whichever
+// replica leads the round when it fires.
+func leaderEvent(f config.Failure) bool {
+	return f.Src == config.EndpointLeader && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 }
 
 // checkFaults adds a problem for each fault of faults (the report's copy of
@@ -132,12 +140,16 @@ func (e *experiment) clientKeyFlag(i int) string {
 	return "--key=" + path
 }
 
-// collectFaults sums every replica's faults.jsonl into info.Faults.
+// collectFaults sums every replica's faults.jsonl into info.Faults. The
+// replicas a leader crash or pause hit are known only now: the report
+// names them, and a leader crashed for good joins the faulty replicas
+// (left out of the ledger check).
 func (e *experiment) collectFaults() {
 	if len(e.info.Faults) == 0 {
 		return
 	}
 	var logs [][]fault.Record
+	hit := map[int][]int{} // leader fault -> replicas it fired on
 	for id := range e.info.Replicas {
 		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
 		recs, err := fault.ReadLog(home)
@@ -146,10 +158,26 @@ func (e *experiment) collectFaults() {
 			continue
 		}
 		logs = append(logs, recs)
+		for _, r := range recs {
+			if r.Ev == fault.EvFire && r.Failure >= 0 && r.Failure < len(e.cfg.Failures) && leaderEvent(e.cfg.Failures[r.Failure]) && !slices.Contains(hit[r.Failure], id) {
+				hit[r.Failure] = append(hit[r.Failure], id)
+			}
+		}
 	}
 	for idx, n := range fault.Fired(logs...) {
 		if idx < len(e.info.Faults) {
 			e.info.Faults[idx].Fired = n
+		}
+	}
+	for idx, ids := range hit {
+		e.info.Faults[idx].Note = fmt.Sprintf("on replica %s", strings.Trim(fmt.Sprint(ids), "[]"))
+		if e.info.FaultRules[idx].Stops {
+			for _, id := range ids {
+				if !slices.Contains(e.info.Faulty, id) {
+					e.info.Faulty = append(e.info.Faulty, id)
+				}
+			}
+			slices.Sort(e.info.Faulty)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (h *harness) run(rounds uint64) {
 	for r := uint64(1); r <= rounds; r++ {
 		h.clock = h.clock.Add(stepDur)
 		h.addEffects("tick", r, h.in.Tick())
-		h.addEffects("round", r, h.in.EnterRound(r))
+		h.addEffects("round", r, h.in.EnterRound(r, false))
 		if l := leaderOf(r); l == self {
 			if h.in.Equivocate(r) {
 				h.equiv = append(h.equiv, r)

@@ -115,8 +115,8 @@ type clientSeq struct {
 
 // Injector decides, for one replica, which configured faults act on which
 // messages and events. It is safe for concurrent use; the leader function
-// given to Bind is only called from Outbound, which the replica calls on its
-// event loop.
+// given to Bind is only called from Outbound and EnterRound, which the
+// replica calls on its event loop.
 type Injector struct {
 	mu      sync.Mutex
 	id, n   int
@@ -132,6 +132,7 @@ type Injector struct {
 	start   time.Time
 	started bool
 	round   uint64
+	leading bool // this replica leads round, entered by a QC (EnterRound)
 
 	received   map[string]int
 	clientSeqs map[int]map[uint64]bool
@@ -181,7 +182,9 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 			f.mine = f.Src == config.EndpointAny || f.Src == config.EndpointLeader || int(f.Src) == id
 			in.anyMessage = in.anyMessage || f.mine
 		case f.isEvent(), f.Type == config.TypeEquivocate:
-			f.mine = int(f.Src) == id
+			// Of src "leader" (crash, pause): every replica watches for it
+			// and the one leading the round when it fires carries it out.
+			f.mine = int(f.Src) == id || (f.isEvent() && f.Src == config.EndpointLeader)
 			in.anyEquivocate = in.anyEquivocate || (f.mine && f.Type == config.TypeEquivocate)
 		default:
 			return nil, fmt.Errorf("fault: failure %d: unknown type %q", i, f.Type)
@@ -374,17 +377,19 @@ func (in *Injector) tick() []Effect {
 	return in.fireTriggers(config.TriggerTime, func(a []int) bool { return elapsed >= time.Duration(a[0])*time.Millisecond }, 0)
 }
 
-// EnterRound is called when the replica enters round r. It fires round(r)
-// triggers (at the first round >= r: a replica that catches up may skip
-// rounds), the crash, pause and set_attr faults of round r, and opens
-// partition windows that start at a round.
-func (in *Injector) EnterRound(r uint64) []Effect {
+// EnterRound is called when the replica enters round r, by a TC if byTC.
+// It fires round(r) triggers (at the first round >= r: a replica that
+// catches up may skip rounds), the crash, pause and set_attr faults of round
+// r, and opens partition windows that start at a round.
+func (in *Injector) EnterRound(r uint64, byTC bool) []Effect {
 	if in == nil {
 		return nil
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.round = r
+	// Leading now (for src "leader" faults; see leads), decided here on
+	// the event loop: Committed runs on the committer's goroutine.
+	in.round, in.leading = r, !byTC && in.leader != nil && in.leader(r) == in.id
 	if r%occTTL == 0 {
 		for k := range in.occ {
 			if k.round+occTTL < r {
@@ -397,7 +402,7 @@ func (in *Injector) EnterRound(r uint64) []Effect {
 		switch {
 		case f.mine && f.isEvent() && f.Trigger == nil && f.Rounds.Contains(r) && !f.firedRounds[r]:
 			f.firedRounds[r] = true
-			if Draw(in.seed, in.id, f.idx, pointRound, r) < f.Prob {
+			if in.leads(f) && Draw(in.seed, in.id, f.idx, pointRound, r) < f.Prob {
 				effects = append(effects, in.fire(f, r))
 			}
 		case f.Type == config.TypePartition && f.DurationMs > 0 && f.Trigger == nil && len(f.Rounds) > 0 && !f.opened && r >= firstRound(f.Rounds):
@@ -517,7 +522,9 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 		trig := fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
 		switch {
 		case f.isEvent():
-			effects = append(effects, in.fire(f, round))
+			if in.leads(f) {
+				effects = append(effects, in.fire(f, round))
+			}
 		case f.Type == config.TypePartition:
 			f.opened, f.openedAt = true, in.now()
 			detail := fmt.Sprintf("%s: group %v cut off", trig, f.Group)
@@ -531,6 +538,23 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 		}
 	}
 	return effects
+}
+
+// leads reports whether this replica is the one event failure f acts on
+// now: its src, or, for src "leader", the leader of the current round (as
+// this replica's election saw it on entering) if it entered the round by a
+// QC. After a
+// TC the round has a fallback leader (protocol/leader), so a round can have
+// two: the one the QC elected, which the QC's aggregator (often that same
+// replica) followed into the round, and the one the others took after they
+// timed out on the round before. Measured: "crash the leader of round 12"
+// crashed both, two of four replicas. In a round entered by QC every
+// replica holding the QC elects the same leader. in.mu is held.
+func (in *Injector) leads(f *failure) bool {
+	if f.Src != config.EndpointLeader {
+		return true // mine: f.Src is this replica
+	}
+	return in.leading
 }
 
 // fire logs an event failure firing now and returns its effect.

@@ -536,7 +536,7 @@ func TestRestartKeepsOneShotFaults(t *testing.T) {
 func TestNilInjector(t *testing.T) {
 	var in *Injector
 	if in.Outbound(MsgVote, 1, []int{0}) != nil || in.Cut(MsgVote, 1, 0) || in.Equivocate(1) ||
-		in.EnterRound(1) != nil || in.Received(MsgVote) != nil || in.Committed(1) != nil || in.Start() != nil || in.Tick() != nil {
+		in.EnterRound(1, false) != nil || in.Received(MsgVote) != nil || in.Committed(1) != nil || in.Start() != nil || in.Tick() != nil {
 		t.Fatal("nil injector acted")
 	}
 	if c, e := in.ClientRequest(nil, 1); c.Touched() || e != nil {
@@ -544,5 +544,54 @@ func TestNilInjector(t *testing.T) {
 	}
 	if in.Close() != nil {
 		t.Fatal("nil Close")
+	}
+}
+
+// TestLeaderEventFaults: crash and pause with src "leader" act on the
+// replica that leads the round when they fire (here replica 1 leads rounds
+// 1, 5, 9, ...): every replica watches, only the leader carries them out,
+// and a trigger met while another replica leads is spent without effect.
+func TestLeaderEventFaults(t *testing.T) {
+	const seed = 13
+	for _, tc := range []struct {
+		name    string
+		failure string
+		rounds  []uint64 // rounds of this replica's effects
+	}{
+		{"pause by rounds", "type = \"pause\"\nsrc = \"leader\"\nval = 50\nrounds = \"4..9\"\n", []uint64{5, 9}},
+		{"crash by trigger, this replica leading", "type = \"crash\"\nsrc = \"leader\"\ntrigger = \"round(5)\"\n", []uint64{5}},
+		{"crash by trigger, another leading", "type = \"crash\"\nsrc = \"leader\"\ntrigger = \"round(6)\"\n", nil},
+		{"crash with restart, one round", "type = \"crash\"\nsrc = \"leader\"\nrounds = [9]\nrestart_after_ms = 100\n", []uint64{9}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, seed, "[[failures]]\n"+tc.failure, nil)
+			h.run(20)
+			var got []uint64
+			for _, e := range h.effects {
+				got = append(got, e.round)
+			}
+			if !slices.Equal(got, tc.rounds) || h.fired(0) != len(tc.rounds) {
+				t.Fatalf("seed %d: effects in rounds %v (%d records), want %v", seed, got, h.fired(0), tc.rounds)
+			}
+		})
+	}
+}
+
+// TestLeaderFaultNotAfterTC: a replica that enters a round by a TC does not
+// carry out the round's leader fault even if it is the round's fallback
+// leader: the replica the QC elected may have entered the round already
+// and carried it out (both crashed, two of four, before this rule).
+func TestLeaderFaultNotAfterTC(t *testing.T) {
+	const seed = 14
+	for _, byTC := range []bool{true, false} {
+		h := newHarness(t, seed, "[[failures]]\ntype = \"crash\"\nsrc = \"leader\"\ntrigger = \"round(5)\"\n", nil)
+		h.in.Start()
+		effects := h.in.EnterRound(5, byTC) // replica 1 leads round 5
+		if want := map[bool]int{true: 0, false: 1}[byTC]; len(effects) != want || h.fired(0) != want {
+			t.Fatalf("seed %d: round 5 entered by TC %v: %d effects, %d records; want %d", seed, byTC, len(effects), h.fired(0), want)
+		}
+		if effects := h.in.EnterRound(6, false); len(effects) != 0 {
+			t.Fatalf("seed %d: the trigger fired again after it was spent: %+v", seed, effects)
+		}
 	}
 }

@@ -277,9 +277,13 @@ func (c *Config) setFailures(ffs []fileFailure) error {
 		}
 		c.Failures[i] = f
 	}
-	if ids := c.FaultyReplicas(); len(ids) > c.Committee.F {
-		return fieldErr("failures", "replicas %v misbehave (set_attr, equivocate or crash without restart), "+
-			"but DiemBFT is only safe with at most f = %d faulty replicas", ids, c.Committee.F)
+	if ids, leaders := c.FaultyReplicas(), c.LeaderCrashes(); len(ids)+leaders > c.Committee.F {
+		what := fmt.Sprintf("replicas %v misbehave", ids)
+		if leaders > 0 {
+			what = fmt.Sprintf("replicas %v and %d crashed leader(s) misbehave", ids, leaders)
+		}
+		return fieldErr("failures", "%s (set_attr, equivocate or crash without restart), "+
+			"but DiemBFT is only safe with at most f = %d faulty replicas", what, c.Committee.F)
 	}
 	return nil
 }
@@ -331,9 +335,19 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 		return f, err
 	}
 	switch f.Type {
-	case TypeCrash, TypePause, TypeSetAttr, TypeEquivocate:
-		// These act on one replica, and the faulty set must be known before
-		// the run to keep it within f.
+	case TypeCrash, TypePause:
+		// These act on one replica: a given one, or whichever leads the
+		// round when the fault fires ("leader": kill or stall the leader,
+		// the classic experiment). "_" would hit every replica.
+		if f.Src == EndpointAny {
+			return f, fieldErr(field+".src", "%s needs a replica id or \"leader\", not %q", f.Type, f.Src)
+		}
+		if f.Src == EndpointLeader && f.misbehaves() && f.Trigger == nil && f.Rounds.Count() != 1 {
+			// Each of its rounds would take down its own leader.
+			return f, fieldErr(field, "a crash of the leader without restart needs a trigger or a single round (each round would crash its own leader)")
+		}
+	case TypeSetAttr, TypeEquivocate:
+		// The faulty set must be known before the run to keep it within f.
 		if f.Src < 0 {
 			return f, fieldErr(field+".src", "%s needs a replica id, not %q", f.Type, f.Src)
 		}

@@ -129,10 +129,24 @@ func (c *Config) ClientWorkloads() ([][]kv.Op, error) {
 func (c *Config) FaultyReplicas() []int {
 	var ids []int
 	for _, f := range c.Failures {
-		if f.misbehaves() && !slices.Contains(ids, int(f.Src)) {
+		if f.misbehaves() && f.Src >= 0 && !slices.Contains(ids, int(f.Src)) {
 			ids = append(ids, int(f.Src))
 		}
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// LeaderCrashes counts the crashes without restart of src "leader": each
+// takes down one replica, known only when it fires, so each counts against
+// f besides FaultyReplicas (and the launcher adds the replica it hit to the
+// faulty set then).
+func (c *Config) LeaderCrashes() int {
+	n := 0
+	for _, f := range c.Failures {
+		if f.misbehaves() && f.Src == EndpointLeader {
+			n++
+		}
+	}
+	return n
 }

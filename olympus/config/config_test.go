@@ -298,7 +298,11 @@ func TestErrors(t *testing.T) {
 		{"prob", "[[failures]]\ntype = 'drop'\nprob = 1.5\n", ": failures[0].prob: must be from 0 to 1, got 1.5"},
 		{"restart", "[[failures]]\ntype = 'crash'\nsrc = 1\nrestart_after_ms = -5\n", ": failures[0].restart_after_ms: must be from 0 to 86400000, got -5"},
 		{"duration", "[[failures]]\ntype = 'partition'\ngroup = [1]\nduration_ms = -5\n", ": failures[0].duration_ms: must be from 0 to 86400000, got -5"},
-		{"crash needs id", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\n", `: failures[0].src: crash needs a replica id, not "leader"`},
+		{"crash needs id", "[[failures]]\ntype = 'crash'\nsrc = '_'\n", `: failures[0].src: crash needs a replica id or "leader", not "_"`},
+		{"crash of every round's leader", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\n", `: failures[0]: a crash of the leader without restart needs a trigger or a single round`},
+		{"crash of two rounds' leaders", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = '4..5'\n", `: failures[0]: a crash of the leader without restart needs a trigger`},
+		{"leader crash counts against f", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = [4]\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 crashed leader(s) misbehave`},
+		{"set_attr of the leader", "[[failures]]\ntype = 'set_attr'\nsrc = 'leader'\nattr = 'current_round'\n", `: failures[0].src: set_attr needs a replica id, not "leader"`},
 		{"equivocate needs id", "[[failures]]\ntype = 'equivocate'\n", `: failures[0].src: equivocate needs a replica id, not "_"`},
 		{"delay needs val", "[[failures]]\ntype = 'delay'\n", ": failures[0].val: delay needs its length in ms, from 1 to 86400000, got 0"},
 		{"pause needs val", "[[failures]]\ntype = 'pause'\nsrc = 0\n", ": failures[0].val: pause needs its length in ms"},
@@ -528,5 +532,41 @@ func checkParse(t *testing.T, data []byte) {
 	}
 	if x := c.Leader.ExcludeSize; x < c.Committee.F || x > 2*c.Committee.F {
 		t.Fatalf("exclude size %d outside [f, 2f]", x)
+	}
+}
+
+// TestLeaderCrashAndPause: crash and pause take src "leader"; a crash of
+// the leader without restart counts against f (LeaderCrashes), one that
+// restarts and a pause do not.
+func TestLeaderCrashAndPause(t *testing.T) {
+	doc := `
+[committee]
+f = 2
+[[failures]]
+type = "crash"
+src = "leader"
+trigger = "round(5)"
+[[failures]]
+type = "crash"
+src = "leader"
+rounds = "8..12"
+restart_after_ms = 300
+[[failures]]
+type = "pause"
+src = "leader"
+val = 200
+rounds = [20, 30]
+[[failures]]
+type = "equivocate"
+src = 4
+`
+	c := mustParse(t, doc, "leader.toml")
+	if got, n := c.FaultyReplicas(), c.LeaderCrashes(); !slices.Equal(got, []int{4}) || n != 1 {
+		t.Fatalf("FaultyReplicas = %v, LeaderCrashes = %d; want [4] and 1", got, n)
+	}
+	for i, f := range c.Failures[:3] {
+		if f.Src != EndpointLeader {
+			t.Fatalf("failure %d: src %v, want leader", i, f.Src)
+		}
 	}
 }

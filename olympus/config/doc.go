@@ -17,8 +17,10 @@
 //   - A [[clients]] table without count makes one client; a config without
 //     any [[clients]] table gets two clients running pseudorandom(233,100).
 //   - Copy k of a table runs pseudorandom(seed+k, n) (Config.ClientWorkloads).
-//   - crash, pause, set_attr and equivocate need a replica id as src; only
-//     set_attr, equivocate and crash without restart count against f
-//     (Config.FaultyReplicas).
+//   - set_attr and equivocate need a replica id as src; crash and pause a
+//     replica id or "leader" (the replica leading the round when the fault
+//     fires); only set_attr, equivocate and crash without restart count
+//     against f (Config.FaultyReplicas, Config.LeaderCrashes), and a crash
+//     of the leader without restart needs a trigger or a single round.
 //   - A failure has rounds or a trigger, not both; rounds start at 1.
 package config

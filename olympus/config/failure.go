@@ -161,6 +161,16 @@ type Rounds []RoundRange
 // RoundRange is the rounds From..To, both included.
 type RoundRange struct{ From, To uint64 }
 
+// Count is the number of rounds in the set; 0 for the empty set, which
+// means every round.
+func (rs Rounds) Count() uint64 {
+	var n uint64
+	for _, rr := range rs {
+		n += rr.To - rr.From + 1
+	}
+	return n
+}
+
 // Contains reports whether round r is in the set.
 func (rs Rounds) Contains(r uint64) bool {
 	if len(rs) == 0 {
