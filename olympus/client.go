@@ -99,6 +99,35 @@ func ReportReady(ctx context.Context, n *p2p.Node, olympusAddr string, id types.
 	})
 }
 
+// KeepRegistered reports reg and Ready to Olympus at once and then every
+// period until ctx is done, as a running replica does: Olympus keeps
+// registrations in memory only, so a restarted Olympus learns again within
+// one period where every replica listens and that it accepts requests, and
+// serves the committee again (before, it turned every new client away until
+// each replica had restarted). Failures (Olympus down) are logged and
+// retried at the next period; a refusal ends it.
+func KeepRegistered(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registration, period time.Duration) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, period)
+		err := Register(actx, n, olympusAddr, reg)
+		if err == nil {
+			err = ReportReady(actx, n, olympusAddr, reg.ID)
+		}
+		cancel()
+		switch {
+		case errors.Is(err, ErrRefused) || errors.Is(err, ErrWrongPeer):
+			return err
+		case err != nil && ctx.Err() == nil:
+			log.Debugw("olympus: registration not renewed; retrying", "addr", olympusAddr, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(period):
+		}
+	}
+}
+
 // FetchKey asks Olympus for the consensus public key of replica id. (The
 // key is authenticated only by the channel to the pinned Olympus; the signed
 // roster carries the same keys.)

@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,8 +55,7 @@ type Service struct {
 	// for members that have not reported Ready. Set before the first
 	// registration.
 	AcceptGrace time.Duration
-	// saveTo is the registrations file of Olympus's home ("" in tests).
-	saveTo string
+	grace       *time.Timer // started when the roster is first signed (graceOver)
 
 	// Counters, for logs and tests.
 	notReadyReplies atomic.Int64
@@ -127,91 +122,7 @@ func StartService(ctx context.Context, home *OlympusHome, listen []string) (*Ser
 		return nil, err
 	}
 	s.ownNode = true
-	s.restore(filepath.Join(home.Dir, RegistrationsFile))
 	return s, nil
-}
-
-// RegistrationsFile, in Olympus's home, keeps where each member listens and
-// whether it reported Ready. Replicas register only when they start, so
-// without it a restarted Olympus knew no member until every replica had
-// restarted too, and turned every new client away ("not ready (0 of 4
-// registered)"). A replica that moved registers again when it restarts.
-const RegistrationsFile = "registrations.json"
-
-type savedRegistrations struct {
-	ChainID string        `json:"chain_id"`
-	Members []savedMember `json:"members"`
-}
-
-type savedMember struct {
-	ID    types.ReplicaID `json:"id"`
-	Peer  string          `json:"peer"`
-	Addrs []string        `json:"addrs"`
-	Ready bool            `json:"ready"`
-}
-
-// restore reads path's registrations back (those of this committee's
-// members under their current peer ids; anything else is ignored with a
-// warning) and makes path where later ones are saved.
-func (s *Service) restore(path string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.saveTo = path
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return
-	}
-	var saved savedRegistrations
-	if err == nil {
-		err = json.Unmarshal(data, &saved)
-	}
-	if err == nil && saved.ChainID != s.roster.ChainID {
-		err = fmt.Errorf("chain %q, this committee is %q", saved.ChainID, s.roster.ChainID)
-	}
-	if err != nil {
-		log.Warnw("ignoring the saved registrations", "path", path, "err", err)
-		return
-	}
-	for _, m := range saved.Members {
-		if int(m.ID) >= len(s.roster.Members) || s.roster.Members[m.ID].PeerID.String() != m.Peer || len(m.Addrs) == 0 {
-			log.Warnw("ignoring a saved registration that is not of a member", "path", path, "id", m.ID, "peer", m.Peer)
-			continue
-		}
-		s.roster.Members[m.ID].Addrs = m.Addrs
-		if !s.registered[m.ID] {
-			s.registered[m.ID] = true
-			s.count++
-		}
-		s.accepting[m.ID] = m.Ready
-	}
-	log.Infow("restored the saved registrations", "path", path, "registered", s.count, "of", len(s.registered))
-	if s.count == len(s.registered) {
-		if err := s.signLocked(); err != nil {
-			log.Errorw("cannot sign the restored roster", "err", err)
-		}
-	}
-}
-
-// saveLocked writes the registrations to saveTo. A failure is logged: the
-// file only spares the replicas a restart after Olympus restarts.
-func (s *Service) saveLocked() {
-	if s.saveTo == "" {
-		return
-	}
-	saved := savedRegistrations{ChainID: s.roster.ChainID}
-	for id, ok := range s.registered {
-		if ok {
-			m := s.roster.Members[id]
-			saved.Members = append(saved.Members, savedMember{ID: types.ReplicaID(id), Peer: m.PeerID.String(), Addrs: m.Addrs, Ready: s.accepting[id]})
-		}
-	}
-	data, err := json.MarshalIndent(saved, "", "  ")
-	if err == nil {
-		err = writeFileAtomic(s.saveTo, append(data, '\n'), 0o644)
-	}
-	if err != nil {
-		log.Errorw("cannot save the registrations", "path", s.saveTo, "err", err)
-	}
 }
 
 // Node is the libp2p node Olympus serves on.
@@ -268,6 +179,11 @@ func (s *Service) Roster() *Roster {
 
 // Close stops serving; it closes the node if StartService created it.
 func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	s.mu.Unlock()
 	if s.ownNode {
 		return s.node.Close()
 	}
@@ -352,10 +268,8 @@ func (s *Service) register(from peer.ID, m *registerMsg) ([]byte, error) {
 		s.registered[m.ID] = true
 		s.count++
 		log.Infow("replica registered", "id", m.ID, "peer", from, "addrs", addrs, "registered", s.count, "of", len(s.registered))
-		s.saveLocked()
 	} else if changed {
 		log.Infow("replica re-registered with new addresses", "id", m.ID, "addrs", addrs)
-		s.saveLocked()
 	}
 	if s.count == len(s.registered) && (s.signed == nil || changed) {
 		if err := s.signLocked(); err != nil {
@@ -382,7 +296,7 @@ func (s *Service) signLocked() error {
 		close(s.ready)
 		log.Infow("roster complete and signed", "replicas", len(s.registered), "chain", s.roster.ChainID)
 		s.maybeServeLocked()
-		time.AfterFunc(s.AcceptGrace, s.graceOver)
+		s.grace = time.AfterFunc(s.AcceptGrace, s.graceOver)
 	} else {
 		log.Infow("roster re-signed after an address change")
 	}
@@ -404,7 +318,6 @@ func (s *Service) markReady(from peer.ID, id types.ReplicaID) ([]byte, error) {
 	if !s.accepting[id] {
 		s.accepting[id] = true
 		log.Infow("replica accepts requests", "id", id)
-		s.saveLocked()
 	}
 	s.maybeServeLocked()
 	return wire.EncodeAs(codeAck, &ackMsg{})

@@ -410,12 +410,13 @@ func TestClientsGetTheRosterAfterTheGrace(t *testing.T) {
 	}
 }
 
-// TestRestartedOlympusKeepsTheRegistrations: Olympus restarted on its home
-// serves the roster at once, to replicas and clients alike, with the
-// addresses the replicas registered before (they register only when they
-// start); before, new clients were told "not ready (0 of 4 registered)"
-// until every replica had restarted.
-func TestRestartedOlympusKeepsTheRegistrations(t *testing.T) {
+// TestReplicasReRegisterWithARestartedOlympus: Olympus keeps the
+// registrations in memory; running replicas renew theirs every period
+// (KeepRegistered), so Olympus restarted on its home and address serves the
+// roster again, to replicas and clients alike, with the replicas' addresses.
+// Before, replicas registered only when they started, and new clients were
+// told "not ready (0 of 4 registered)" until every replica had restarted.
+func TestReplicasReRegisterWithARestartedOlympus(t *testing.T) {
 	dir := t.TempDir()
 	if err := WriteTestnet(dir, TestnetOptions{Replicas: 4, ChainID: "restart-test"}); err != nil {
 		t.Fatal(err)
@@ -424,25 +425,23 @@ func TestRestartedOlympusKeepsTheRegistrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := []string{"/ip4/127.0.0.1/tcp/0"}
-	svc, err := StartService(context.Background(), home, listen)
+	svc, err := StartService(context.Background(), home, []string{"/ip4/127.0.0.1/tcp/0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t)
 	addr := PreferredAddr(svc.Addrs())
+	ctx := testCtx(t)
+	renew, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 4)
 	for id := range 4 {
 		h, err := LoadReplicaHome(filepath.Join(dir, ReplicaDir(types.ReplicaID(id))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := newNode(t, h.HostKey)
-		if err := Register(ctx, n, addr, Registration{ID: types.ReplicaID(id), Addrs: addrStrings(n)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := ReportReady(ctx, n, addr, types.ReplicaID(id)); err != nil {
-			t.Fatal(err)
-		}
+		reg := Registration{ID: h.ID, Addrs: addrStrings(n), ChainID: h.ChainID, ConsensusKey: h.ConsensusKey.Public().(ed25519.PublicKey)}
+		go func() { done <- KeepRegistered(renew, n, addr, reg, 100*time.Millisecond) }()
 	}
 	client := newNode(t, nil)
 	before, err := FetchRoster(ctx, client, addr)
@@ -451,23 +450,25 @@ func TestRestartedOlympusKeepsTheRegistrations(t *testing.T) {
 	}
 	svc.Close()
 
-	svc, err = StartService(context.Background(), home, listen)
+	// The same home on the same address (the port the first one got).
+	svc, err = StartService(context.Background(), home, []string{strings.TrimSuffix(addr, "/p2p/"+home.PeerID().String())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	select {
-	case <-svc.Serving():
-	default:
-		t.Fatal("the restarted Olympus does not serve clients at once")
-	}
-	after, err := FetchRoster(ctx, client, PreferredAddr(svc.Addrs()))
+	after, err := FetchRoster(ctx, client, addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the restarted Olympus: %v", err)
 	}
 	for id := range 4 {
 		if !slices.Equal(after.Members[id].Addrs, before.Members[id].Addrs) {
 			t.Fatalf("replica %d: addresses %v after the restart, %v before", id, after.Members[id].Addrs, before.Members[id].Addrs)
+		}
+	}
+	stop()
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatalf("KeepRegistered: %v", err)
 		}
 	}
 }

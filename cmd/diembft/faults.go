@@ -88,16 +88,22 @@ func leaderEvent(f config.Failure) bool {
 	return f.Src == config.EndpointLeader && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 }
 
+// StoppedReplica is a replica a crash without restart (Fault, by index)
+// took down in Round.
+type StoppedReplica struct {
+	Replica int    `json:"replica"`
+	Fault   int    `json:"fault"`
+	Round   uint64 `json:"round"`
+}
+
 // checkFaults adds a problem for each fault of faults (the report's copy of
 // info.Faults) that did not fire as its rule says (or, for a run.json
 // without rules, that never fired), and notes there the faults a crash
 // stopped.
 func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
-	stoppedBy := map[int]int{} // replica -> the crash without restart that fired on it
-	for i, r := range info.FaultRules {
-		if r.Stops && r.Replica >= 0 && i < len(faults) && faults[i].Fired > 0 {
-			stoppedBy[r.Replica] = i
-		}
+	stopped := map[int]StoppedReplica{}
+	for _, s := range info.Stopped {
+		stopped[s.Replica] = s
 	}
 	for i, f := range faults {
 		name := fmt.Sprintf("fault %d (%s, src %s, msg %s)", i, f.Type, f.Src, f.Msg)
@@ -108,11 +114,18 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 			continue
 		}
 		r := info.FaultRules[i]
-		if crash, ok := stoppedBy[r.Replica]; ok && crash != i && r.Replica >= 0 && f.Fired < r.Min {
-			faults[i].Note = fmt.Sprintf("could not fire: replica %d crashed for good (fault %d) before", r.Replica, crash)
+		// Excused only if its first chance came after the crash: a trigger
+		// (with prob 1 it fires as soon as it matches, so it had not), or
+		// rounds that start past the crash's round.
+		if s, ok := stopped[r.Replica]; ok && r.Replica >= 0 && s.Fault != i && f.Fired < r.Min && (r.Trigger != "" || r.FirstRound > s.Round) {
+			faults[i].Note = fmt.Sprintf("could not fire: replica %d crashed for good (fault %d, round %d) before", r.Replica, s.Fault, s.Round)
 			continue
 		}
+		leader := f.Src == config.EndpointLeader.String() && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 		switch {
+		case f.Fired < r.Min && leader:
+			probs.add("faults that did not fire", "%s never fired: no replica led its round when it came, having entered the round by a QC "+
+				"(after a timeout a round has no certain leader)", name)
 		case f.Fired < r.Min && r.FirstRound > info.Rounds.Highest:
 			probs.add("faults that did not fire", "%s never fired: the run reached round %d, its first round is %d",
 				name, info.Rounds.Highest, r.FirstRound)
@@ -150,6 +163,7 @@ func (e *experiment) collectFaults() {
 	}
 	var logs [][]fault.Record
 	hit := map[int][]int{} // leader fault -> replicas it fired on
+	e.info.Stopped = nil
 	for id := range e.info.Replicas {
 		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
 		recs, err := fault.ReadLog(home)
@@ -159,8 +173,14 @@ func (e *experiment) collectFaults() {
 		}
 		logs = append(logs, recs)
 		for _, r := range recs {
-			if r.Ev == fault.EvFire && r.Failure >= 0 && r.Failure < len(e.cfg.Failures) && leaderEvent(e.cfg.Failures[r.Failure]) && !slices.Contains(hit[r.Failure], id) {
+			if r.Ev != fault.EvFire || r.Failure < 0 || r.Failure >= len(e.info.FaultRules) {
+				continue
+			}
+			if leaderEvent(e.cfg.Failures[r.Failure]) && !slices.Contains(hit[r.Failure], id) {
 				hit[r.Failure] = append(hit[r.Failure], id)
+			}
+			if e.info.FaultRules[r.Failure].Stops {
+				e.info.Stopped = append(e.info.Stopped, StoppedReplica{Replica: id, Fault: r.Failure, Round: r.Round})
 			}
 		}
 	}

@@ -6,27 +6,32 @@ import (
 )
 
 // TestFaultsStoppedByACrash: a fault of a replica that a crash without
-// restart stopped need not fire (it is noted), whether given by trigger or
-// rounds; the same fault with the crash on another replica, or with a
-// crash that restarts, or one of "_", still must.
+// restart took down need not fire (it is noted) if its first chance came
+// after the crash: a trigger, or rounds past the crash's round. One due
+// before the crash, one of another replica, or one of "_" still must.
 func TestFaultsStoppedByACrash(t *testing.T) {
 	drop := FaultRule{Min: 1, Max: 1, Trigger: "proposal[3]", Replica: 1}
 	crash := FaultRule{Min: 1, Max: 1, Trigger: "client_request[0 1]", Replica: 1, Stops: true}
+	down := func(replica int, round uint64) []StoppedReplica {
+		return []StoppedReplica{{Replica: replica, Fault: 1, Round: round}}
+	}
 	for _, tc := range []struct {
-		name   string
-		rules  []FaultRule
-		fired  []int
-		wantOK bool
+		name    string
+		rules   []FaultRule
+		fired   []int
+		stopped []StoppedReplica
+		wantOK  bool
 	}{
-		{"crash of the same replica fired", []FaultRule{drop, crash}, []int{0, 1}, true},
-		{"rounds-given fault of the same replica", []FaultRule{{Min: 1, Max: -1, FirstRound: 9, Replica: 1}, crash}, []int{0, 1}, true},
-		{"the crash did not fire either", []FaultRule{drop, crash}, []int{0, 0}, false},
-		{"crash of another replica", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "commit[2]", Replica: 2, Stops: true}}, []int{0, 1}, false},
-		{"crash with restart", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "commit[2]", Replica: 1}}, []int{0, 1}, false},
-		{"fault of any replica", []FaultRule{{Min: 1, Max: 4, Trigger: "proposal[3]", Replica: -1}, crash}, []int{0, 1}, false},
+		{"triggered fault of the crashed replica", []FaultRule{drop, crash}, []int{0, 1}, down(1, 3), true},
+		{"its rounds start after the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 9, Replica: 1}, crash}, []int{0, 1}, down(1, 5), true},
+		{"its rounds started before the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 4, Replica: 1}, crash}, []int{0, 1}, down(1, 10), false},
+		{"the crash did not fire", []FaultRule{drop, crash}, []int{0, 0}, nil, false},
+		{"another replica crashed", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "commit[2]", Replica: 2, Stops: true}}, []int{0, 1}, down(2, 3), false},
+		{"fault of any replica", []FaultRule{{Min: 1, Max: 4, Trigger: "proposal[3]", Replica: -1}, crash}, []int{0, 1}, down(1, 3), false},
+		{"a leader crash took the replica down", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "round[5]", Replica: -1, Stops: true}}, []int{0, 1}, down(1, 5), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			info := &RunInfo{FaultRules: tc.rules, Rounds: Rounds{Highest: 20}}
+			info := &RunInfo{FaultRules: tc.rules, Rounds: Rounds{Highest: 20}, Stopped: tc.stopped}
 			var faults []FaultReport
 			for _, n := range tc.fired {
 				faults = append(faults, FaultReport{Type: "x", Src: "1", Msg: "*", Fired: n})

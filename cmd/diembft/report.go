@@ -116,7 +116,10 @@ type RunInfo struct {
 	Faults        []FaultReport `json:"faults"`
 	// FaultRules say how often each fault must fire (faults.go).
 	FaultRules []FaultRule `json:"fault_rules,omitempty"`
-	Rounds     Rounds      `json:"rounds"`
+	// Stopped are the replicas a crash without restart took down, with the
+	// round it fired in (faults.go collectFaults).
+	Stopped []StoppedReplica `json:"stopped,omitempty"`
+	Rounds  Rounds           `json:"rounds"`
 	// ClientPhaseS is the wall time from starting the clients to the last
 	// one ending; the report's duration comes from the client results when
 	// there are any (first submission to last acceptance).

@@ -85,9 +85,10 @@ func main() {
 	}
 }
 
-// readyTimeout bounds the report to Olympus that the replica accepts
-// requests (one round trip, normally).
-const readyTimeout = 5 * time.Second
+// renewEvery is how often a running replica renews its registration and
+// Ready with Olympus (olympus.KeepRegistered): a restarted Olympus serves
+// the committee again within this long.
+const renewEvery = 3 * time.Second
 
 func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metricsAddr, roundTrace string, joinTimeout time.Duration) error {
 	home, err := olympus.LoadReplicaHome(homeDir)
@@ -135,9 +136,10 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	joinCtx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	addrs := registerAddrs(net.Addrs()) // Host.Addrs can still be empty right after start; Addrs falls back to the listen addresses
-	if err := olympus.Register(joinCtx, net, olympusAddr, olympus.Registration{
+	reg := olympus.Registration{
 		ID: home.ID, Addrs: addrs, ChainID: home.ChainID, ConsensusKey: home.ConsensusKey.Public().(ed25519.PublicKey),
-	}); err != nil {
+	}
+	if err := olympus.Register(joinCtx, net, olympusAddr, reg); err != nil {
 		return fmt.Errorf("register with olympus: %w", err)
 	}
 	roster, err := olympus.FetchRoster(joinCtx, net, olympusAddr)
@@ -179,11 +181,13 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
 		Faults: faults, RoundTrace: roundTrace,
 		Ready: func() {
-			rctx, cancel := context.WithTimeout(ctx, readyTimeout)
-			defer cancel()
-			if err := olympus.ReportReady(rctx, net, olympusAddr, home.ID); err != nil {
-				fmt.Fprintln(os.Stderr, "replica: could not tell olympus that this replica accepts requests (clients get the roster after olympus's grace period):", err)
-			}
+			// Off the event loop's way: it reports Ready now and renews the
+			// registration for as long as the replica runs.
+			go func() {
+				if err := olympus.KeepRegistered(ctx, net, olympusAddr, reg, renewEvery); err != nil {
+					fmt.Fprintln(os.Stderr, "replica: olympus refused the renewal of this replica's registration:", err)
+				}
+			}()
 		},
 	})
 	if err != nil {

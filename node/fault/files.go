@@ -102,6 +102,7 @@ func ReadSpec(home string) (*Spec, error) {
 const (
 	EvFire  = "fire"  // the fault acted: counted in report.json
 	EvArm   = "arm"   // a trigger fired; the message or proposal it affects comes later
+	EvSpent = "spent" // a trigger of a "leader" fault came while another replica led: spent here
 	EvOpen  = "open"  // a partition's time window opened
 	EvStart = "start" // the injector started (Failure is -1): the base of time(ms)
 )

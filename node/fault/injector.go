@@ -212,7 +212,7 @@ func (in *Injector) restore(past []Record) {
 		}
 		f := in.fs[r.Failure]
 		switch r.Ev {
-		case EvArm:
+		case EvArm, EvSpent:
 			f.consumed = true
 			f.armed = f.isMessage() || f.Type == config.TypeEquivocate
 		case EvFire:
@@ -524,6 +524,11 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 		case f.isEvent():
 			if in.leads(f) {
 				effects = append(effects, in.fire(f, round))
+			} else {
+				// Logged, so that this replica, restarted, does not carry
+				// it out in a later round it leads (round(r) matches any
+				// round >= r).
+				in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
 			}
 		case f.Type == config.TypePartition:
 			f.opened, f.openedAt = true, in.now()

@@ -593,5 +593,12 @@ func TestLeaderFaultNotAfterTC(t *testing.T) {
 		if effects := h.in.EnterRound(6, false); len(effects) != 0 {
 			t.Fatalf("seed %d: the trigger fired again after it was spent: %+v", seed, effects)
 		}
+		// Restarted (a crash-restart fault, say), it does not carry the
+		// spent trigger out in a later round it leads: round(5) matches 9.
+		h2 := newHarness(t, seed, "[[failures]]\ntype = \"crash\"\nsrc = \"leader\"\ntrigger = \"round(5)\"\n", h.records())
+		h2.in.Start()
+		if effects := h2.in.EnterRound(9, false); len(effects) != 0 {
+			t.Fatalf("seed %d: entered by TC %v, restarted: the trigger fired again in round 9: %+v", seed, byTC, effects)
+		}
 	}
 }

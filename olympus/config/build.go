@@ -342,9 +342,17 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 		if f.Src == EndpointAny {
 			return f, fieldErr(field+".src", "%s needs a replica id or \"leader\", not %q", f.Type, f.Src)
 		}
+		if f.Src == EndpointLeader && f.Trigger != nil && f.Trigger.Kind != TriggerRound {
+			// Every replica decides alone whether it leads when the trigger
+			// comes; only at a round entry do they all look at one round.
+			// With time(ms) or a message count, the leader of r (until the
+			// next proposal arrives) and that of r+1 (once it has the QC)
+			// could both act.
+			return f, fieldErr(field+".trigger", "a %s of the leader takes rounds or a round(r) trigger, not %s", f.Type, f.Trigger.Kind)
+		}
 		if f.Src == EndpointLeader && f.misbehaves() && f.Trigger == nil && f.Rounds.Count() != 1 {
 			// Each of its rounds would take down its own leader.
-			return f, fieldErr(field, "a crash of the leader without restart needs a trigger or a single round (each round would crash its own leader)")
+			return f, fieldErr(field, "a crash of the leader without restart needs a round(r) trigger or a single round (each round would crash its own leader)")
 		}
 	case TypeSetAttr, TypeEquivocate:
 		// The faulty set must be known before the run to keep it within f.
