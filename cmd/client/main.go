@@ -217,6 +217,9 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 	}
 
 	node, err := p2p.New(ctx, p2p.Config{NoListen: true})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("deadline passed (--deadline %v) before the client started: 0 of %d requests committed", o.deadline, len(ops))
+	}
 	if err != nil {
 		return err
 	}

@@ -295,3 +295,14 @@ func TestClientUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestClientDeadlineBeforeStart: a --deadline that passes before the client
+// has even started says so in the client's own words (it said "context
+// deadline exceeded").
+func TestClientDeadlineBeforeStart(t *testing.T) {
+	pinned := "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWLbjTGzFh3nq3rUWGLH3AQgSU5E4EUx1J4kcJRjvB3n3V"
+	code, _, errOut := runMain(t, "--olympus", pinned, "--workload", "get('a'); get('b')", "--deadline", "1ns")
+	if code != 1 || errOut != "client: deadline passed (--deadline 1ns) before the client started: 0 of 2 requests committed\n" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
