@@ -92,7 +92,7 @@ func init() {
 	f := twinsCmd.Flags()
 	f.StringVar(&twinsOpts.scenarios, "scenarios", "", "run the scenarios of this Diem-format JSON file")
 	f.IntVar(&twinsOpts.generate, "generate", 0, "generate and run N scenarios")
-	f.Uint64Var(&twinsOpts.seed, "seed", 1, "sample scenarios with this seed (without --seed: enumerate); also seeds latencies")
+	f.Uint64Var(&twinsOpts.seed, "seed", 1, "sample scenarios with this seed (without --seed: enumerate); also seeds the latencies (1 when not given)")
 	f.IntVar(&twinsOpts.nodes, "nodes", 4, "replicas")
 	f.IntVar(&twinsOpts.twins, "twins", 1, "replicas that get a twin")
 	f.IntVar(&twinsOpts.partitions, "partitions", 2, "at most this many partition groups per round")

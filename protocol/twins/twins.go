@@ -13,8 +13,11 @@
 package twins
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -38,11 +41,33 @@ type Scenario struct {
 	RoundPartitions map[string][][]int `json:"round_partitions"`
 }
 
+// describeJSON says a decoding error in the file's terms rather than Go's
+// ("cannot unmarshal array into Go value of type twins.File").
+func describeJSON(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		where := te.Field
+		if where == "" {
+			where = "the file"
+		}
+		want := map[reflect.Kind]string{reflect.Struct: "an object", reflect.Map: "an object", reflect.Slice: "an array", reflect.Int: "an integer"}[te.Type.Kind()]
+		if te.Type == reflect.TypeFor[File]() {
+			want = `an object {"num_of_nodes", "num_of_twins", "scenarios"}`
+		}
+		return fmt.Errorf("%s: a JSON %s where %s is wanted", where, te.Value, cmp.Or(want, te.Type.Kind().String()))
+	case errors.As(err, &se):
+		return fmt.Errorf("not JSON (%v at byte %d)", strings.TrimPrefix(se.Error(), "json: "), se.Offset)
+	}
+	return err
+}
+
 // Parse reads a scenario file and checks it.
 func Parse(data []byte) (*File, error) {
 	var f File
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("twins scenarios: %w", err)
+		return nil, fmt.Errorf("twins scenarios: %w", describeJSON(err))
 	}
 	if f.NumOfNodes < 4 || f.NumOfTwins < 0 || f.NumOfTwins > (f.NumOfNodes-1)/3 {
 		return nil, fmt.Errorf("twins scenarios: need num_of_nodes >= 4 and 0 <= num_of_twins <= f, got %d and %d", f.NumOfNodes, f.NumOfTwins)

@@ -138,3 +138,19 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestParseErrorsInTheFilesTerms: a file of the wrong shape is described by
+// its fields and JSON types, not by Go's ("cannot unmarshal array into Go
+// value of type twins.File").
+func TestParseErrorsInTheFilesTerms(t *testing.T) {
+	for doc, want := range map[string]string{
+		`[{"bogus": 1}]`:                          `twins scenarios: the file: a JSON array where an object {"num_of_nodes", "num_of_twins", "scenarios"} is wanted`,
+		`{"num_of_nodes": "4"}`:                   "twins scenarios: num_of_nodes: a JSON string where an integer is wanted",
+		`{"scenarios": [{"round_leaders": [1]}]}`: "twins scenarios: scenarios.round_leaders: a JSON array where an object is wanted",
+		`{x`: "twins scenarios: not JSON (invalid character 'x' looking for beginning of object key string at byte 2)",
+	} {
+		if _, err := Parse([]byte(doc)); err == nil || err.Error() != want {
+			t.Errorf("%s: error %v, want %q", doc, err, want)
+		}
+	}
+}
