@@ -278,7 +278,13 @@ func olympusParams(f *olympusFile) (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", OlympusFile, err)
 	}
-	return config.Parse(data, OlympusFile)
+	cfg, err := config.Parse(data, OlympusFile)
+	if err != nil {
+		// olympus.toml has f, replicas and chain_id at the top, where the
+		// experiment config has them under [committee].
+		return nil, errors.New(strings.Replace(err.Error(), OlympusFile+": committee.", OlympusFile+": ", 1))
+	}
+	return cfg, nil
 }
 
 // checkDir says plainly when a home is missing or not a directory.

@@ -238,6 +238,7 @@ func TestLoadOlympusHomeErrors(t *testing.T) {
 			return strings.Replace(s, "delta_ms = 100", "delta_ms = 0", 1)
 		}, "timing.delta_ms: must be from 1"},
 		{"member missing", func(s string) string { return strings.Replace(s, "replicas = 4", "replicas = 5", 1) }, "4 [[members]] for replicas = 5"},
+		{"too few replicas", func(s string) string { return strings.Replace(s, "replicas = 4", "replicas = 3", 1) }, "olympus.toml: replicas: 3 replicas cannot tolerate f = 1"},
 		{"bad consensus key", func(s string) string {
 			i := strings.Index(s, "consensus_key = '")
 			if i < 0 {
