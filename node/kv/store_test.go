@@ -1,10 +1,12 @@
 package kv
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/diembft/diembft/protocol/types"
 	"github.com/diembft/diembft/protocol/wire"
@@ -162,4 +164,38 @@ func TestValueSizeBound(t *testing.T) {
 	if _, err := wire.Encode(reply); err != nil {
 		t.Fatalf("a reply of %d full values does not go on the wire: %v", types.MaxOpsPerRequest, err)
 	}
+}
+
+// FuzzSliceIsRuneSlice: whatever the value and the bounds, a slice leaves
+// valid UTF-8 (for a valid value) equal to Python's str slice, computed
+// here on []rune.
+func FuzzSliceIsRuneSlice(f *testing.F) {
+	f.Add("héllo wörld", int64(1), int64(-2))
+	f.Add("日本語", int64(-5), int64(99))
+	f.Add("a😀b", int64(2), int64(1))
+	f.Fuzz(func(t *testing.T, v string, i, j int64) {
+		if !utf8.ValidString(v) || len(v) > MaxValueSize {
+			return
+		}
+		s := New()
+		s.Apply(Op{Put, "k", v})
+		if got := s.Apply(Op{Slice, "k", fmt.Sprintf("%d:%d", i, j)}); got != OK {
+			t.Fatalf("slice %d:%d of %q: %q", i, j, v, got)
+		}
+		r := []rune(v)
+		bound := func(b int64) int64 {
+			if b < 0 {
+				b += int64(len(r))
+			}
+			return min(max(b, 0), int64(len(r)))
+		}
+		lo, hi := bound(i), bound(j)
+		want := ""
+		if lo < hi {
+			want = string(r[lo:hi])
+		}
+		if s.m["k"] != want || !utf8.ValidString(s.m["k"]) {
+			t.Fatalf("%q[%d:%d] = %q, want %q", v, i, j, s.m["k"], want)
+		}
+	})
 }
