@@ -484,17 +484,21 @@ func printSummary(w io.Writer, r *Report, dir string) {
 	fmt.Fprintf(w, "run %s (seed %d): %s\n", r.Name, r.Seed, verdict)
 	fmt.Fprintf(w, "  %d replicas (f=%d), %d clients: %d/%d committed, %d verified\n",
 		r.Replicas, r.F, r.Clients, r.Requests.Committed, r.Requests.Submitted, r.Requests.Verified)
-	ids := make([]int, 0, len(r.Ledgers.Heights))
-	for k := range r.Ledgers.Heights {
-		id, _ := strconv.Atoi(k)
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	var hs []string
-	for _, id := range ids {
-		hs = append(hs, fmt.Sprintf("%d:%d", id, r.Ledgers.Heights[strconv.Itoa(id)]))
+	unreadable := 0
+	for id := range r.Replicas {
+		// A ledger that could not be read has no height (a problem says why).
+		if h, ok := r.Ledgers.Heights[strconv.Itoa(id)]; ok {
+			hs = append(hs, fmt.Sprintf("%d:%d", id, h))
+		} else {
+			hs = append(hs, fmt.Sprintf("%d:unreadable", id))
+			unreadable++
+		}
 	}
 	state := "consistent"
+	if unreadable > 0 {
+		state = fmt.Sprintf("consistent as far as readable (%d unreadable)", unreadable)
+	}
 	if !r.Ledgers.Consistent {
 		state = fmt.Sprintf("DIVERGENT (%d safety violations)", r.SafetyViolations)
 	}

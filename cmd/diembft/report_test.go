@@ -352,3 +352,19 @@ func appendFile(t *testing.T, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnreadableLedgerInTheSummary: a ledger that could not be read fails
+// the run (a problem says why) and shows as unreadable in the summary, not
+// as a replica missing from a list of "consistent" heights.
+func TestUnreadableLedgerInTheSummary(t *testing.T) {
+	h := interleave(t, wl0, wl1)
+	ls := ledgers(4, h.ledger)
+	delete(ls, 2)
+	r := buildReport(runInfo(4, 1, 4, 4), &Evidence{Ledgers: ls, Results: h.results,
+		Problems: []string{"replica 2's ledger ledgers/replica-2.ledger: line 5: bad ledger: checksum"}})
+	var out strings.Builder
+	printSummary(&out, r, "run")
+	if r.OK || !strings.Contains(out.String(), "ledgers consistent as far as readable (1 unreadable), heights 0:8 1:8 2:unreadable 3:8;") {
+		t.Fatalf("ok %v, summary:\n%s", r.OK, out.String())
+	}
+}
