@@ -32,8 +32,8 @@ func (r *Replica) startFaults() {
 	}
 	id := int(r.cfg.ID)
 	in.Bind(func(round uint64) int { return int(r.core.Leader(types.Round(round))) }, func(rec fault.Record) {
-		if rec.Failure < 0 {
-			return // the injector's own bookkeeping (its start)
+		if rec.Failure < 0 || rec.Ev == fault.EvSpent {
+			return // the injector's own bookkeeping (its start, a leader trigger another replica took)
 		}
 		log.Infow("fault", "failure", rec.Failure, "type", rec.Type, "ev", rec.Ev, "round", rec.Round, "msg", rec.Msg,
 			"dests", rec.Dests, "seed", rec.Seed, "detail", rec.Detail)

@@ -99,18 +99,31 @@ func ReportReady(ctx context.Context, n *p2p.Node, olympusAddr string, id types.
 	})
 }
 
-// KeepRegistered reports reg and Ready to Olympus at once and then every
-// period until ctx is done, as a running replica does: Olympus keeps
-// registrations in memory only, so a restarted Olympus learns again within
-// one period where every replica listens and that it accepts requests, and
-// serves the committee again (before, it turned every new client away until
-// each replica had restarted). Failures (Olympus down) are logged and
-// retried at the next period; a refusal ends it.
-func KeepRegistered(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registration, period time.Duration) error {
+// KeepRegistered renews reg with Olympus at olympusAddr every period until
+// ctx is done, as a running replica does from its first registration on,
+// and once ready is closed reports Ready at once and with every renewal.
+// Olympus keeps registrations in memory only, so a restarted Olympus learns
+// again within one period where every replica listens and which accept
+// requests: it completes the roster for replicas still joining, and serves
+// the committee to clients again (before, replicas registered only when
+// they started, and a restarted Olympus turned every new client away until
+// each had restarted). Failures (Olympus down) are logged at debug level
+// and retried at the next period; a refusal ends it.
+func KeepRegistered(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registration, period time.Duration, ready <-chan struct{}) error {
+	isReady := false
+	renew := time.NewTicker(period)
+	defer renew.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ready:
+			isReady, ready = true, nil // report now, not at the next renewal
+		case <-renew.C:
+		}
 		actx, cancel := context.WithTimeout(ctx, period)
 		err := Register(actx, n, olympusAddr, reg)
-		if err == nil {
+		if err == nil && isReady {
 			err = ReportReady(actx, n, olympusAddr, reg.ID)
 		}
 		cancel()
@@ -119,11 +132,6 @@ func KeepRegistered(ctx context.Context, n *p2p.Node, olympusAddr string, reg Re
 			return err
 		case err != nil && ctx.Err() == nil:
 			log.Debugw("olympus: registration not renewed; retrying", "addr", olympusAddr, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(period):
 		}
 	}
 }

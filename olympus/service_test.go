@@ -411,11 +411,14 @@ func TestClientsGetTheRosterAfterTheGrace(t *testing.T) {
 }
 
 // TestReplicasReRegisterWithARestartedOlympus: Olympus keeps the
-// registrations in memory; running replicas renew theirs every period
-// (KeepRegistered), so Olympus restarted on its home and address serves the
-// roster again, to replicas and clients alike, with the replicas' addresses.
-// Before, replicas registered only when they started, and new clients were
-// told "not ready (0 of 4 registered)" until every replica had restarted.
+// registrations in memory; replicas renew theirs every period from their
+// first registration on (KeepRegistered), so Olympus restarted on its home
+// and address completes the roster of a committee still joining, and
+// serves a running committee's roster again, to replicas and clients alike,
+// with the replicas' addresses. Before, replicas registered only when they
+// started: members still joining waited out their join timeout, and new
+// clients were told "not ready (0 of 4 registered)" until every replica had
+// restarted.
 func TestReplicasReRegisterWithARestartedOlympus(t *testing.T) {
 	dir := t.TempDir()
 	if err := WriteTestnet(dir, TestnetOptions{Replicas: 4, ChainID: "restart-test"}); err != nil {
@@ -434,15 +437,40 @@ func TestReplicasReRegisterWithARestartedOlympus(t *testing.T) {
 	renew, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 4)
+	ready := make(chan struct{})
+	var members []*p2p.Node
 	for id := range 4 {
 		h, err := LoadReplicaHome(filepath.Join(dir, ReplicaDir(types.ReplicaID(id))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := newNode(t, h.HostKey)
+		members = append(members, n)
 		reg := Registration{ID: h.ID, Addrs: addrStrings(n), ChainID: h.ChainID, ConsensusKey: h.ConsensusKey.Public().(ed25519.PublicKey)}
-		go func() { done <- KeepRegistered(renew, n, addr, reg, 100*time.Millisecond) }()
+		if id == 3 {
+			break // replica 3 joins after the first restart
+		}
+		go func() { done <- KeepRegistered(renew, n, addr, reg, 100*time.Millisecond, ready) }()
 	}
+	waitFor(t, "three registrations", func() bool { k, _ := svc.Registered(); return k == 3 })
+
+	// Restarted while the committee is still joining: the replicas that
+	// registered before renew, so the last one to join completes the roster.
+	svc.Close()
+	listen := []string{strings.TrimSuffix(addr, "/p2p/"+home.PeerID().String())}
+	if svc, err = StartService(context.Background(), home, listen); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := LoadReplicaHome(filepath.Join(dir, ReplicaDir(3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg3 := Registration{ID: 3, Addrs: addrStrings(members[3]), ChainID: h3.ChainID, ConsensusKey: h3.ConsensusKey.Public().(ed25519.PublicKey)}
+	go func() { done <- KeepRegistered(renew, members[3], addr, reg3, 100*time.Millisecond, ready) }()
+	if _, err := FetchRoster(ctx, members[0], addr); err != nil {
+		t.Fatalf("a member after Olympus restarted during the join: %v", err)
+	}
+	close(ready)
 	client := newNode(t, nil)
 	before, err := FetchRoster(ctx, client, addr)
 	if err != nil {
@@ -450,8 +478,8 @@ func TestReplicasReRegisterWithARestartedOlympus(t *testing.T) {
 	}
 	svc.Close()
 
-	// The same home on the same address (the port the first one got).
-	svc, err = StartService(context.Background(), home, []string{strings.TrimSuffix(addr, "/p2p/"+home.PeerID().String())})
+	// Restarted with the committee running.
+	svc, err = StartService(context.Background(), home, listen)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,9 @@ func faultRules(cfg *config.Config) []FaultRule {
 		case f.Trigger != nil:
 			r.Trigger = fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
 			r.Max = 1
+			if leaderEvent(f) && f.Trigger.Kind == config.TriggerRound {
+				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
+			}
 			if f.Src < 0 && !leaderEvent(f) { // a leader event fault fires on the leader only
 				r.Max = cfg.NumReplicas()
 			}
@@ -123,12 +126,12 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 		}
 		leader := f.Src == config.EndpointLeader.String() && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 		switch {
-		case f.Fired < r.Min && leader:
-			probs.add("faults that did not fire", "%s never fired: no replica led its round when it came, having entered the round by a QC "+
-				"(after a timeout a round has no certain leader)", name)
 		case f.Fired < r.Min && r.FirstRound > info.Rounds.Highest:
 			probs.add("faults that did not fire", "%s never fired: the run reached round %d, its first round is %d",
 				name, info.Rounds.Highest, r.FirstRound)
+		case f.Fired < r.Min && leader:
+			probs.add("faults that did not fire", "%s never fired: no replica led its round when it came, having entered the round by a QC "+
+				"(after a timeout a round has no certain leader)", name)
 		case f.Fired < r.Min && r.Trigger != "":
 			probs.add("faults that did not fire", "%s never fired: its trigger %s did not happen", name, r.Trigger)
 		case f.Fired < r.Min:

@@ -142,6 +142,14 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 	if err := olympus.Register(joinCtx, net, olympusAddr, reg); err != nil {
 		return fmt.Errorf("register with olympus: %w", err)
 	}
+	// Renewed from now on, so that an Olympus restarted while the committee
+	// is still joining learns this replica again (KeepRegistered).
+	ready := make(chan struct{})
+	go func() {
+		if err := olympus.KeepRegistered(ctx, net, olympusAddr, reg, renewEvery, ready); err != nil {
+			fmt.Fprintln(os.Stderr, "replica: olympus refused this replica's registration:", err)
+		}
+	}()
 	roster, err := olympus.FetchRoster(joinCtx, net, olympusAddr)
 	if err != nil {
 		return fmt.Errorf("roster: %w", err)
@@ -180,15 +188,7 @@ func run(ctx context.Context, homeDir, olympusAddr string, listen []string, metr
 		ID: home.ID, Home: home.Dir, ConsensusKey: home.ConsensusKey,
 		Committee: roster.Committee(), Peers: peers, Params: params, Net: net,
 		Faults: faults, RoundTrace: roundTrace,
-		Ready: func() {
-			// Off the event loop's way: it reports Ready now and renews the
-			// registration for as long as the replica runs.
-			go func() {
-				if err := olympus.KeepRegistered(ctx, net, olympusAddr, reg, renewEvery); err != nil {
-					fmt.Fprintln(os.Stderr, "replica: olympus refused the renewal of this replica's registration:", err)
-				}
-			}()
-		},
+		Ready: func() { close(ready) }, // KeepRegistered reports it at once, off the event loop's way
 	})
 	if err != nil {
 		return err

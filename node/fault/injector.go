@@ -522,7 +522,12 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 		trig := fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
 		switch {
 		case f.isEvent():
-			if in.leads(f) {
+			// A leader fault's round(r) acts in round r itself: a replica
+			// that first enters a later round (it was down, or caught up)
+			// did not lead r, and the later round's leader is not the one
+			// the config names.
+			exact := f.Src != config.EndpointLeader || kind != config.TriggerRound || round == uint64(f.Trigger.Args[0])
+			if exact && in.leads(f) {
 				effects = append(effects, in.fire(f, round))
 			} else {
 				// Logged, so that this replica, restarted, does not carry

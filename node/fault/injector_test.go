@@ -601,4 +601,11 @@ func TestLeaderFaultNotAfterTC(t *testing.T) {
 			t.Fatalf("seed %d: entered by TC %v, restarted: the trigger fired again in round 9: %+v", seed, byTC, effects)
 		}
 	}
+	// A replica that was down through round 5 (no record of it) and first
+	// enters round 9, which it leads, does not act: it did not lead round 5.
+	h := newHarness(t, seed, "[[failures]]\ntype = \"crash\"\nsrc = \"leader\"\ntrigger = \"round(5)\"\n", nil)
+	h.in.Start()
+	if effects := h.in.EnterRound(9, false); len(effects) != 0 || h.fired(0) != 0 {
+		t.Fatalf("seed %d: a replica first entering round 9 carried out round 5's leader crash: %+v", seed, effects)
+	}
 }
