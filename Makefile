@@ -62,15 +62,30 @@ lint:
 	$(GO) vet ./...
 
 # Runs every fuzz target of every package for $(FUZZTIME) each, one at a time
-# (go test -fuzz takes a single target in a single package).
+# (go test -fuzz takes a single target in a single package). A target that
+# ends with a bare "context deadline exceeded" and writes no failing input is
+# Go 1.26's fuzz coordinator racing its own -fuzztime deadline
+# (golang/go#75804, fixed in Go 1.27), not a finding: it is reported as a
+# flake; any failure that leaves an input in testdata/fuzz fails the target.
 fuzz:
-	@set -e; \
+	@set -e; flakes=0; \
 	for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "== $$pkg $$target"; \
-			$(GO) test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
+			before=$$(ls $$dir/testdata/fuzz/$$target 2>/dev/null | wc -l); \
+			out=$$(mktemp); \
+			if ! $(GO) test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then \
+				cat $$out; \
+				after=$$(ls $$dir/testdata/fuzz/$$target 2>/dev/null | wc -l); \
+				if [ "$$after" = "$$before" ] && grep -q 'context deadline exceeded' $$out; then \
+					echo "== $$target: flake (golang/go#75804: no failing input written)"; flakes=$$((flakes+1)); \
+				else rm -f $$out; exit 1; fi; \
+			else tail -n 2 $$out; fi; \
+			rm -f $$out; \
 		done; \
-	done
+	done; \
+	echo "fuzz: every target ran; $$flakes coordinator flake(s)"
 
 # Writes RUN's report.html again and renders it with headless Chromium into
 # RUN/report.png (1280x2400): `make report-screenshot RUN=runs/default-...`.
