@@ -32,6 +32,11 @@
 //     With rounds they fire on entering each listed round (every round if
 //     none is listed), with a trigger once. A crash exits the process with
 //     CrashExitCode; Olympus restarts it after restart_after_ms if > 0.
+//     With src "leader" (crash and pause only; rounds or round(r)) every
+//     replica watches and the one that entered the round by a QC and leads
+//     it acts (leads); round(r) then acts in round r only, and a replica
+//     whose trigger came while another led logs EvSpent, restored on
+//     restart, so that it never acts later.
 //   - equivocate: when src leads a round it applies to, Equivocate says so
 //     and the replica sends Conflicting's second proposal to one half of the
 //     others (Halves) and the original to the other half.
