@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -77,5 +80,33 @@ func TestPidCPU(t *testing.T) {
 	}
 	if pidCPU(0) != 0 {
 		t.Error("pid 0 has CPU time")
+	}
+}
+
+// TestBenchUsageErrors: flags that cannot describe a run are refused with
+// exit status 2 and one line, before anything starts (a negative
+// --crash-after ran a bench without a crash; --delta-ms 0 failed only after
+// the output directory was made, naming a config key, with status 1).
+func TestBenchUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--mode", "throughput", "--crash-after", "-1s"},
+		{"--crash-replica", "-2"},
+		{"--crash-replica", "4"},
+		{"--delta-ms", "0"},
+		{"--round-timeout-ms", "-5"},
+		{"--replicas", "3"},
+		{"--duration", "0s"},
+	} {
+		var stdout, stderr bytes.Buffer
+		resetFlags(t)
+		out := filepath.Join(t.TempDir(), "b")
+		code := execute(append([]string{"bench", "--out", out, "--bin-dir", t.TempDir()}, args...), &stdout, &stderr)
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if code != exitUsage || len(lines) != 1 || !strings.HasPrefix(lines[0], "diembft: ") {
+			t.Errorf("bench %q: exit %d, stderr %q; want exit 2 and one line", args, code, stderr.String())
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("bench %q: made the output directory before refusing", args)
+		}
 	}
 }

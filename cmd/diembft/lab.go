@@ -114,20 +114,34 @@ func labSignals(cancel context.CancelFunc, finished <-chan struct{}, stderr io.W
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	var first time.Time
 	select {
 	case <-sigs:
+		first = time.Now()
 		cancel()
 	case <-finished:
 		return
 	}
-	select {
-	case sig := <-sigs:
-		netlab.CloseAll()
-		fmt.Fprintf(stderr, "\ndiembft: %v again: killed the lab's processes and deleted its namespaces\n", sig)
-		os.Exit(exitFail)
-	case <-finished:
+	for {
+		select {
+		case sig := <-sigs:
+			if time.Since(first) < sameSignal {
+				continue // one signal delivered twice: GNU timeout signals the process, then its group
+			}
+			netlab.CloseAll()
+			fmt.Fprintf(stderr, "\ndiembft: %v again: killed the lab's processes and deleted its namespaces\n", sig)
+			os.Exit(exitFail)
+		case <-finished:
+			return
+		}
 	}
 }
+
+// sameSignal: a second SIGINT or SIGTERM this soon after the first is the
+// same one delivered twice (timeout -s INT sends it to the launcher and to
+// its process group), not an impatient user; a person cannot press Ctrl-C
+// twice this fast.
+const sameSignal = 200 * time.Millisecond
 
 // labHosts names the lab's hosts: Olympus, then the replicas, then the
 // clients, which is also the order of their addresses.
