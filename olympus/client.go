@@ -76,7 +76,12 @@ type Registration struct {
 // peer id the roster lists for the id (ErrRefused otherwise). It retries
 // while Olympus is unreachable, until ctx is done.
 func Register(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registration) error {
-	req, err := wire.EncodeAs(codeRegister, &registerMsg{ID: reg.ID, Addrs: reg.Addrs, ChainID: reg.ChainID, Key: reg.ConsensusKey})
+	return callForAck(ctx, n, olympusAddr, codeRegister, &registerMsg{ID: reg.ID, Addrs: reg.Addrs, ChainID: reg.ChainID, Key: reg.ConsensusKey})
+}
+
+// callForAck sends the request of code and msg, whose answer is an Ack.
+func callForAck(ctx context.Context, n *p2p.Node, olympusAddr string, code byte, msg any) error {
+	req, err := wire.EncodeAs(code, msg)
 	if err != nil {
 		return err
 	}
@@ -90,13 +95,7 @@ func Register(ctx context.Context, n *p2p.Node, olympusAddr string, reg Registra
 // every replica has. It retries while Olympus is unreachable, until ctx is
 // done.
 func ReportReady(ctx context.Context, n *p2p.Node, olympusAddr string, id types.ReplicaID) error {
-	req, err := wire.EncodeAs(codeReady, &readyMsg{ID: id})
-	if err != nil {
-		return err
-	}
-	return call(ctx, n, olympusAddr, req, func(_ peer.AddrInfo, reply []byte) error {
-		return wire.DecodeInto(reply, codeAck, &ackMsg{})
-	})
+	return callForAck(ctx, n, olympusAddr, codeReady, &readyMsg{ID: id})
 }
 
 // KeepRegistered renews reg with Olympus at olympusAddr every period until

@@ -329,9 +329,14 @@ func (s *Service) maybeServeLocked() {
 	if s.served || s.signed == nil || slices.Contains(s.accepting, false) {
 		return
 	}
+	s.serveLocked()
+	log.Infow("every replica accepts requests; serving the roster to clients")
+}
+
+// serveLocked opens the roster to clients (Serving).
+func (s *Service) serveLocked() {
 	s.served = true
 	close(s.serving)
-	log.Infow("every replica accepts requests; serving the roster to clients")
 }
 
 // graceOver opens the roster to clients AcceptGrace after it was signed,
@@ -349,8 +354,7 @@ func (s *Service) graceOver() {
 		}
 	}
 	log.Warnw("serving the roster to clients although some replicas have not reported that they accept requests", "missing", missing, "after", s.AcceptGrace)
-	s.served = true
-	close(s.serving)
+	s.serveLocked()
 }
 
 // getRoster answers a member once the roster is signed, anyone else once

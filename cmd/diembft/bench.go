@@ -91,8 +91,9 @@ many clients as the mode needs, and write DIR/bench.json.
 
 The first --warmup of every run is excluded from the figures. The figures are
 printed as a table too. Per block: consensus messages put on the network
-(gossip repairs included; with D = 0 nothing is relayed) and consensus signatures verified, summed over the
-replicas; CPU per 1,000 operations is the replicas' user+system time.`,
+(gossip repairs included; with D = 0 nothing is relayed) and consensus
+signatures verified, summed over the replicas; CPU per 1,000 operations is
+the replicas' user+system time.`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		o := benchOpts

@@ -30,10 +30,10 @@ import (
 //     smaller prob no count is required (the seed may spare every message);
 //   - a partition counts the messages it cut: at least one when its prob
 //     is 1;
-//   - a fault of one replica that a crash without restart stopped (the
-//     crash fired) is not required to fire: it could not fire afterwards,
-//     so it did not fire before the crash, as the config allows (the
-//     spec's own legacy example crashes replica 1 on client 0's first
+//   - a fault of one replica that a crash without restart took down before
+//     the fault's first chance (a trigger, or rounds that start after the
+//     crash's round) is not required to fire: it could not fire afterwards
+//     (the spec's own legacy example crashes replica 1 on client 0's first
 //     request and drops its message at the third proposal, which then
 //     never comes). The report notes it.
 //
@@ -50,16 +50,18 @@ type FaultRule struct {
 	FirstRound uint64 `json:"first_round,omitempty"`
 	Trigger    string `json:"trigger,omitempty"`
 	// Replica is the one replica the fault concerns (its src), or -1 for
-	// "_" and "leader". Stops marks a crash without restart.
+	// "_" and "leader". Stops marks a crash without restart, Leader a crash
+	// or pause of whichever replica leads (config.Failure.ActsOnLeader).
 	Replica int  `json:"replica"`
 	Stops   bool `json:"stops,omitempty"`
+	Leader  bool `json:"leader,omitempty"`
 }
 
 // faultRules gives the rule of each of cfg's failures.
 func faultRules(cfg *config.Config) []FaultRule {
 	out := []FaultRule{}
 	for _, f := range cfg.Failures {
-		r := FaultRule{Max: -1, Replica: max(int(f.Src), -1), Stops: f.Type == config.TypeCrash && f.RestartAfterMs == 0}
+		r := FaultRule{Max: -1, Replica: max(int(f.Src), -1), Stops: f.CrashForGood(), Leader: f.ActsOnLeader()}
 		if f.Prob >= 1 {
 			r.Min = 1
 		}
@@ -68,10 +70,10 @@ func faultRules(cfg *config.Config) []FaultRule {
 		case f.Trigger != nil:
 			r.Trigger = fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
 			r.Max = 1
-			if leaderEvent(f) && f.Trigger.Kind == config.TriggerRound {
+			if r.Leader && f.Trigger.Kind == config.TriggerRound {
 				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
 			}
-			if f.Src < 0 && !leaderEvent(f) { // a leader event fault fires on the leader only
+			if f.Src < 0 && !r.Leader { // a leader fault fires on the leader only
 				r.Max = cfg.NumReplicas()
 			}
 		case len(f.Rounds) > 0:
@@ -83,12 +85,6 @@ func faultRules(cfg *config.Config) []FaultRule {
 		out = append(out, r)
 	}
 	return out
-}
-
-// leaderEvent: a crash or pause of src "leader", carried out by whichever
-// replica leads the round when it fires.
-func leaderEvent(f config.Failure) bool {
-	return f.Src == config.EndpointLeader && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 }
 
 // StoppedReplica is a replica a crash without restart (Fault, by index)
@@ -124,12 +120,11 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 			faults[i].Note = fmt.Sprintf("could not fire: replica %d crashed for good (fault %d, round %d) before", r.Replica, s.Fault, s.Round)
 			continue
 		}
-		leader := f.Src == config.EndpointLeader.String() && (f.Type == config.TypeCrash || f.Type == config.TypePause)
 		switch {
 		case f.Fired < r.Min && r.FirstRound > info.Rounds.Highest:
 			probs.add("faults that did not fire", "%s never fired: the run reached round %d, its first round is %d",
 				name, info.Rounds.Highest, r.FirstRound)
-		case f.Fired < r.Min && leader:
+		case f.Fired < r.Min && r.Leader:
 			probs.add("faults that did not fire", "%s never fired: no replica led its round when it came, having entered the round by a QC "+
 				"(after a timeout a round has no certain leader)", name)
 		case f.Fired < r.Min && r.Trigger != "":
@@ -179,7 +174,7 @@ func (e *experiment) collectFaults() {
 			if r.Ev != fault.EvFire || r.Failure < 0 || r.Failure >= len(e.info.FaultRules) {
 				continue
 			}
-			if leaderEvent(e.cfg.Failures[r.Failure]) && !slices.Contains(hit[r.Failure], id) {
+			if e.info.FaultRules[r.Failure].Leader && !slices.Contains(hit[r.Failure], id) {
 				hit[r.Failure] = append(hit[r.Failure], id)
 			}
 			if e.info.FaultRules[r.Failure].Stops {

@@ -184,7 +184,7 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 		case f.isEvent(), f.Type == config.TypeEquivocate:
 			// Of src "leader" (crash, pause): every replica watches for it
 			// and the one leading the round when it fires carries it out.
-			f.mine = int(f.Src) == id || (f.isEvent() && f.Src == config.EndpointLeader)
+			f.mine = int(f.Src) == id || f.ActsOnLeader()
 			in.anyEquivocate = in.anyEquivocate || (f.mine && f.Type == config.TypeEquivocate)
 		default:
 			return nil, fmt.Errorf("fault: failure %d: unknown type %q", i, f.Type)
@@ -526,7 +526,7 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 			// that first enters a later round (it was down, or caught up)
 			// did not lead r, and the later round's leader is not the one
 			// the config names.
-			exact := f.Src != config.EndpointLeader || kind != config.TriggerRound || round == uint64(f.Trigger.Args[0])
+			exact := !f.ActsOnLeader() || kind != config.TriggerRound || round == uint64(f.Trigger.Args[0])
 			if exact && in.leads(f) {
 				effects = append(effects, in.fire(f, round))
 			} else {
@@ -561,7 +561,7 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 // crashed both, two of four replicas. In a round entered by QC every
 // replica holding the QC elects the same leader. in.mu is held.
 func (in *Injector) leads(f *failure) bool {
-	if f.Src != config.EndpointLeader {
+	if !f.ActsOnLeader() {
 		return true // mine: f.Src is this replica
 	}
 	return in.leading

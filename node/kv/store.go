@@ -63,21 +63,23 @@ func (s *Store) Apply(op Op) string {
 		if !ok {
 			return Fail
 		}
-		lo, hi, ok := sliceBounds(op.Val, utf8.RuneCountInString(v))
+		n := utf8.RuneCountInString(v)
+		lo, hi, ok := sliceBounds(op.Val, n)
 		if !ok {
 			return Fail
 		}
-		s.m[op.Key] = runeSlice(v, lo, hi)
+		s.m[op.Key] = runeSlice(v, n, lo, hi)
 		return OK
 	}
 	return Fail
 }
 
 // runeSlice is v[lo:hi] counted in characters (code points), as Python
-// slices a str: cutting at byte offsets could split a character and leave a
-// value that is not UTF-8, which no reply can carry (wire results are text).
-func runeSlice(v string, lo, hi int) string {
-	if len(v) == utf8.RuneCountInString(v) {
+// slices a str; v has n characters. Cutting at byte offsets could split a
+// character and leave a value that is not UTF-8, which no reply can carry
+// (wire results are text).
+func runeSlice(v string, n, lo, hi int) string {
+	if len(v) == n {
 		return v[lo:hi] // ASCII: characters are bytes
 	}
 	start, i := len(v), 0
@@ -100,9 +102,10 @@ func (s *Store) Snapshot() map[string]string {
 }
 
 // sliceBounds turns the slice text "i:j" into character offsets into a
-// value of n characters, following Python's s[i:j]: either bound may be omitted (":3",
-// "2:", ":"), a negative bound counts from the end, and bounds beyond the
-// value clamp to it, so "-10:99" is valid; j before i gives the empty string.
+// value of n characters, following Python's s[i:j]: either bound may be
+// omitted (":3", "2:", ":"), a negative bound counts from the end, and bounds
+// beyond the value clamp to it, so "-10:99" is valid; j before i gives the
+// empty string.
 // The text is invalid when it does not have exactly one colon (Python's step,
 // "i:j:k", is not supported) or a bound is not a decimal integer that fits in
 // 64 bits; spaces around a bound are allowed.

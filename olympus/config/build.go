@@ -350,7 +350,7 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 			// could both act.
 			return f, fieldErr(field+".trigger", "a %s of the leader takes rounds or a round(r) trigger, not %s", f.Type, f.Trigger.Kind)
 		}
-		if f.Src == EndpointLeader && f.misbehaves() && f.Trigger == nil && f.Rounds.Count() != 1 {
+		if f.ActsOnLeader() && f.CrashForGood() && f.Trigger == nil && f.Rounds.Count() != 1 {
 			// Each of its rounds would take down its own leader.
 			return f, fieldErr(field, "a crash of the leader without restart needs a round(r) trigger or a single round (each round would crash its own leader)")
 		}

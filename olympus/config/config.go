@@ -144,7 +144,7 @@ func (c *Config) FaultyReplicas() []int {
 func (c *Config) LeaderCrashes() int {
 	n := 0
 	for _, f := range c.Failures {
-		if f.misbehaves() && f.Src == EndpointLeader {
+		if f.CrashForGood() && f.ActsOnLeader() {
 			n++
 		}
 	}

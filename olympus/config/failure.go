@@ -84,13 +84,16 @@ type Failure struct {
 
 // misbehaves reports whether f makes its replica Byzantine for the run.
 func (f Failure) misbehaves() bool {
-	switch f.Type {
-	case TypeSetAttr, TypeEquivocate:
-		return true
-	case TypeCrash:
-		return f.RestartAfterMs == 0
-	}
-	return false
+	return f.Type == TypeSetAttr || f.Type == TypeEquivocate || f.CrashForGood()
+}
+
+// CrashForGood: a crash without restart; its replica stays down.
+func (f Failure) CrashForGood() bool { return f.Type == TypeCrash && f.RestartAfterMs == 0 }
+
+// ActsOnLeader: a crash or pause of src "leader", carried out by whichever
+// replica leads the round when it fires (node/fault).
+func (f Failure) ActsOnLeader() bool {
+	return f.Src == EndpointLeader && (f.Type == TypeCrash || f.Type == TypePause)
 }
 
 // Endpoint is a replica id (0 and up) or one of the negative wildcards.
