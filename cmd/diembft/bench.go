@@ -246,6 +246,9 @@ func (o *benchOptions) plan() []benchRun {
 // benchResult is bench.json for one run: the fields of spec/config.md §5
 // first, then what else the bench knows.
 type benchResult struct {
+	// interrupted: the measured window was cut short by a signal; such
+	// figures are not reported (runBench).
+	interrupted   bool
 	Mode          string        `json:"mode"`
 	Replicas      int           `json:"replicas"`
 	DurationS     float64       `json:"duration_s"`
@@ -309,12 +312,15 @@ type benchReplicaIO struct {
 }
 
 type benchCrash struct {
-	Replica        int     `json:"replica"`
-	AtS            float64 `json:"at_s"` // after the warm-up
-	FirstCommitMs  float64 `json:"first_commit_after_stall_ms"`
-	MaxGapMs       float64 `json:"max_commit_gap_ms"`
-	OpsPerSBefore  float64 `json:"ops_per_s_before"`
-	OpsPerSAfter   float64 `json:"ops_per_s_10s_after"`
+	Replica       int     `json:"replica"`
+	AtS           float64 `json:"at_s"` // after the warm-up
+	FirstCommitMs float64 `json:"first_commit_after_stall_ms"`
+	MaxGapMs      float64 `json:"max_commit_gap_ms"`
+	OpsPerSBefore float64 `json:"ops_per_s_before"`
+	OpsPerSAfter  float64 `json:"ops_per_s_10s_after"`
+	// AfterS is the time OpsPerSAfter was measured over: 10 s, or what the
+	// window had left after the kill.
+	AfterS         float64 `json:"after_s"`
 	RecoveredRatio float64 `json:"after_over_before"`
 }
 
@@ -345,7 +351,8 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		return usageErrorf("--out: %v", err)
 	}
 	var results []*benchResult
-	for _, run := range o.plan() {
+	plan := o.plan()
+	for _, run := range plan {
 		if ctx.Err() != nil {
 			break
 		}
@@ -354,6 +361,12 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		res, err := benchOne(ctx, o, run, bins.replica, filepath.Join(dir, run.name()), stderr)
 		if err != nil {
 			return err
+		}
+		if res.interrupted {
+			// A cut window's figures (a row of zeros if the signal came in
+			// the warm-up) would read as a measurement.
+			fmt.Fprintf(stderr, "diembft: bench %s: interrupted, its figures are left out\n", run.name())
+			break
 		}
 		for _, p := range res.Problems {
 			fmt.Fprintf(stderr, "diembft: bench %s: problem: %s\n", run.name(), p)
@@ -372,6 +385,10 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	printBenchTable(stdout, results)
 	fmt.Fprintf(stdout, "bench: %s\n", filepath.Join(dir, benchFile))
+	if len(results) < len(plan) {
+		fmt.Fprintf(stderr, "diembft: bench interrupted: %d of %d runs measured\n", len(results), len(plan))
+		return exitError{exitFail}
+	}
 	for _, r := range results {
 		if len(r.Problems) > 0 {
 			return exitError{exitFail}
@@ -559,9 +576,7 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 	we := time.Now()
 	cpu1, self1 := procCPU(pids()), selfCPU()
 	replyChecks1, _ := croster.Committee.VerifyCounts()
-	if ctx.Err() != nil {
-		res.Problems = append(res.Problems, "interrupted")
-	}
+	res.interrupted = ctx.Err() != nil
 	snap1 := benchStats(local) // before the load stops: see benchStats
 	stopRun()
 	wg.Wait()
@@ -807,6 +822,7 @@ func crashFigures(all []sample, start, ws, crashAt, we time.Time, victim int) *b
 	after := min(end-c, int64(10*time.Second))
 	if after > 0 {
 		out.OpsPerSAfter = round3(count(c, c+after) / (float64(after) / 1e9))
+		out.AfterS = round3(float64(after) / 1e9)
 	}
 	if out.OpsPerSBefore > 0 {
 		out.RecoveredRatio = round3(out.OpsPerSAfter / out.OpsPerSBefore)
@@ -954,8 +970,8 @@ func printBenchTable(w io.Writer, results []*benchResult) {
 	}
 	for _, r := range results {
 		if c := r.Crash; c != nil {
-			fmt.Fprintf(w, "crash (%s, N=%d): replica %d killed at %.1fs: longest commit gap in the 5 s after %.0f ms, ending with a commit %.0f ms after the kill; %.0f ops/s before, %.0f ops/s in the 10 s after (%.0f%%)\n",
-				r.Mode, r.Replicas, c.Replica, c.AtS, c.MaxGapMs, c.FirstCommitMs, c.OpsPerSBefore, c.OpsPerSAfter, 100*c.RecoveredRatio)
+			fmt.Fprintf(w, "crash (%s, N=%d): replica %d killed at %.1fs: longest commit gap in the 5 s after %.0f ms, ending with a commit %.0f ms after the kill; %.0f ops/s before, %.0f ops/s in the %.1f s after (%.0f%%)\n",
+				r.Mode, r.Replicas, c.Replica, c.AtS, c.MaxGapMs, c.FirstCommitMs, c.OpsPerSBefore, c.OpsPerSAfter, c.AfterS, 100*c.RecoveredRatio)
 		}
 	}
 }

@@ -72,6 +72,13 @@ func TestCrashFigures(t *testing.T) {
 	if f.OpsPerSBefore < 99 || f.OpsPerSBefore > 101 || f.RecoveredRatio < 0.9 || f.RecoveredRatio > 0.92 {
 		t.Errorf("before %v ops/s, recovered %v: want 100 ops/s and about 0.91", f.OpsPerSBefore, f.RecoveredRatio)
 	}
+	if f.AfterS != 10 {
+		t.Errorf("measured %v s after the crash, want 10", f.AfterS)
+	}
+	// A window that ends 4 s after the kill measures the 4 s it has.
+	if f := crashFigures(all, start, ws, crash, crash.Add(4*time.Second), 3); f.AfterS != 4 {
+		t.Errorf("measured %v s after the crash with 4 s left, want 4", f.AfterS)
+	}
 }
 
 func TestPidCPU(t *testing.T) {

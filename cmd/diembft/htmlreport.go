@@ -80,6 +80,9 @@ func init() { rootCmd.AddCommand(reportCmd) }
 // loadReport reads dir/report.json, or judges the run again from its files
 // when there is none.
 func loadReport(dir string) (*Report, error) {
+	if err := runDirArg(dir); err != nil {
+		return nil, err
+	}
 	var rep Report
 	err := readJSON(filepath.Join(dir, reportFile), &rep)
 	switch {

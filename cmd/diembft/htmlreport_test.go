@@ -401,6 +401,23 @@ func TestReportCommandAndVerifyWriteHTML(t *testing.T) {
 	if code := execute([]string{"report", t.TempDir()}, &out, &errOut); code != exitUsage {
 		t.Errorf("diembft report on an empty dir: exit %d, want %d", code, exitUsage)
 	}
+	// A RUN_DIR that is missing or a file is named as such, not as a
+	// directory without run.json.
+	missing := filepath.Join(t.TempDir(), "gone")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"report", missing}, "does not exist"},
+		{[]string{"verify", missing}, "does not exist"},
+		{[]string{"report", filepath.Join(dir, runFile)}, "is a file"},
+		{[]string{"verify", filepath.Join(dir, runFile)}, "is a file"},
+	} {
+		errOut.Reset()
+		if code := execute(c.args, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("diembft %v: exit %d, stderr %q; want %d and %q", c.args, code, errOut.String(), exitUsage, c.want)
+		}
+	}
 
 	// diembft verify writes the page again, and keeps stdout JSON with --json.
 	os.Remove(html)

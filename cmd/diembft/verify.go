@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,9 @@ func init() {
 
 // verifyRun judges the run in dir again from its files.
 func verifyRun(dir string) (*Report, error) {
+	if err := runDirArg(dir); err != nil {
+		return nil, err
+	}
 	var info RunInfo
 	if err := readJSON(filepath.Join(dir, runFile), &info); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -70,4 +74,19 @@ func printJSON(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintf(w, "%s\n", data)
 	return err
+}
+
+// runDirArg says what is wrong with a RUN_DIR argument that is not a
+// directory, in its own words rather than as a file missing in it.
+func runDirArg(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usageErrorf("run directory %s does not exist", dir)
+	case err != nil:
+		return usageErrorf("run directory: %v", err)
+	case !st.IsDir():
+		return usageErrorf("%s is not a run directory: it is a file", dir)
+	}
+	return nil
 }

@@ -510,7 +510,7 @@ func (c *Core) processVote(m *types.VoteMsg) {
 		// Not once it holds a TC of round r: the others have moved on to
 		// the fallback leader, and a late QC of r would change their
 		// choice of the next leaders (leader.Election's failed rounds).
-		if c.election.Decided(r+1) || (c.pm.HighTC() != nil && c.pm.HighTC().Round >= r) {
+		if tc := c.pm.HighTC(); c.election.Decided(r+1) || (tc != nil && tc.Round >= r) {
 			return // votes are for the next leader only
 		}
 	}
