@@ -307,10 +307,12 @@ type ResultVerdict struct {
 
 // checkResults replays agreed on a fresh key-value store and checks every
 // accepted result: the ledger line at its height must be that client's
-// (client, seq, op), and the replay's result there must equal it. Problems
-// go to probs; perClient[i] is how many requests client i was started with.
+// (client, seq, op), and the replay's result there must equal it; and the
+// ledger's order must respect real time (client.RealTimeViolations). Problems go to
+// probs; perClient[i] is how many requests client i was started with.
 func checkResults(agreed []client.LedgerLine, results [][]client.Record, perClient []int, probs *problemList) ResultVerdict {
 	var v ResultVerdict
+	var replayed []timedResult
 	replay, dups, bad := client.Replay(agreed)
 	for _, h := range dups {
 		l := agreed[h-1]
@@ -353,13 +355,38 @@ func checkResults(agreed []client.LedgerLine, results [][]client.Record, perClie
 				probs.add("wrong results", "%s: accepted result %q, but a replay of the agreed ledger gives %q at height %d", what, r.Result, got, r.Height)
 				continue
 			}
-			v.Verified++
+			replayed = append(replayed, timedResult{client: i, rec: r})
 		}
 		if want := perClient[i]; len(seen) < want {
 			probs.add("clients with uncommitted requests", "client %d: %d of %d requests committed", i, len(seen), want)
 		}
 	}
+	v.Verified = len(replayed) - checkRealTime(replayed, probs)
 	return v
+}
+
+// timedResult is an accepted result of client (its index) that the replay
+// confirmed.
+type timedResult struct {
+	client int
+	rec    client.Record
+}
+
+// checkRealTime adds a problem for each result that the ledger orders before
+// an operation accepted before it was submitted (client.RealTimeViolations)
+// and returns how many there are.
+func checkRealTime(rs []timedResult, probs *problemList) int {
+	recs := make([]client.Record, len(rs))
+	for i, r := range rs {
+		recs[i] = r.rec
+	}
+	vs := client.RealTimeViolations(recs)
+	for _, v := range vs {
+		b, a := rs[v.Later], rs[v.Earlier]
+		probs.add("real-time order violations", "client %d request %d (%s) was submitted %.0f ms after client %d request %d (%s) was accepted, but the ledger orders it first (height %d < %d)",
+			b.client, b.rec.Seq, b.rec.Op, v.AfterMs, a.client, a.rec.Seq, a.rec.Op, b.rec.Height, a.rec.Height)
+	}
+	return len(vs)
 }
 
 func short(hexKey string) string {

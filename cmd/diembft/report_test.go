@@ -179,6 +179,48 @@ func TestReplayCatchesResultAtWrongHeight(t *testing.T) {
 	}
 }
 
+// TestRealTimeOrder: each result matches the replay at its height, but
+// client 1's get (height 2) was submitted after client 0's append (height 3)
+// had been accepted: the history is not linearizable (a replica replied to
+// the append before it was final, or a client took its reply too early).
+// Operations that overlap may be ordered either way, and an acceptance in
+// the same millisecond as the next submission proves no order.
+func TestRealTimeOrder(t *testing.T) {
+	h := interleave(t, wl0, wl1)
+	appended := h.results[0][1] // height 3
+	get := &h.results[1][0]     // height 2
+	if appended.Height != 3 || get.Height != 2 {
+		t.Fatalf("heights %d, %d", appended.Height, get.Height)
+	}
+	accepted := appended.SubmittedMs + int64(appended.LatencyMs)
+	for _, c := range []struct {
+		submitted int64
+		violation bool
+	}{
+		{accepted - 1, false}, // overlaps the append
+		{accepted, false},     // the same millisecond: no proof of order
+		{accepted + 1, true},
+		{accepted + 5, true}, // before the next operation (height 4) was submitted
+	} {
+		get.SubmittedMs = c.submitted
+		r := buildReport(runInfo(4, 1, 4, 4), &Evidence{Ledgers: ledgers(4, h.ledger), Results: h.results})
+		if !c.violation {
+			if !r.OK {
+				t.Errorf("get submitted at %d, append accepted at %d: problems %q", c.submitted, accepted, r.Problems)
+			}
+			continue
+		}
+		if r.OK || r.Requests.Verified != 7 || r.Requests.Committed != 8 {
+			t.Errorf("get submitted %d ms after the append was accepted: ok %v, requests %+v; want a failed run with 7 of 8 verified",
+				c.submitted-accepted, r.OK, r.Requests)
+		}
+		want := fmt.Sprintf("client 1 request 1 (get('movie')) was submitted %d ms after client 0 request 2 (append('movie',' wars')) was accepted, but the ledger orders it first (height 2 < 3)", c.submitted-accepted)
+		if len(r.Problems) != 1 || r.Problems[0] != want {
+			t.Errorf("problems %q, want [%q]", r.Problems, want)
+		}
+	}
+}
+
 func TestUncommittedRequestsFail(t *testing.T) {
 	h := interleave(t, wl0, wl1)
 	h.results[1] = h.results[1][:2]

@@ -3,11 +3,13 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -284,11 +286,13 @@ func agreedExtension(answers map[types.ReplicaID][]string, quorum int) []string 
 }
 
 // CheckResults checks accepted results against a ledger: the line at each
-// result's height must be that request (client, seq, op), and a sequential
-// replay of the ledger must give the accepted result there. It returns how
-// many results passed and one error per result that did not.
+// result's height must be that request (client, seq, op), a sequential
+// replay of the ledger must give the accepted result there, and the ledger's
+// order must respect real time (RealTimeViolations). It returns how many
+// results passed and one error per result that did not.
 func CheckResults(ledger []LedgerLine, recs []Record) (verified int, problems []error) {
 	replay, _, _ := Replay(ledger)
+	var replayed []Record
 	for _, r := range recs {
 		switch {
 		case r.Height == 0 || r.Height > uint64(len(ledger)):
@@ -301,8 +305,61 @@ func CheckResults(ledger []LedgerLine, recs []Record) (verified int, problems []
 			problems = append(problems, fmt.Errorf("request %d (%s): accepted result %q, but a replay of the ledger gives %q at height %d",
 				r.Seq, r.Op, r.Result, replay[r.Height-1], r.Height))
 		default:
-			verified++
+			replayed = append(replayed, r)
 		}
 	}
-	return verified, problems
+	violations := RealTimeViolations(replayed)
+	for _, v := range violations {
+		l, e := replayed[v.Later], replayed[v.Earlier]
+		problems = append(problems, fmt.Errorf("request %d (%s) was submitted %.0f ms after request %d (%s) was accepted, but the ledger orders it first (height %d < %d)",
+			l.Seq, l.Op, v.AfterMs, e.Seq, e.Op, l.Height, e.Height))
+	}
+	return len(replayed) - len(violations), problems
+}
+
+// RealTimeViolation: recs[Later] was submitted AfterMs after recs[Earlier]
+// was accepted, yet sits lower in the ledger.
+type RealTimeViolation struct {
+	Later, Earlier int
+	AfterMs        float64
+}
+
+// RealTimeViolations checks the condition of linearizability that a replay
+// of the ledger does not (the replay checks that each result is the
+// sequential one at its height): an operation accepted before another was
+// submitted must come first in the ledger. A correct committee guarantees
+// it (a result is accepted only once its block is committed, so anything
+// submitted later is ordered after it); a replica that replies before
+// committing, or a client that takes a reply for a height not yet final,
+// breaks it even when every result matches the replay. The records'
+// times must come from one clock (one machine: diembft run and lab, or one
+// client); submission times are whole milliseconds, so A counts as accepted
+// before B was submitted only when A's submission millisecond plus its
+// latency plus 1 ms is at most B's. Each record submitted after some
+// acceptance that sits higher than it is one violation, paired with the
+// highest such acceptance.
+func RealTimeViolations(recs []Record) []RealTimeViolation {
+	acceptedBy := func(i int) float64 { return float64(recs[i].SubmittedMs) + recs[i].LatencyMs + 1 }
+	bySub := make([]int, len(recs))
+	for i := range bySub {
+		bySub[i] = i
+	}
+	byDone := slices.Clone(bySub)
+	slices.SortFunc(bySub, func(a, b int) int { return cmp.Compare(recs[a].SubmittedMs, recs[b].SubmittedMs) })
+	slices.SortFunc(byDone, func(a, b int) int { return cmp.Compare(acceptedBy(a), acceptedBy(b)) })
+	var out []RealTimeViolation
+	highest := -1 // the highest in the ledger of the records accepted so far
+	j := 0
+	for _, b := range bySub {
+		for ; j < len(byDone) && acceptedBy(byDone[j]) <= float64(recs[b].SubmittedMs); j++ {
+			if highest < 0 || recs[byDone[j]].Height > recs[highest].Height {
+				highest = byDone[j]
+			}
+		}
+		if highest >= 0 && recs[highest].Height > recs[b].Height {
+			a := recs[highest]
+			out = append(out, RealTimeViolation{Later: b, Earlier: highest, AfterMs: float64(recs[b].SubmittedMs) - float64(a.SubmittedMs) - a.LatencyMs})
+		}
+	}
+	return out
 }

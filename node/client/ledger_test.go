@@ -230,6 +230,26 @@ func TestCheckResults(t *testing.T) {
 	}
 }
 
+// TestCheckResultsRealTime: a get that saw a put's value was accepted
+// before that put was submitted. Each result equals the replay at its
+// height; only the order in time shows that the history is impossible.
+func TestCheckResultsRealTime(t *testing.T) {
+	key := hex.EncodeToString(make([]byte, 32))
+	ledger := []LedgerLine{{Client: key, Seq: 2, Op: "put('a','b')"}, {Client: key, Seq: 1, Op: "get('a')"}}
+	put := Record{Client: key, Seq: 2, Op: "put('a','b')", Result: "OK", Height: 1, SubmittedMs: 1000, LatencyMs: 5}
+	get := Record{Client: key, Seq: 1, Op: "get('a')", Result: "b", Height: 2, SubmittedMs: 990, LatencyMs: 12.5}
+	// In flight together (the get accepted at 1002.5 ms): either order.
+	if v, probs := CheckResults(ledger, []Record{get, put}); v != 2 || len(probs) != 0 {
+		t.Fatalf("overlapping: %d verified, %v", v, probs)
+	}
+	get.LatencyMs = 4 // accepted by 995 ms (994 + 1 for the stamp), before the put at 1000
+	v, probs := CheckResults(ledger, []Record{get, put})
+	want := "request 2 (put('a','b')) was submitted 6 ms after request 1 (get('a')) was accepted, but the ledger orders it first (height 1 < 2)"
+	if v != 1 || len(probs) != 1 || probs[0].Error() != want {
+		t.Errorf("%d verified, %v; want 1 and %q", v, probs, want)
+	}
+}
+
 // TestLedgerLineFormat pins the format: "<client>\t<seq>\t<op>\t<crc>", the
 // checksum 8 lowercase hex digits of the CRC-32C of everything before its
 // tab, and parsed as the last field (an operation may hold a tab).
