@@ -28,15 +28,11 @@ func writeFaultSpecs(cfg *config.Config, procs []*replicaProc) error {
 	return nil
 }
 
-// afterCrash runs when replica p's process ended on its own. A replica that
-// exited with fault.CrashExitCode was stopped by a crash fault: its
-// faults.jsonl names the failure, and a positive restart_after_ms restarts
-// it on its own home after that long. Any other exit (or a crash without
-// restart) leaves it down.
+// afterCrash runs when replica p's process exited with
+// fault.CrashExitCode: a crash fault stopped it. Its faults.jsonl names the
+// failure, and a positive restart_after_ms restarts it on its own home
+// after that long; without restart it stays down.
 func (l *Local) afterCrash(p *replicaProc, err error) {
-	if !fault.IsCrashExit(err) {
-		return
-	}
 	idx, after, err := fault.RestartAfter(p.home, l.failures)
 	if err != nil {
 		log.Warnw("crash fault: cannot tell which failure stopped the replica; it stays down", "id", p.id, "err", err)

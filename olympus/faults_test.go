@@ -98,8 +98,9 @@ func TestLocalRestartsCrashedReplicas(t *testing.T) {
 				}
 				return
 			}
-			// (WaitReady gives up at the first crash before the roster is
-			// complete; a crash fault fires later, in the replica's loop.)
+			// (Not WaitReady: these fakes crash before they register, which
+			// a real crash fault cannot do, so the roster is signed only
+			// once they are back.)
 			select {
 			case <-l.Service.Ready():
 			case <-time.After(waitLimit):

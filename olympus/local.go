@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus/config"
 	"github.com/diembft/diembft/protocol/types"
 )
@@ -371,6 +372,11 @@ func (l *Local) start(p *replicaProc) error {
 		close(exited)
 		if requested {
 			log.Infow("replica stopped", "id", p.id, "status", exitStatus(err))
+		} else if fault.IsCrashExit(err) {
+			// Stopped by its own crash fault, maybe before it reported
+			// Ready (a crash in round 1): not a failed start.
+			l.Service.Excuse(p.id)
+			l.afterCrash(p, err)
 		} else {
 			log.Warnw("replica exited", "id", p.id, "status", exitStatus(err), "log", p.logPath)
 			l.mu.Lock()
@@ -378,7 +384,6 @@ func (l *Local) start(p *replicaProc) error {
 			close(l.crashed)
 			l.crashed = make(chan struct{})
 			l.mu.Unlock()
-			l.afterCrash(p, err)
 		}
 		if l.opts.OnExit != nil {
 			l.opts.OnExit(p.id, err, requested)

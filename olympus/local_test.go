@@ -158,6 +158,30 @@ func TestRunLocalReplicaCrashBeforeReady(t *testing.T) {
 	}
 }
 
+// TestRunLocalCrashFaultBeforeReady: a replica that a crash fault stops
+// before it reports Ready (a crash in round 1) is not a failed start, and
+// the clients get the roster once the others are ready, without waiting
+// out AcceptGrace. Until 2026-12-06 WaitReady gave up, and the run
+// committed nothing.
+func TestRunLocalCrashFaultBeforeReady(t *testing.T) {
+	t.Setenv(fakeReplicaEnv, "crash-fault-1")
+	cfg := localConfig(t, "")
+	l, err := RunLocal(context.Background(), cfg, t.TempDir(), os.Args[0], LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Service.mu.Lock()
+	l.Service.AcceptGrace = time.Hour
+	l.Service.mu.Unlock()
+	if _, err := l.WaitReady(testCtx(t)); err != nil {
+		t.Fatalf("WaitReady with replica 1 stopped by a crash fault: %v", err)
+	}
+	if l.Running(1) {
+		t.Fatal("replica 1 still running")
+	}
+}
+
 func TestRunLocalMissingBinary(t *testing.T) {
 	cfg := localConfig(t, "")
 	work := t.TempDir()

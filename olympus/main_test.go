@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/p2p"
 )
 
@@ -19,7 +20,7 @@ const fakeReplicaEnv = "OLYMPUS_TEST_FAKE_REPLICA"
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(fakeReplicaEnv) {
-	case "1":
+	case "1", "crash-fault-1":
 		os.Exit(fakeReplica(os.Args[1:]))
 	case "crash":
 		fmt.Fprintln(os.Stderr, "starting")
@@ -69,6 +70,9 @@ func fakeReplica(args []string) int {
 		return 1
 	}
 	fmt.Printf("replica %d has the roster of %d\n", h.ID, len(r.Members))
+	if os.Getenv(fakeReplicaEnv) == "crash-fault-1" && h.ID == 1 {
+		os.Exit(fault.CrashExitCode) // a crash fault in round 1: before it reports Ready
+	}
 	if err := ReportReady(rctx, n, *olympusAddr, h.ID); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

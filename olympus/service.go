@@ -48,6 +48,7 @@ type Service struct {
 	signed     []byte // encoded signed roster once complete; re-signed on address changes
 	ready      chan struct{}
 	accepting  []bool // members that reported Ready
+	excused    []bool // members not waited for: a crash fault stopped them (Excuse)
 	serving    chan struct{}
 	served     bool // serving is closed
 
@@ -97,6 +98,7 @@ func newService(key crypto.PrivKey, r *Roster) *Service {
 		registered:  make([]bool, len(r.Members)),
 		ready:       make(chan struct{}),
 		accepting:   make([]bool, len(r.Members)),
+		excused:     make([]bool, len(r.Members)),
 		serving:     make(chan struct{}),
 		AcceptGrace: DefaultAcceptGrace,
 	}
@@ -323,14 +325,35 @@ func (s *Service) markReady(from peer.ID, id types.ReplicaID) ([]byte, error) {
 	return wire.EncodeAs(codeAck, &ackMsg{})
 }
 
-// maybeServeLocked opens the roster to clients once it is signed and every
-// member accepts requests.
-func (s *Service) maybeServeLocked() {
-	if s.served || s.signed == nil || slices.Contains(s.accepting, false) {
+// Excuse stops the wait for member id's Ready: a crash fault stopped it
+// (local mode), so it may be down for good or until its restart, and the
+// others (at least 2f+1, since crashes for good count against f) serve the
+// clients meanwhile. Before, a crash in round 1 held the clients back for
+// AcceptGrace, and the launcher took the exit for a failed start.
+func (s *Service) Excuse(id types.ReplicaID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(id) >= len(s.excused) || s.served || s.accepting[id] {
 		return
 	}
+	s.excused[id] = true
+	log.Infow("not waiting for replica to accept requests: a crash fault stopped it", "id", id)
+	s.maybeServeLocked()
+}
+
+// maybeServeLocked opens the roster to clients once it is signed and every
+// member accepts requests or is excused.
+func (s *Service) maybeServeLocked() {
+	if s.served || s.signed == nil {
+		return
+	}
+	for id, ok := range s.accepting {
+		if !ok && !s.excused[id] {
+			return
+		}
+	}
 	s.serveLocked()
-	log.Infow("every replica accepts requests; serving the roster to clients")
+	log.Infow("every replica accepts requests (or was stopped by a crash fault); serving the roster to clients")
 }
 
 // serveLocked opens the roster to clients (Serving).
@@ -349,7 +372,7 @@ func (s *Service) graceOver() {
 	}
 	var missing []int
 	for id, ok := range s.accepting {
-		if !ok {
+		if !ok && !s.excused[id] {
 			missing = append(missing, id)
 		}
 	}
