@@ -384,7 +384,10 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 // block still spares a fetch, see core.keepLate).
 func (r *Replica) roundWindow(round, certified, past types.Round) bool {
 	cur := types.Round(r.round.Load())
-	return round+past >= cur && round <= max(cur, certified)+futureRounds
+	hi := max(cur, certified)
+	// Written so that nothing overflows: rounds near 2^64 come from
+	// Byzantine senders.
+	return (cur <= past || round >= cur-past) && (round <= hi || round-hi <= futureRounds)
 }
 
 // How far behind the local round a gossiped message may be and still be
@@ -394,6 +397,9 @@ func (r *Replica) roundWindow(round, certified, past types.Round) bool {
 const (
 	pastTimeouts  = 2
 	pastProposals = 6
+	// pastVotes: a vote for a round more than two behind can no longer
+	// make a QC that matters (the round has one, or a TC).
+	pastVotes = 2
 )
 
 func tcRound(tc *types.TC) types.Round {
@@ -456,7 +462,17 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 	}
 	v, err := wire.DecodeVote(data)
 	if err == nil {
-		r.rt.add(StepVoteIn, uint64(v.Vote.VoteInfo.Round), int(v.Vote.Sender))
+		round := v.Vote.VoteInfo.Round
+		r.rt.add(StepVoteIn, uint64(round), int(v.Vote.Sender))
+		// The round window of gossip applies to votes too: one validly
+		// signed vote of round 2^64-2 from a Byzantine member hung every
+		// honest replica it reached (leader.Decided looped for ever), and
+		// far-future votes were kept without bound (the tree prunes votes
+		// only below its committed root).
+		if !r.roundWindow(round, max(v.Sync.HighQC.Round(), tcRound(v.Sync.HighTC)), pastVotes) {
+			r.ignore("vote", r.windowError(round, pastVotes))
+			return
+		}
 		err = r.cfg.Committee.VerifyVote(v)
 	}
 	if err == nil {

@@ -36,7 +36,7 @@ var (
 // windowError is the error for a message of round that roundWindow refused.
 func (r *Replica) windowError(round, past types.Round) error {
 	cur := types.Round(r.round.Load())
-	if round+past < cur {
+	if cur > past && round < cur-past { // as roundWindow, without overflow
 		return fmt.Errorf("%w: %d, current round %d", ErrStaleRound, round, cur)
 	}
 	return fmt.Errorf("%w: %d, current round %d", ErrFutureRound, round, cur)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -404,6 +406,15 @@ func TestOnVoteBoundary(t *testing.T) {
 		{name: "oversize", data: oversize(wire.CodeVote), from: fx.peers[2], want: wire.ErrTooLarge, verdict: reject},
 		{name: "truncated", data: truncated(good), from: fx.peers[2], want: wire.ErrMalformed, verdict: reject},
 		{name: "a proposal on the vote protocol", data: fx.encode(fx.proposal(valRound, 1, "test", nil)), from: fx.peers[1], want: wire.ErrWrongType, verdict: reject},
+		{name: "stale round", data: fx.encode(fx.vote(valRound-pastVotes-1, 2, "test")), from: fx.peers[2], want: ErrStaleRound, verdict: ignore},
+	}
+	// Validly signed votes of far-future rounds whose sync certifies only
+	// the present (a Byzantine member cannot certify more): one of round
+	// 2^64-2 hung every replica it reached before votes had a window.
+	for _, round := range []types.Round{valRound + futureRounds + 1, math.MaxUint64 - 1, math.MaxUint64} {
+		m := fx.vote(round, 2, "test")
+		m.Sync.HighQC = fx.qc(valRound-1, "test", 0, 1, 2)
+		cases = append(cases, valCase{name: fmt.Sprintf("round %d", round), data: fx.encode(m), from: fx.peers[2], want: ErrFutureRound, verdict: ignore})
 	}
 	for _, c := range cases {
 		fx.check("vote", c, fx.stream(fx.r.onVote, "vote", fx.r.consensus))

@@ -189,8 +189,8 @@ func (e *Election) Decided(r types.Round) bool {
 	// The fallback after a TC reads the reputation leaders of r and r-1
 	// (the suspects of the failed round), so an election still waiting for
 	// its history there leaves r undecided too.
-	for s := r - 2; s <= r; s++ {
-		if _, ok := e.unelected[s]; ok {
+	for d := range types.Round(3) { // r-2..r, without "s <= r", which never ends at the largest round
+		if _, ok := e.unelected[r-d]; ok {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package leader_test
 
 import (
+	"math"
 	"math/rand"
 	"testing"
 
@@ -228,6 +229,13 @@ func TestDecided(t *testing.T) {
 	}
 	if rr := leader.New(leader.RoundRobin, 4, 3, 1); !rr.Decided(target) {
 		t.Fatal("round-robin is always decided")
+	}
+	// The largest rounds end (a loop up to r never did at 2^64-1: one vote
+	// of that round from a Byzantine replica hung every loop it reached).
+	for _, r := range []types.Round{math.MaxUint64, math.MaxUint64 - 1, math.MaxUint64 - 2} {
+		if e.Decided(r) {
+			t.Errorf("round %d decided with nothing known of it", r)
+		}
 	}
 }
 
