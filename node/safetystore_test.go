@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/safety"
@@ -182,5 +183,48 @@ func TestSafetySlotsLostAfterASave(t *testing.T) {
 		if s != nil {
 			s.close()
 		}
+	}
+}
+
+// TestSafetyStateKeepsHighTC: the highest TC saved with the safety state
+// comes back after a reopen (a restarted replica resumes in the round after
+// it: sim.TestWholeCommitteeRestartAfterTimeouts), and a committee of 100
+// still fits a slot with a timeout's QC and the TC.
+func TestSafetyStateKeepsHighTC(t *testing.T) {
+	home := t.TempDir()
+	s, _, err := openSafetyStore(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	sigs := func(n int) []types.PartialSig {
+		out := make([]types.PartialSig, n)
+		for i := range out {
+			out[i] = types.PartialSig{Signer: types.ReplicaID(i), Sig: make([]byte, ed25519.SignatureSize)}
+			for j := range out[i].Sig {
+				out[i].Sig[j] = byte(rng.Uint32())
+			}
+		}
+		return out
+	}
+	const quorum = 67 // n = 100
+	qc := fakeQC(rng, 40)
+	qc.Signatures = sigs(quorum)
+	tc := &types.TC{Round: 44, Signatures: sigs(quorum)}
+	for range quorum {
+		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, 40)
+	}
+	st := safety.State{HighestVoteRound: 45, HighestQCRound: 40, LastTimeout: &types.TimeoutInfo{Round: 45, HighQC: qc, Sender: 1}, HighTC: tc}
+	if err := s.save(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	s, got, err := openSafetyStore(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if !reflect.DeepEqual(got, st) {
+		t.Fatalf("reopened state %+v, want %+v", got, st)
 	}
 }

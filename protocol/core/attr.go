@@ -54,7 +54,7 @@ func (c *Core) SetAttr(attr string, v uint64) ([]Action, error) {
 		}
 		c.safety = safety.New(c.id, c.com.ChainID, c.cfg.Signer, st)
 		c.safety.Control = c.cfg.Control
-		c.emit(PersistSafety{State: c.safety.State()})
+		c.persistSafety(nil)
 	case AttrLeader:
 		if v >= uint64(c.com.N()) {
 			return nil, fmt.Errorf("set %s: replica %d does not exist (n = %d)", attr, v, c.com.N())

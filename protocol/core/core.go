@@ -218,11 +218,23 @@ func (c *Core) flush() []Action {
 	return out
 }
 
-// Start enters the round after the highest certificate and arms its timer.
+// Start enters the round after the highest certificate, of the tree or the
+// TC saved with the safety data, and arms its timer.
 func (c *Core) Start() []Action {
-	c.pm.AdvanceQC(c.tree.HighQC().Round())
-	c.enteredRound(false)
+	byTC := c.pm.AdvanceTC(c.cfg.Safety.HighTC)
+	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
+		byTC = false
+	}
+	c.enteredRound(byTC)
 	return c.flush()
+}
+
+// persistSafety asks the driver to save the safety state, with b (the block
+// about to be voted for, if any) and the highest TC (safety.State.HighTC).
+func (c *Core) persistSafety(b *types.Block) {
+	st := c.safety.State()
+	st.HighTC = c.pm.HighTC()
+	c.emit(PersistSafety{State: st, Block: b})
 }
 
 func (c *Core) syncInfo() types.SyncInfo {
@@ -478,7 +490,7 @@ func (c *Core) executeAndVote(p *types.Proposal) {
 		c.Stats.VotesRefused++
 		return
 	}
-	c.emit(PersistSafety{State: c.safety.State(), Block: b})
+	c.persistSafety(b)
 	m := &types.VoteMsg{Vote: *v, Sync: c.syncInfo()}
 	next := c.election.Get(b.Round + 1)
 	if next == c.id {
@@ -554,7 +566,7 @@ func (c *Core) localTimeout() {
 		c.Stats.TimeoutsRefused++
 		return
 	}
-	c.emit(PersistSafety{State: c.safety.State()})
+	c.persistSafety(nil)
 	c.timeoutBroadcasts++
 	c.emit(BroadcastTimeout{Timeout: &types.TimeoutMsg{Timeout: *t, LastTC: lastTC, Sync: c.syncInfo(), Attempt: c.timeoutBroadcasts}})
 	c.addTimeout(t)

@@ -17,6 +17,15 @@ type State struct {
 	LastVote *types.Vote
 	// LastTimeout is re-sent when the round timer fires again in its round.
 	LastTimeout *types.TimeoutInfo
+	// HighTC is liveness data, not safety data (the rules never read it):
+	// the highest TC the replica held when the state was saved, kept so
+	// that a restarted replica resumes in the round after it. Without it, a
+	// committee restarted as a whole after rounds ended by TCs one after
+	// another never timed out again: each replica's highest vote round was
+	// above its high QC, safe_to_timeout needs a QC or TC of the round
+	// before, and the TCs had lived only in memory
+	// (sim.TestWholeCommitteeRestartAfterTimeouts). The core sets it.
+	HighTC *types.TC `json:",omitempty"`
 }
 
 // Control lists deliberately broken variants of the rules. They exist only so
