@@ -228,10 +228,18 @@ func fakeClient(args []string) int {
 		return 1
 	}
 	defer f.Close()
+	// Times follow the ledger's order, as a committee's would (the fake
+	// clients run concurrently, so their clocks would not, and the report
+	// checks real-time order): 2 ms per height from when the launcher
+	// wrote client 0's workload, the same for every client.
+	var start int64
+	if st, err := os.Stat(filepath.Join(filepath.Dir(*wlFile), "client-0.workload")); err == nil {
+		start = st.ModTime().UnixMilli()
+	}
 	for k, op := range ops {
 		height++
 		r := client.Record{Client: fakeClientKey(me), Seq: uint64(k + 1), Op: op.String(), Result: store.Apply(op),
-			Height: uint64(height), SubmittedMs: time.Now().UnixMilli(), LatencyMs: 1.5}
+			Height: uint64(height), SubmittedMs: start + 2*int64(height), LatencyMs: 1.5}
 		if me == 1 && k == 0 && os.Getenv("FAKE_CLIENT_LIE") != "" {
 			r.Result = "lie"
 		}
