@@ -355,9 +355,13 @@ func warnIfShared(dir, name string) {
 	}
 }
 
-// decodeStrict decodes TOML refusing unknown keys. The error starts with
-// ":<line>: " (or ": ") so that callers prefix the file name.
+// decodeStrict decodes TOML refusing unknown keys, which must match exactly
+// (config.UnknownKeys). The error starts with ":<line>: " (or ": ") so that
+// callers prefix the file name.
 func decodeStrict(data []byte, v any) error {
+	if unknown := config.UnknownKeys(data, v); len(unknown) > 0 {
+		return fmt.Errorf(":%d: unknown key %q", unknown[0].Line, unknown[0].Key)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

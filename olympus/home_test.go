@@ -187,6 +187,9 @@ func TestLoadReplicaHomeErrors(t *testing.T) {
 		{"unknown key", func(t *testing.T) string {
 			return copyHome(t, write(ReplicaFile, "id = 0\nchain_id = \"local\"\nlisten_on = []\n"))
 		}, `replica.toml:3: unknown key "listen_on"`},
+		{"capitalised key", func(t *testing.T) string {
+			return copyHome(t, write(ReplicaFile, "ID = 0\nchain_id = \"local\"\n"))
+		}, `replica.toml:1: unknown key "ID"`},
 		{"bad toml", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "id = = 0\n")) }, "replica.toml:1: "},
 		{"wrong type", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "id = \"zero\"\n")) }, "replica.toml:1: "},
 		{"no id", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "chain_id = \"local\"\n")) }, "replica.toml: missing id"},
@@ -234,6 +237,7 @@ func TestLoadOlympusHomeErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown key", func(s string) string { return s + "\n[timing]\nspeed = 1\n" }, "olympus.toml:"},
+		{"capitalised table", func(s string) string { return strings.Replace(s, "\n[timing]\n", "\n[Timing]\n", 1) }, `unknown key "Timing"`},
 		{"bad delta", func(s string) string {
 			return strings.Replace(s, "delta_ms = 100", "delta_ms = 0", 1)
 		}, "timing.delta_ms: must be from 1"},
