@@ -221,6 +221,31 @@ func TestLoadReplicaHomeErrors(t *testing.T) {
 	}
 }
 
+// TestHomeByteOrderMark: home TOML files saved with a leading UTF-8 byte
+// order mark still load.
+func TestHomeByteOrderMark(t *testing.T) {
+	base := t.TempDir()
+	if err := WriteTestnet(base, TestnetOptions{Replicas: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(OlympusDir, OlympusFile), filepath.Join(ReplicaDir(1), ReplicaFile)} {
+		path := filepath.Join(base, file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, append([]byte("\xef\xbb\xbf"), data...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadOlympusHome(filepath.Join(base, OlympusDir)); err != nil {
+		t.Fatal(err)
+	}
+	if rh, err := LoadReplicaHome(filepath.Join(base, ReplicaDir(1))); err != nil || rh.ID != 1 {
+		t.Fatalf("replica home: %+v, %v", rh, err)
+	}
+}
+
 func TestLoadOlympusHomeErrors(t *testing.T) {
 	base := t.TempDir()
 	if err := WriteTestnet(base, TestnetOptions{Replicas: 4}); err != nil {

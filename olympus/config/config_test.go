@@ -530,6 +530,27 @@ func TestExactKeysKeepValidConfigs(t *testing.T) {
 	}
 }
 
+// TestByteOrderMark: a leading UTF-8 byte order mark (as some editors
+// write) is skipped, in both formats.
+func TestByteOrderMark(t *testing.T) {
+	const bom = "\xef\xbb\xbf"
+	for _, doc := range []string{
+		"name = 'bom'\n[committee]\nf = 2\n",
+		"# comment first\n[committee]\nf = 2\n",
+		"test_case_name = bom\nt = 2\n",
+	} {
+		want := mustParse(t, doc, "bom.toml")
+		got := mustParse(t, bom+doc, "bom.toml")
+		if !reflect.DeepEqual(got, want) || got.Committee.F != 2 {
+			t.Errorf("with a byte order mark %q parsed as\n%+v\nwant\n%+v", doc, got, want)
+		}
+	}
+	// Only a leading one: elsewhere it is still an error.
+	if _, err := Parse([]byte("seed = 1\n"+bom+"name = 'x'\n"), "bom.toml"); err == nil {
+		t.Errorf("a byte order mark on line 2 was accepted")
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "none.toml")
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 
@@ -147,4 +148,14 @@ func structType(t reflect.Type) reflect.Type {
 		return nil
 	}
 	return t
+}
+
+// utf8BOM is the byte order mark some editors put at the start of a UTF-8
+// file.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// StripBOM returns data without a leading UTF-8 byte order mark, which TOML
+// does not allow but Windows editors write.
+func StripBOM(data []byte) []byte {
+	return bytes.TrimPrefix(data, utf8BOM)
 }
