@@ -96,7 +96,7 @@ func addRunFlags(f *pflag.FlagSet, o *runOptions) {
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<name>-<timestamp>)")
 	f.Int64Var(&o.seed, "seed", 0, "override the config's seed")
 	f.StringVar(&o.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
-	f.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
+	durationVar(f, &o.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the argument.

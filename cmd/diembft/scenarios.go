@@ -62,7 +62,7 @@ func init() {
 	f.StringVar(&scenariosOpts.out, "out", "", "directory for the runs, one subdirectory per scenario (default runs/scenarios-<timestamp>)")
 	f.StringVar(&scenariosOpts.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
 	f.StringVar(&scenariosOpts.run, "run", "", "run only the scenarios whose name matches this regular expression")
-	f.DurationVar(&scenariosOpts.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
+	durationVar(f, &scenariosOpts.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
 	rootCmd.AddCommand(scenariosCmd)
 }
 
