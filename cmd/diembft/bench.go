@@ -341,11 +341,8 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return usageErrorf("--out: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, benchFile)); err == nil {
-		return usageErrorf("--out %s already holds a benchmark (%s); choose another directory", o.out, benchFile)
+	if dir, err = checkOutDir(dir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return usageErrorf("--out: %v", err)

@@ -195,15 +195,12 @@ func plural(n int) string {
 	return "s"
 }
 
-// prepareDir creates the run directory and its subdirectories. A directory
-// that already holds a report is refused rather than overwritten.
+// prepareDir creates the run directory and its subdirectories, refusing a
+// directory that is not empty (checkOutDir).
 func prepareDir(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := checkOutDir(dir)
 	if err != nil {
-		return "", usageErrorf("--out %s: %v", dir, err)
-	}
-	if _, err := os.Stat(filepath.Join(abs, reportFile)); err == nil {
-		return "", usageErrorf("--out %s already holds a finished run (%s); choose another directory", dir, reportFile)
+		return "", err
 	}
 	for _, sub := range []string{logsDir, ledgersDir, clientsDir} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
@@ -211,6 +208,47 @@ func prepareDir(dir string) (string, error) {
 		}
 	}
 	return abs, nil
+}
+
+// checkOutDir returns the absolute path of an --out DIR (of run, lab, bench
+// and scenarios) that does not exist or is an empty directory, and refuses
+// anything else with a one-line usage error. A run or bench writes into DIR
+// what it finds there: a finished run's report was refused before, but an
+// interrupted run's homes/ made Olympus refuse to start and its old files
+// mixed into the new report, so any content is refused.
+func checkOutDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", usageErrorf("--out %s: %v", dir, err)
+	}
+	f, err := os.Open(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return abs, nil
+	}
+	if err != nil {
+		return "", usageErrorf("--out %s: %v", dir, pathCause(err))
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.IsDir() {
+		return "", usageErrorf("--out %s is not a directory; choose another directory", dir)
+	}
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", usageErrorf("--out %s: %v", dir, pathCause(err))
+	}
+	if len(names) > 0 {
+		return "", usageErrorf("--out %s is not empty; choose another directory or remove it", dir)
+	}
+	return abs, nil
+}
+
+// pathCause drops the path an *fs.PathError repeats (the message names it).
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // faultReports lists the configured faults, none fired yet.

@@ -139,6 +139,9 @@ func runScenarios(ctx context.Context, dir string, o scenariosOptions, stdout io
 			return false, err
 		}
 	}
+	if _, err := checkOutDir(out); err != nil {
+		return false, err
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return false, usageErrorf("--out: %v", err)
 	}
