@@ -341,7 +341,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if dir, err = checkOutDir(dir); err != nil {
+	if dir, err = checkOutDir(dir, stdout, stderr); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -69,6 +69,29 @@ func TestOutDirMustBeEmpty(t *testing.T) {
 		}
 	}
 
+	// The command's own output file does not count: ../shared/tools/check-run
+	// runs `diembft run CONFIG --out D > D/stdout 2>&1` into a fresh D.
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	resetFlags(t)
+	if code := execute([]string{"run", cfg, "--out", dir, "--bin-dir", bins}, out, out); code != exitOK {
+		data, _ := os.ReadFile(out.Name())
+		t.Fatalf("run --out D > D/stdout: exit %d:\n%s", code, data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, reportFile)); err != nil {
+		t.Fatalf("run --out D > D/stdout: %v", err)
+	}
+	// But only its own: another file of that name is stale data.
+	stale := t.TempDir()
+	_ = os.WriteFile(filepath.Join(stale, "stdout"), nil, 0o644)
+	if _, err := checkOutDir(stale, out, out); err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Errorf("checkOutDir(a DIR with a stdout file that is not ours) = %v", err)
+	}
+
 	// A file is refused too; a missing or empty directory is fine.
 	file := filepath.Join(t.TempDir(), "file")
 	_ = os.WriteFile(file, nil, 0o644)

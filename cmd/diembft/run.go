@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,7 +159,7 @@ func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.W
 			return nil, "", err
 		}
 	}
-	if dir, err = prepareDir(dir); err != nil {
+	if dir, err = prepareDir(dir, stdout, stderr); err != nil {
 		return nil, "", err
 	}
 	for _, w := range cfg.Warnings {
@@ -196,9 +197,9 @@ func plural(n int) string {
 }
 
 // prepareDir creates the run directory and its subdirectories, refusing a
-// directory that is not empty (checkOutDir).
-func prepareDir(dir string) (string, error) {
-	abs, err := checkOutDir(dir)
+// directory that is not empty (checkOutDir; outputs are the command's).
+func prepareDir(dir string, outputs ...io.Writer) (string, error) {
+	abs, err := checkOutDir(dir, outputs...)
 	if err != nil {
 		return "", err
 	}
@@ -216,7 +217,13 @@ func prepareDir(dir string) (string, error) {
 // what it finds there: a finished run's report was refused before, but an
 // interrupted run's homes/ made Olympus refuse to start and its old files
 // mixed into the new report, so any content is refused.
-func checkOutDir(dir string) (string, error) {
+//
+// One exception: a file that is one of outputs, the command's own stdout
+// or stderr, does not count. `diembft run CONFIG --out D > D/stdout` (as
+// ../shared/tools/check-run does, into a fresh mktemp -d) has the shell
+// create D/stdout before the launcher starts; that file is this very run's
+// output, not stale data.
+func checkOutDir(dir string, outputs ...io.Writer) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", usageErrorf("--out %s: %v", dir, err)
@@ -232,11 +239,23 @@ func checkOutDir(dir string) (string, error) {
 	if st, err := f.Stat(); err == nil && !st.IsDir() {
 		return "", usageErrorf("--out %s is not a directory; choose another directory", dir)
 	}
-	names, err := f.Readdirnames(1)
-	if err != nil && !errors.Is(err, io.EOF) {
+	entries, err := f.ReadDir(-1)
+	if err != nil {
 		return "", usageErrorf("--out %s: %v", dir, pathCause(err))
 	}
-	if len(names) > 0 {
+	var own []fs.FileInfo
+	for _, w := range outputs {
+		if of, ok := w.(*os.File); ok {
+			if st, err := of.Stat(); err == nil && st.Mode().IsRegular() {
+				own = append(own, st)
+			}
+		}
+	}
+	for _, e := range entries {
+		st, err := e.Info()
+		if err == nil && slices.ContainsFunc(own, func(o fs.FileInfo) bool { return os.SameFile(o, st) }) {
+			continue
+		}
 		return "", usageErrorf("--out %s is not empty; choose another directory or remove it", dir)
 	}
 	return abs, nil

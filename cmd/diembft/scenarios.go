@@ -139,7 +139,7 @@ func runScenarios(ctx context.Context, dir string, o scenariosOptions, stdout io
 			return false, err
 		}
 	}
-	if _, err := checkOutDir(out); err != nil {
+	if _, err := checkOutDir(out, stdout); err != nil {
 		return false, err
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
