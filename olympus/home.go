@@ -355,9 +355,14 @@ func warnIfShared(dir, name string) {
 	}
 }
 
-// decodeStrict decodes TOML refusing unknown keys. The error starts with
-// ":<line>: " (or ": ") so that callers prefix the file name.
+// decodeStrict decodes TOML refusing unknown keys, which must match exactly
+// (config.UnknownKeys), after a leading byte order mark. The error starts
+// with ":<line>: " (or ": ") so that callers prefix the file name.
 func decodeStrict(data []byte, v any) error {
+	data = config.StripBOM(data)
+	if unknown := config.UnknownKeys(data, v); len(unknown) > 0 {
+		return fmt.Errorf(":%d: unknown key %q", unknown[0].Line, unknown[0].Key)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

@@ -17,7 +17,7 @@ func TestWriteTestnetFiles(t *testing.T) {
 	err := WriteTestnet(dir, TestnetOptions{
 		Replicas: 5,
 		ChainID:  "lan",
-		Hosts:    []string{"10.0.0.1", "10.0.0.2"},
+		Hosts:    []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestWriteTestnetFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ip := []string{"10.0.0.1", "10.0.0.2"}[i%2]
+		ip := "10.0.0." + strconv.Itoa(i+1)
 		port := 9100 + i
 		wantListen := []string{
 			"/ip4/" + ip + "/tcp/" + strconv.Itoa(port),
@@ -104,14 +104,17 @@ func TestWriteTestnetOptions(t *testing.T) {
 	}{
 		{"defaults", TestnetOptions{Replicas: 4}, ""},
 		{"f=2", TestnetOptions{Replicas: 7, F: 2, OlympusHost: "10.1.1.1"}, ""},
-		{"ipv6", TestnetOptions{Replicas: 4, Hosts: []string{"::1"}}, ""},
+		{"ipv6", TestnetOptions{Replicas: 4, Hosts: []string{"::1", "::1", "::1", "::1"}}, ""},
 		{"too few", TestnetOptions{Replicas: 3}, "at least 4"},
 		{"f too big", TestnetOptions{Replicas: 6, F: 2}, "3f+1 = 7"},
-		{"bad host", TestnetOptions{Replicas: 4, Hosts: []string{"10.0.0.300"}}, `"10.0.0.300" is not an IP address`},
-		{"too many hosts", TestnetOptions{Replicas: 4, Hosts: []string{"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}}, "5 hosts for 4 replicas"},
+		{"bad host", TestnetOptions{Replicas: 4, Hosts: []string{"10.0.0.1", "10.0.0.2", "10.0.0.300", "10.0.0.4"}}, `"10.0.0.300" is not an IP address`},
+		{"too many hosts", TestnetOptions{Replicas: 4, Hosts: []string{"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}}, "hosts: 5 IPs given, 4 needed: one per replica, in id order"},
+		// Fewer IPs than replicas were reused in turn until 2026-12-06.
+		{"too few hosts", TestnetOptions{Replicas: 4, Hosts: []string{"10.0.0.1", "10.0.0.2"}}, "hosts: 2 IPs given, 4 needed: one per replica, in id order"},
+		{"one host for several replicas", TestnetOptions{Replicas: 4, Hosts: []string{"10.0.0.1"}}, "hosts: 1 IP given, 4 needed"},
 		{"bad chain", TestnetOptions{Replicas: 4, ChainID: "a/b"}, "chain-id: "},
-		{"olympus on a replica's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2"}, OlympusHost: "10.0.0.2"}, "olympus-port: 9101 is replica 1's port on 10.0.0.2"},
-		{"olympus on another host's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2"}, OlympusHost: "10.0.0.1"}, ""},
+		{"olympus on a replica's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}, OlympusHost: "10.0.0.2"}, "olympus-port: 9101 is replica 1's port on 10.0.0.2"},
+		{"olympus on another host's port", TestnetOptions{Replicas: 4, OlympusPort: DefaultReplicaPort + 1, Hosts: []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}, OlympusHost: "10.0.0.1"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -187,6 +190,9 @@ func TestLoadReplicaHomeErrors(t *testing.T) {
 		{"unknown key", func(t *testing.T) string {
 			return copyHome(t, write(ReplicaFile, "id = 0\nchain_id = \"local\"\nlisten_on = []\n"))
 		}, `replica.toml:3: unknown key "listen_on"`},
+		{"capitalised key", func(t *testing.T) string {
+			return copyHome(t, write(ReplicaFile, "ID = 0\nchain_id = \"local\"\n"))
+		}, `replica.toml:1: unknown key "ID"`},
 		{"bad toml", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "id = = 0\n")) }, "replica.toml:1: "},
 		{"wrong type", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "id = \"zero\"\n")) }, "replica.toml:1: "},
 		{"no id", func(t *testing.T) string { return copyHome(t, write(ReplicaFile, "chain_id = \"local\"\n")) }, "replica.toml: missing id"},
@@ -218,6 +224,31 @@ func TestLoadReplicaHomeErrors(t *testing.T) {
 	}
 }
 
+// TestHomeByteOrderMark: home TOML files saved with a leading UTF-8 byte
+// order mark still load.
+func TestHomeByteOrderMark(t *testing.T) {
+	base := t.TempDir()
+	if err := WriteTestnet(base, TestnetOptions{Replicas: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(OlympusDir, OlympusFile), filepath.Join(ReplicaDir(1), ReplicaFile)} {
+		path := filepath.Join(base, file)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, append([]byte("\xef\xbb\xbf"), data...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadOlympusHome(filepath.Join(base, OlympusDir)); err != nil {
+		t.Fatal(err)
+	}
+	if rh, err := LoadReplicaHome(filepath.Join(base, ReplicaDir(1))); err != nil || rh.ID != 1 {
+		t.Fatalf("replica home: %+v, %v", rh, err)
+	}
+}
+
 func TestLoadOlympusHomeErrors(t *testing.T) {
 	base := t.TempDir()
 	if err := WriteTestnet(base, TestnetOptions{Replicas: 4}); err != nil {
@@ -234,6 +265,7 @@ func TestLoadOlympusHomeErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown key", func(s string) string { return s + "\n[timing]\nspeed = 1\n" }, "olympus.toml:"},
+		{"capitalised table", func(s string) string { return strings.Replace(s, "\n[timing]\n", "\n[Timing]\n", 1) }, `unknown key "Timing"`},
 		{"bad delta", func(s string) string {
 			return strings.Replace(s, "delta_ms = 100", "delta_ms = 0", 1)
 		}, "timing.delta_ms: must be from 1"},

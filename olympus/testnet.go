@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,9 +30,8 @@ type TestnetOptions struct {
 	Replicas int    // committee size n (at least 3f+1)
 	F        int    // faults tolerated; 0 means the most n allows, (n-1)/3
 	ChainID  string // "" means "local"
-	// Hosts are the IPs the replicas listen on, in id order; replica i uses
-	// Hosts[i % len(Hosts)], so fewer hosts than replicas puts several
-	// replicas on a host. Empty means DefaultHost for all.
+	// Hosts are the IPs the replicas listen on, in id order: one per
+	// replica (spec/config.md §1), or none for DefaultHost for all.
 	Hosts []string
 	// OlympusHost is the IP Olympus listens on; "" means Hosts[0].
 	OlympusHost string
@@ -69,10 +69,17 @@ func WriteTestnet(dir string, opts TestnetOptions) error {
 	}
 	hosts := opts.Hosts
 	if len(hosts) == 0 {
-		hosts = []string{DefaultHost}
+		hosts = slices.Repeat([]string{DefaultHost}, n)
 	}
-	if len(hosts) > n {
-		return optionErr("hosts", "%d hosts for %d replicas (one IP per replica, in id order)", len(hosts), n)
+	if len(hosts) != n {
+		// Until 2026-12-06 fewer IPs were reused in turn, which silently
+		// put replicas on hosts the user did not name for them.
+		ips := "IPs"
+		if len(hosts) == 1 {
+			ips = "IP"
+		}
+		return optionErr("hosts", "%d %s given, %d needed: one per replica, in id order (without it all listen on %s)",
+			len(hosts), ips, n, DefaultHost)
 	}
 	olympusHost := opts.OlympusHost
 	if olympusHost == "" {
@@ -87,7 +94,7 @@ func WriteTestnet(dir string, opts TestnetOptions) error {
 		return optionErr("replica-port", "ports %d..%d are not all ports", replicaPort, replicaPort+n-1)
 	}
 	for i := range n {
-		if hosts[i%len(hosts)] == olympusHost && replicaPort+i == olympusPort {
+		if hosts[i] == olympusHost && replicaPort+i == olympusPort {
 			return optionErr("olympus-port", "%d is replica %d's port on %s", olympusPort, i, olympusHost)
 		}
 	}
@@ -113,7 +120,7 @@ func WriteTestnet(dir string, opts TestnetOptions) error {
 	}
 	replicaListen := make([][]string, n)
 	for i := range n {
-		if replicaListen[i], err = listenAddrs(hosts[i%len(hosts)], replicaPort+i); err != nil {
+		if replicaListen[i], err = listenAddrs(hosts[i], replicaPort+i); err != nil {
 			return optionErr("hosts", "%v", err)
 		}
 	}

@@ -111,8 +111,8 @@ func init() {
 	f := benchCmd.Flags()
 	f.IntVar(&benchOpts.replicas, "replicas", 4, "committee size N (f = (N-1)/3)")
 	f.StringVar(&benchOpts.mode, "mode", "throughput", "latency, throughput or sweep")
-	f.DurationVar(&benchOpts.duration, "duration", 20*time.Second, "measured time of each run (after the warm-up)")
-	f.DurationVar(&benchOpts.warmup, "warmup", 3*time.Second, "load time excluded from the figures at the start of each run")
+	durationVar(f, &benchOpts.duration, "duration", 20*time.Second, "measured time of each run (after the warm-up)")
+	durationVar(f, &benchOpts.warmup, "warmup", 3*time.Second, "load time excluded from the figures at the start of each run")
 	f.StringVar(&benchOpts.out, "out", "", "output directory (default runs/bench-<mode>-<timestamp>)")
 	f.IntVar(&benchOpts.batch, "batch", 0, "block.max_requests (default 100 for latency, 1000 for throughput)")
 	f.IntVar(&benchOpts.clients, "clients", 0, "load-generating clients (default 1 for latency, 4 for throughput)")
@@ -124,9 +124,9 @@ func init() {
 	f.StringVar(&benchOpts.binDir, "bin-dir", "", "where bin/replica is (default: next to this binary)")
 	f.IntVar(&benchOpts.deltaMs, "delta-ms", 100, "timing.delta_ms of the committee")
 	f.IntVar(&benchOpts.roundTimeoutMs, "round-timeout-ms", 400, "timing.round_timeout_ms of the committee")
-	f.DurationVar(&benchOpts.crashAfter, "crash-after", 0, "throughput mode: kill -9 a replica this long after the warm-up and measure the recovery")
+	durationVar(f, &benchOpts.crashAfter, "crash-after", 0, "throughput mode: kill -9 a replica this long after the warm-up and measure the recovery")
 	f.IntVar(&benchOpts.crashReplica, "crash-replica", -1, "the replica --crash-after kills (default N-1; leaders rotate every round, so it is the leader within a few rounds)")
-	f.DurationVar(&benchOpts.startTimeout, "start-timeout", 60*time.Second, "how long the committee may take to be ready")
+	durationVar(f, &benchOpts.startTimeout, "start-timeout", 60*time.Second, "how long the committee may take to be ready")
 	rootCmd.AddCommand(benchCmd)
 }
 
@@ -341,11 +341,8 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return usageErrorf("--out: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, benchFile)); err == nil {
-		return usageErrorf("--out %s already holds a benchmark (%s); choose another directory", o.out, benchFile)
+	if dir, err = checkOutDir(dir, stdout, stderr); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return usageErrorf("--out: %v", err)

@@ -117,3 +117,52 @@ func TestBenchUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationFlags: bench's duration flags take a plain number as seconds
+// (bench.json reports duration_s; spec §5 writes --duration D), and Go
+// durations as before.
+func TestDurationFlags(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"5": 5 * time.Second, "2.5": 2500 * time.Millisecond, "0": 0, ".5": 500 * time.Millisecond, "-1": -time.Second,
+		"5s": 5 * time.Second, "500ms": 500 * time.Millisecond, "1m30s": 90 * time.Second,
+	} {
+		if got, err := parseSeconds(in); err != nil || got != want {
+			t.Errorf("parseSeconds(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "5x", "inf", "NaN", "1e3", "0x10", "1e300", "s"} {
+		if got, err := parseSeconds(in); err == nil {
+			t.Errorf("parseSeconds(%q) = %v, want an error", in, got)
+		}
+	}
+
+	// Through the command line: every duration flag of bench.
+	var stdout, stderr bytes.Buffer
+	resetFlags(t)
+	code := execute([]string{"bench", "--out", filepath.Join(t.TempDir(), "b"), "--bin-dir", t.TempDir(),
+		"--duration", "5", "--warmup", "2", "--crash-after", "1.5", "--start-timeout", "90", "--replicas", "3"}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "--replicas 3") {
+		t.Fatalf("exit %d, stderr %q; want the --replicas error, after the durations parsed", code, stderr.String())
+	}
+	o := benchOpts
+	if o.duration != 5*time.Second || o.warmup != 2*time.Second || o.crashAfter != 1500*time.Millisecond || o.startTimeout != 90*time.Second {
+		t.Errorf("--duration 5 --warmup 2 --crash-after 1.5 --start-timeout 90 gave %v, %v, %v, %v", o.duration, o.warmup, o.crashAfter, o.startTimeout)
+	}
+	stderr.Reset()
+	resetFlags(t)
+	code = execute([]string{"bench", "--out", filepath.Join(t.TempDir(), "b"), "--bin-dir", t.TempDir(),
+		"--duration", "5", "--crash-after", "10"}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "--crash-after 10s must be shorter than --duration 5s") {
+		t.Errorf("--duration 5 --crash-after 10: exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	resetFlags(t)
+	code = execute([]string{"bench", "--duration", "5 s"}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), `invalid argument "5 s" for "--duration" flag: want seconds`) {
+		t.Errorf("--duration '5 s': exit %d, stderr %q", code, stderr.String())
+	}
+	resetFlags(t)
+	if benchOpts.duration != 20*time.Second || benchOpts.crashAfter != 0 {
+		t.Errorf("reset flags: --duration %v, --crash-after %v", benchOpts.duration, benchOpts.crashAfter)
+	}
+}

@@ -511,6 +511,21 @@ func TestUsageErrors(t *testing.T) {
 	if code := execute([]string{"run", bad}, &stdout, &stderr); !strings.Contains(stderr.String(), `unknown key "bogus"`) {
 		t.Errorf("exit %d, stderr %q: the error should name the unknown key", code, stderr.String())
 	}
+	// TOML keys are case-sensitive: a key spelled with other cases is an
+	// unknown key like any other (exit 2, named as written with its line).
+	for doc, want := range map[string]string{
+		"name = \"x\"\nSeed = 1\n":              `:2: unknown key "Seed"`,
+		"name = \"x\"\n[Committee]\nf = 2\n":    `:2: unknown key "Committee"`,
+		"name = \"x\"\ncommittee = { F = 2 }\n": `:2: unknown key "committee.F"`,
+	} {
+		cfg := writeConfig(t, doc)
+		stderr.Reset()
+		resetFlags(t)
+		code := execute([]string{"run", cfg, "--out", filepath.Join(t.TempDir(), "run")}, &stdout, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), cfg+want) {
+			t.Errorf("run %q: exit %d, stderr %q; want exit 2 and %q", doc, code, stderr.String(), cfg+want)
+		}
+	}
 	stdout.Reset()
 	if code := execute([]string{"version"}, &stdout, &stderr); code != exitOK || !strings.HasPrefix(stdout.String(), "diembft ") {
 		t.Errorf("version: exit %d, %q", code, stdout.String())
@@ -528,6 +543,17 @@ func resetFlags(t *testing.T) {
 		f.Changed = false
 	}
 	rootCmd.PersistentFlags().VisitAll(reset)
-	runCmd.Flags().VisitAll(reset)
-	verifyCmd.Flags().VisitAll(reset)
+	for _, cmd := range rootCmd.Commands() {
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				// Set appends to a slice flag.
+				if err := sv.Replace(nil); err != nil {
+					t.Fatalf("reset --%s: %v", f.Name, err)
+				}
+				f.Changed = false
+				return
+			}
+			reset(f)
+		})
+	}
 }

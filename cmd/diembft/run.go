@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +97,7 @@ func addRunFlags(f *pflag.FlagSet, o *runOptions) {
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<name>-<timestamp>)")
 	f.Int64Var(&o.seed, "seed", 0, "override the config's seed")
 	f.StringVar(&o.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
-	f.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
+	durationVar(f, &o.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
 }
 
 // exactArgs is cobra.ExactArgs with a usage error that names the argument.
@@ -158,7 +159,7 @@ func runExperimentWith(ctx context.Context, opts runOptions, stdout, stderr io.W
 			return nil, "", err
 		}
 	}
-	if dir, err = prepareDir(dir); err != nil {
+	if dir, err = prepareDir(dir, stdout, stderr); err != nil {
 		return nil, "", err
 	}
 	for _, w := range cfg.Warnings {
@@ -195,15 +196,12 @@ func plural(n int) string {
 	return "s"
 }
 
-// prepareDir creates the run directory and its subdirectories. A directory
-// that already holds a report is refused rather than overwritten.
-func prepareDir(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
+// prepareDir creates the run directory and its subdirectories, refusing a
+// directory that is not empty (checkOutDir; outputs are the command's).
+func prepareDir(dir string, outputs ...io.Writer) (string, error) {
+	abs, err := checkOutDir(dir, outputs...)
 	if err != nil {
-		return "", usageErrorf("--out %s: %v", dir, err)
-	}
-	if _, err := os.Stat(filepath.Join(abs, reportFile)); err == nil {
-		return "", usageErrorf("--out %s already holds a finished run (%s); choose another directory", dir, reportFile)
+		return "", err
 	}
 	for _, sub := range []string{logsDir, ledgersDir, clientsDir} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
@@ -211,6 +209,65 @@ func prepareDir(dir string) (string, error) {
 		}
 	}
 	return abs, nil
+}
+
+// checkOutDir returns the absolute path of an --out DIR (of run, lab, bench
+// and scenarios) that does not exist or is an empty directory, and refuses
+// anything else with a one-line usage error. A run or bench writes into DIR
+// what it finds there: a finished run's report was refused before, but an
+// interrupted run's homes/ made Olympus refuse to start and its old files
+// mixed into the new report, so any content is refused.
+//
+// One exception: a file that is one of outputs, the command's own stdout
+// or stderr, does not count. `diembft run CONFIG --out D > D/stdout` (as
+// ../shared/tools/check-run does, into a fresh mktemp -d) has the shell
+// create D/stdout before the launcher starts; that file is this very run's
+// output, not stale data.
+func checkOutDir(dir string, outputs ...io.Writer) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", usageErrorf("--out %s: %v", dir, err)
+	}
+	f, err := os.Open(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return abs, nil
+	}
+	if err != nil {
+		return "", usageErrorf("--out %s: %v", dir, pathCause(err))
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.IsDir() {
+		return "", usageErrorf("--out %s is not a directory; choose another directory", dir)
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return "", usageErrorf("--out %s: %v", dir, pathCause(err))
+	}
+	var own []fs.FileInfo
+	for _, w := range outputs {
+		if of, ok := w.(*os.File); ok {
+			if st, err := of.Stat(); err == nil && st.Mode().IsRegular() {
+				own = append(own, st)
+			}
+		}
+	}
+	for _, e := range entries {
+		st, err := e.Info()
+		if err == nil && slices.ContainsFunc(own, func(o fs.FileInfo) bool { return os.SameFile(o, st) }) {
+			continue
+		}
+		return "", usageErrorf("--out %s is not empty; choose another directory or remove it", dir)
+	}
+	return abs, nil
+}
+
+// pathCause drops the path an *fs.PathError repeats (the message names it).
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // faultReports lists the configured faults, none fired yet.

@@ -62,7 +62,7 @@ func init() {
 	f.StringVar(&scenariosOpts.out, "out", "", "directory for the runs, one subdirectory per scenario (default runs/scenarios-<timestamp>)")
 	f.StringVar(&scenariosOpts.binDir, "bin-dir", "", "where bin/olympus, bin/replica and bin/client are (default: next to this binary)")
 	f.StringVar(&scenariosOpts.run, "run", "", "run only the scenarios whose name matches this regular expression")
-	f.DurationVar(&scenariosOpts.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
+	durationVar(f, &scenariosOpts.startTimeout, "start-timeout", 30*time.Second, "how long Olympus may take to start listening")
 	rootCmd.AddCommand(scenariosCmd)
 }
 
@@ -138,6 +138,9 @@ func runScenarios(ctx context.Context, dir string, o scenariosOptions, stdout io
 		if out, err = olympus.NewRunDir("scenarios"); err != nil {
 			return false, err
 		}
+	}
+	if _, err := checkOutDir(out, stdout); err != nil {
+		return false, err
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return false, usageErrorf("--out: %v", err)

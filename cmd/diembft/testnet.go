@@ -36,11 +36,11 @@ var testnetCmd = &cobra.Command{
 
 for ids 0..N-1. Home directories are mode 0700 and private keys 0600; copy
 each home to its host. --hosts gives the IP each replica listens on, in id
-order (reused in turn when there are fewer IPs than replicas; default
-127.0.0.1). Replica i listens on TCP and QUIC port --replica-port + i, Olympus
-on --olympus-port of --olympus-host (default the first host).`,
+order: exactly N IPs (without --hosts every replica listens on 127.0.0.1).
+Replica i listens on TCP and QUIC port --replica-port + i, Olympus on
+--olympus-port of --olympus-host (default the first host).`,
 	Example: `  diembft testnet --replicas 4 --out testnet
-  diembft testnet --replicas 7 --f 2 --hosts 10.0.0.1,10.0.0.2,10.0.0.3 --out lan`,
+  diembft testnet --replicas 4 --hosts 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4 --out lan`,
 	Args: cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, _ []string) error {
 		o := &testnetOpts
@@ -78,7 +78,7 @@ func init() {
 	f.IntVar(&testnetOpts.replicas, "replicas", 0, "committee size N (at least 3f+1)")
 	f.IntVar(&testnetOpts.f, "f", 0, "faults tolerated (default (N-1)/3)")
 	f.StringVar(&testnetOpts.chainID, "chain-id", "local", "chain id")
-	f.StringSliceVar(&testnetOpts.hosts, "hosts", nil, "IPs the replicas listen on, in id order (default 127.0.0.1)")
+	f.StringSliceVar(&testnetOpts.hosts, "hosts", nil, "the IP each replica listens on, in id order: one per replica (default 127.0.0.1 for all)")
 	f.StringVar(&testnetOpts.olympusHost, "olympus-host", "", "IP Olympus listens on (default the first of --hosts)")
 	f.IntVar(&testnetOpts.olympusPort, "olympus-port", olympus.DefaultOlympusPort, "Olympus's TCP and QUIC port")
 	f.IntVar(&testnetOpts.replicaPort, "replica-port", olympus.DefaultReplicaPort, "replica i listens on TCP and QUIC port replica-port+i")

@@ -51,6 +51,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	var raw *fileConfig
 	var labels map[string]legacySource
 	var err error
+	data = StripBOM(data)
 	if isLegacy(data) {
 		raw, labels, err = parseLegacy(data, where)
 	} else {

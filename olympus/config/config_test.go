@@ -252,6 +252,25 @@ func TestErrors(t *testing.T) {
 		{"unknown top key", "nme = 'x'\n", `:1: unknown key "nme"`},
 		{"unknown client key", "[[clients]]\ncount = 1\nworkloads = 'x'\n", `:3: unknown key "clients.workloads"`},
 		{"several unknown keys", "a = 1\nb = 2\n", `:1: unknown key "a" (and 1 more unknown keys)`},
+		// TOML keys are case-sensitive: a key or table spelled with other
+		// cases is unknown, named as written (go-toml alone matches tags
+		// case-insensitively).
+		{"upper-case key", "NAME = 'x'\n", `:1: unknown key "NAME"`},
+		{"capitalised key", "\nSeed = 1\n", `:2: unknown key "Seed"`},
+		{"capitalised table", "[Committee]\nF = 2\n", `:1: unknown key "Committee"`},
+		{"capitalised key in a table", "[committee]\nF = 2\n", `:2: unknown key "committee.F"`},
+		{"upper-case table", "[TIMING]\nrun_deadline_s = 5\n", `:1: unknown key "TIMING"`},
+		{"mixed-case key in a table", "[timing]\nRun_Deadline_S = 5\n", `:2: unknown key "timing.Run_Deadline_S"`},
+		{"capitalised array table", "[[Clients]]\ncount = 1\n", `:1: unknown key "Clients"`},
+		{"capitalised key in an array table", "[[clients]]\nWorkload = 'get(\"a\")'\n", `:2: unknown key "clients.Workload"`},
+		{"capitalised dotted key", "Committee.f = 1\n", `:1: unknown key "Committee"`},
+		{"capitalised key in a failure", "[[failures]]\ntype = 'drop'\nSrc = 1\n", `:3: unknown key "failures.Src"`},
+		// In an inline table the key is named with its table, as in a
+		// [committee] table.
+		{"unknown key in an inline table", "committee = { f = 1, g = 2 }\n", `:1: unknown key "committee.g"`},
+		{"capitalised key in an inline table", "timing = { delta_ms = 100,\n  Backoff = 1.5 }\n", `:2: unknown key "timing.Backoff"`},
+		{"unknown key in an inline array of tables", "clients = [{ count = 1 }, { count = 1, bogus = 2 }]\n", `:1: unknown key "clients.bogus"`},
+		{"unknown dotted key in an inline table", "committee = { f = 1, x.y = 2 }\n", `:1: unknown key "committee.x"`},
 		{"wrong type", "[committee]\nf = 'one'\n", ":2: committee.f must be an integer, not a TOML string"},
 		{"wrong type float", "[timing]\nbackoff = true\n", ":2: timing.backoff must be a number, not a TOML boolean"},
 		{"wrong type table", "timing = 3\n", ":1: timing must be a table, not a TOML integer"},
@@ -480,6 +499,55 @@ func TestFormatDetection(t *testing.T) {
 	}
 	if c := mustParse(t, "t = 2\n", "looks.toml"); c.Committee.F != 2 {
 		t.Fatalf("legacy content in a .toml file: f = %d, want 2", c.Committee.F)
+	}
+}
+
+// TestExactKeysKeepValidConfigs: exact key matching accepts every key of
+// the spec's example and of the shipped configs, in every TOML form
+// (tables, dotted keys, inline tables, arrays of inline tables).
+func TestExactKeysKeepValidConfigs(t *testing.T) {
+	var paths []string
+	for _, pattern := range []string{"testdata/*.toml", "../../configs/*.toml", "../../configs/scenarios/*.toml"} {
+		p, err := filepath.Glob(pattern)
+		if err != nil || len(p) == 0 {
+			t.Fatalf("no file matches %s: %v", pattern, err)
+		}
+		paths = append(paths, p...)
+	}
+	for _, p := range paths {
+		if _, err := Load(p); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+	doc := "name = 'x'\ncommittee.f = 1\ntiming = { delta_ms = 50, backoff = 1.5 }\n" +
+		"clients = [{ count = 2, workload = ['get(\"a\")'], concurrency = 2 }]\n" +
+		"[leader]\n'election' = 'round-robin'\n\"window_size\" = 3\n" +
+		"[[failures]]\ntype = 'drop'\nsrc = 1\nrounds = [2]\n"
+	c := mustParse(t, doc, "forms.toml")
+	if c.Committee.F != 1 || c.Timing.DeltaMs != 50 || c.Timing.Backoff != 1.5 || c.Clients[0].Count != 2 ||
+		c.Clients[0].Concurrency != 2 || c.Leader.Election != ElectionRoundRobin || c.Leader.WindowSize != 3 || len(c.Failures) != 1 {
+		t.Fatalf("forms.toml parsed as %+v", c)
+	}
+}
+
+// TestByteOrderMark: a leading UTF-8 byte order mark (as some editors
+// write) is skipped, in both formats.
+func TestByteOrderMark(t *testing.T) {
+	const bom = "\xef\xbb\xbf"
+	for _, doc := range []string{
+		"name = 'bom'\n[committee]\nf = 2\n",
+		"# comment first\n[committee]\nf = 2\n",
+		"test_case_name = bom\nt = 2\n",
+	} {
+		want := mustParse(t, doc, "bom.toml")
+		got := mustParse(t, bom+doc, "bom.toml")
+		if !reflect.DeepEqual(got, want) || got.Committee.F != 2 {
+			t.Errorf("with a byte order mark %q parsed as\n%+v\nwant\n%+v", doc, got, want)
+		}
+	}
+	// Only a leading one: elsewhere it is still an error.
+	if _, err := Parse([]byte("seed = 1\n"+bom+"name = 'x'\n"), "bom.toml"); err == nil {
+		t.Errorf("a byte order mark on line 2 was accepted")
 	}
 }
 

@@ -82,9 +82,13 @@ type fileFailure struct {
 }
 
 // decodeTOML decodes data strictly; errors are one line naming the file, the
-// line and the key.
+// line and the key. Keys must match exactly (see UnknownKeys): the
+// decoder's DisallowUnknownFields alone would take NAME for name.
 func decodeTOML(data []byte, name string) (*fileConfig, error) {
 	var raw fileConfig
+	if unknown := UnknownKeys(data, &raw); len(unknown) > 0 {
+		return nil, unknownKeyError(name, unknown)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&raw)
@@ -93,13 +97,13 @@ func decodeTOML(data []byte, name string) (*fileConfig, error) {
 	}
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) && len(strict.Errors) > 0 {
-		first := strict.Errors[0]
-		line, _ := first.Position()
-		msg := fmt.Sprintf("%s:%d: unknown key %q", name, line, strings.Join(first.Key(), "."))
-		if more := len(strict.Errors) - 1; more > 0 {
-			msg += fmt.Sprintf(" (and %d more unknown keys)", more)
+		// UnknownKeys found none; this is a backstop.
+		unknown := make([]UnknownKey, len(strict.Errors))
+		for i, e := range strict.Errors {
+			line, _ := e.Position()
+			unknown[i] = UnknownKey{Key: strings.Join(e.Key(), "."), Line: line}
 		}
-		return nil, errors.New(msg)
+		return nil, unknownKeyError(name, unknown)
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
@@ -107,6 +111,16 @@ func decodeTOML(data []byte, name string) (*fileConfig, error) {
 		return nil, fmt.Errorf("%s:%d: %s", name, line, describeDecodeError(de))
 	}
 	return nil, fmt.Errorf("%s: %v", name, err)
+}
+
+// unknownKeyError names the first unknown key and its line, and counts the
+// others.
+func unknownKeyError(name string, unknown []UnknownKey) error {
+	msg := fmt.Sprintf("%s:%d: unknown key %q", name, unknown[0].Line, unknown[0].Key)
+	if more := len(unknown) - 1; more > 0 {
+		msg += fmt.Sprintf(" (and %d more unknown keys)", more)
+	}
+	return errors.New(msg)
 }
 
 var typeMismatch = regexp.MustCompile(`^toml: cannot decode TOML (\w+) into .* of type (\S+)$`)
