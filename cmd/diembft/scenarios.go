@@ -205,6 +205,13 @@ func runScenario(ctx context.Context, sc scenario, dir string, o scenariosOption
 	if rep.SafetyViolations > 0 {
 		r.mismatch = append(r.mismatch, fmt.Sprintf("%d safety violations", rep.SafetyViolations))
 	}
+	// The library's faults are built to fire: one that did not is a broken
+	// scenario (or injector) even if the run is ok (checkFaults).
+	for i, f := range rep.Faults {
+		if strings.HasPrefix(f.Note, notFired) {
+			r.mismatch = append(r.mismatch, fmt.Sprintf("fault %d (%s) %s", i, f.Type, f.Note))
+		}
+	}
 	return r
 }
 
