@@ -71,9 +71,8 @@ type LedgerReport struct {
 	Heights    map[string]int `json:"heights"`
 }
 
-// Rounds are taken from the replicas' stats.json: the highest round any
-// replica reached, and the most rounds any replica entered through a QC and
-// through a TC.
+// Rounds are the committee's (committeeRounds): the highest round a replica
+// reached, of which by_tc were entered by a TC somewhere and by_qc by a QC.
 type Rounds struct {
 	Highest uint64 `json:"highest"`
 	ByQC    uint64 `json:"by_qc"`

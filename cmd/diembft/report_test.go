@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diembft/diembft/node"
 	"github.com/diembft/diembft/node/client"
 	"github.com/diembft/diembft/node/kv"
 )
@@ -408,5 +409,55 @@ func TestUnreadableLedgerInTheSummary(t *testing.T) {
 	printSummary(&out, r, "run")
 	if r.OK || !strings.Contains(out.String(), "ledgers consistent as far as readable (1 unreadable), heights 0:8 1:8 2:unreadable 3:8;") {
 		t.Fatalf("ok %v, summary:\n%s", r.OK, out.String())
+	}
+}
+
+// TestCommitteeRounds: report.json's rounds are the committee's: a round
+// entered by a TC at any replica counts once as by_tc, every other round up
+// to the highest as by_qc (round 1 too), whatever replicas jumped or
+// restarted; a replica without a timeline counts through its stats.json.
+func TestCommitteeRounds(t *testing.T) {
+	dir := t.TempDir()
+	var homes []string
+	write := func(id int, name, text string) {
+		home := filepath.Join(dir, fmt.Sprintf("replica-%d", id))
+		if err := os.MkdirAll(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if name != "" {
+			if err := os.WriteFile(filepath.Join(home, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(homes) <= id {
+			homes = append(homes, home)
+		}
+	}
+	timeline := func(id int, byTC map[uint64]bool, rounds ...uint64) {
+		var b strings.Builder
+		for _, r := range rounds {
+			line, _ := json.Marshal(node.Event{Replica: id, Kind: "round", Round: r, ByTC: byTC[r]})
+			b.Write(append(line, '\n'))
+		}
+		write(id, node.TimelineFile, b.String())
+	}
+	timeline(0, map[uint64]bool{5: true}, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	// Replica 1 entered 5 and 6 by TCs, restarted (its stats start again)
+	// and jumped from 7 to 12.
+	timeline(1, map[uint64]bool{5: true, 6: true}, 1, 2, 3, 4, 5, 6, 7, 12)
+	write(1, "stats.json", `{"round": 12, "rounds_by_qc": 1, "rounds_by_tc": 0}`)
+	write(2, "stats.json", `{"round": 8, "rounds_by_qc": 6, "rounds_by_tc": 1}`)
+	write(3, "", "") // nothing at all
+	got := committeeRounds(homes, func(s string) { t.Errorf("note %q", s) })
+	if want := (Rounds{Highest: 12, ByQC: 10, ByTC: 2}); got != want {
+		t.Errorf("rounds %+v, want %+v", got, want)
+	}
+	// Without timelines, stats.json's counts (the most TC rounds of one
+	// replica) are all there is.
+	os.Remove(filepath.Join(homes[0], node.TimelineFile))
+	os.Remove(filepath.Join(homes[1], node.TimelineFile))
+	write(0, "stats.json", `{"round": 10, "rounds_by_qc": 6, "rounds_by_tc": 3}`)
+	if got, want := committeeRounds(homes, func(string) {}), (Rounds{Highest: 12, ByQC: 9, ByTC: 3}); got != want {
+		t.Errorf("from stats.json: rounds %+v, want %+v", got, want)
 	}
 }

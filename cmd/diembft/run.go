@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/diembft/diembft/node"
 	"github.com/diembft/diembft/node/kv"
 	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/olympus/config"
@@ -503,26 +504,62 @@ type replicaStats struct {
 }
 
 // collectReplicaFiles copies each replica's ledger from its home into
-// ledgers/ and takes the round counts from its stats.json (tolerating its
-// absence). It runs after Olympus has stopped the replicas.
+// ledgers/ and counts the rounds (committeeRounds). It runs after Olympus
+// has stopped the replicas.
 func (e *experiment) collectReplicaFiles() {
 	defer e.collectFaults() // faults.go
+	var homes []string
 	for id := range e.info.Replicas {
-		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
+		homes = append(homes, filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id))))
+	}
+	for id, home := range homes {
 		src := filepath.Join(home, fmt.Sprintf("replica-%d.ledger", id))
 		if err := copyFile(src, ledgerPath(e.dir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			e.problem("replica %d's ledger: %v", id, err)
 		}
+	}
+	e.info.Rounds = committeeRounds(homes, e.status.note)
+}
+
+// committeeRounds counts the committee's rounds for report.json: highest is
+// the highest round a replica reached; by_tc the rounds some replica entered
+// by a TC (the round before ended by timeout there), from the replicas'
+// timelines; by_qc the others, round 1 included (entered by the genesis QC),
+// so that by_qc + by_tc = highest as in spec §4's example. A round counts
+// once however many replicas entered it, and a replica that jumped rounds
+// or restarted does not lower the counts. Without a timeline a replica
+// counts through its stats.json: its round, and its counts as it kept them
+// (a restart resets them), if more rounds by TC than the timelines show.
+func committeeRounds(homes []string, note func(string)) Rounds {
+	var r Rounds
+	byTC := map[uint64]bool{}
+	var statsTC uint64
+	for id, home := range homes {
 		var st replicaStats
 		if err := readJSON(filepath.Join(home, "stats.json"), &st); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				e.status.note(fmt.Sprintf("replica %d: %v", id, err))
+				note(fmt.Sprintf("replica %d: %v", id, err))
 			}
+		} else {
+			r.Highest = max(r.Highest, st.Round)
+		}
+		evs, _, err := readTimeline(filepath.Join(home, node.TimelineFile))
+		if err != nil {
+			statsTC = max(statsTC, st.RoundsByTC)
 			continue
 		}
-		r := &e.info.Rounds
-		r.Highest, r.ByQC, r.ByTC = max(r.Highest, st.Round), max(r.ByQC, st.RoundsByQC), max(r.ByTC, st.RoundsByTC)
+		for _, ev := range evs {
+			if ev.Kind == "round" {
+				r.Highest = max(r.Highest, ev.Round)
+				if ev.ByTC {
+					byTC[ev.Round] = true
+				}
+			}
+		}
 	}
+	r.ByTC = min(max(uint64(len(byTC)), statsTC), r.Highest)
+	r.ByQC = r.Highest - r.ByTC
+	return r
 }
 
 func copyFile(src, dst string) error {
