@@ -22,20 +22,11 @@ import (
 //
 // "Fired as configured" means:
 //   - a fault with a trigger fires at most once on each replica it concerns
-//     (one for a replica id, every replica for "_" or "leader"), and at
-//     least once when its prob is 1;
-//   - a fault given by rounds (or every round) fires at least once when its
-//     prob is 1: a run that never reached its rounds, or in which no message
-//     matched, did not test what the config says and is not ok; with a
-//     smaller prob no count is required (the seed may spare every message);
-//   - a partition counts the messages it cut: at least one when its prob
-//     is 1;
-//   - a fault of one replica that a crash without restart took down before
-//     the fault's first chance (a trigger, or rounds that start after the
-//     crash's round) is not required to fire: it could not fire afterwards
-//     (the spec's own legacy example crashes replica 1 on client 0's first
-//     request and drops its message at the third proposal, which then
-//     never comes). The report notes it.
+//     (one for a replica id or "leader", the replica leading the round when
+//     the trigger fires; every replica for "_");
+//   - a fault that never fired is as configured: its message or event
+//     never came (checkFaults notes why in report.json);
+//   - a partition counts the messages it cut.
 //
 // Replicas that misbehave (config.FaultyReplicas: set_attr, equivocate,
 // crash without restart) are left out of the ledger agreement check.
@@ -73,7 +64,7 @@ func faultRules(cfg *config.Config) []FaultRule {
 			if r.Leader && f.Trigger.Kind == config.TriggerRound {
 				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
 			}
-			if f.Src < 0 && !r.Leader { // a leader fault fires on the leader only
+			if f.Src == config.EndpointAny { // once per replica; "leader": on the leader only
 				r.Max = cfg.NumReplicas()
 			}
 		case len(f.Rounds) > 0:

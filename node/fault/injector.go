@@ -212,9 +212,11 @@ func (in *Injector) restore(past []Record) {
 		}
 		f := in.fs[r.Failure]
 		switch r.Ev {
-		case EvArm, EvSpent:
+		case EvArm:
 			f.consumed = true
 			f.armed = f.isMessage() || f.Type == config.TypeEquivocate
+		case EvSpent:
+			f.consumed = true
 		case EvFire:
 			if f.Trigger != nil {
 				f.consumed, f.armed = true, false
@@ -542,6 +544,13 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 				detail += fmt.Sprintf(" for %d ms", f.DurationMs)
 			}
 			in.record(Record{Ev: EvOpen, Failure: f.idx, Round: round, Detail: detail})
+		case f.Src == config.EndpointLeader && !in.leading:
+			// A message fault of src "leader" arms on the replica leading
+			// the round when the trigger fires, as leads does for event
+			// faults: armed everywhere, each replica dropped its own next
+			// proposal once it led, four firings instead of one (spec
+			// audit).
+			in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
 		default: // message faults and equivocation act on a later message
 			f.armed = true
 			in.record(Record{Ev: EvArm, Failure: f.idx, Round: round, Detail: trig})

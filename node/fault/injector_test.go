@@ -609,3 +609,38 @@ func TestLeaderFaultNotAfterTC(t *testing.T) {
 		t.Fatalf("seed %d: a replica first entering round 9 carried out round 5's leader crash: %+v", seed, effects)
 	}
 }
+
+// TestLeaderMessageFaultWithTrigger: a triggered message fault of src
+// "leader" arms only on the replica leading the round when its trigger
+// fires (entered by a QC); the others log it as spent and do not act when
+// they lead later. Before, every replica armed it and dropped its own next
+// proposal: four firings instead of one.
+func TestLeaderMessageFaultWithTrigger(t *testing.T) {
+	const seed = 15
+	for _, tc := range []struct {
+		trigger string
+		rounds  []uint64 // rounds of this replica's proposals dropped
+	}{
+		{"round(5)", []uint64{5}}, // replica 1 leads round 5
+		{"round(6)", nil},         // replica 2 does
+	} {
+		h := newHarness(t, seed, "[[failures]]\ntype = \"drop\"\nsrc = \"leader\"\nmsg = \"proposal\"\ntrigger = \""+tc.trigger+"\"\n", nil)
+		h.run(20)
+		var dropped []uint64
+		for _, s := range h.sent {
+			if s.kind == MsgProposal && s.copies != nil {
+				dropped = append(dropped, s.round)
+			}
+		}
+		if !slices.Equal(dropped, tc.rounds) || h.fired(0) != len(tc.rounds) {
+			t.Fatalf("seed %d: trigger %s: proposals of rounds %v dropped (%d records), want %v", seed, tc.trigger, dropped, h.fired(0), tc.rounds)
+		}
+		// Restarted, a replica that logged the trigger as spent does not
+		// arm it again.
+		h2 := newHarness(t, seed, "[[failures]]\ntype = \"drop\"\nsrc = \"leader\"\nmsg = \"proposal\"\ntrigger = \""+tc.trigger+"\"\n", h.records())
+		h2.run(20)
+		if h2.fired(0) != 0 {
+			t.Fatalf("seed %d: trigger %s: fired again after a restart", seed, tc.trigger)
+		}
+	}
+}
