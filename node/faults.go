@@ -262,9 +262,16 @@ func (r *Replica) faultRequest(req *types.Request, handle func()) func() {
 // onDirect receives proposals and timeout messages sent point to point
 // (p2p.DirectProtocol): the same validation as gossip, then the same path.
 func (r *Replica) onDirect(from peer.ID, data []byte) {
+	// As on the other member streams: a graylisted member is not read, and
+	// an invalid message counts against the sender's score (refuseStream);
+	// until 2026-12-06 a member could send invalid messages here at no cost.
+	if r.net.Graylisted(from) {
+		r.net.AwaitGraylist(from)
+		return
+	}
 	code, err := wire.Code(data)
 	if err != nil {
-		r.judge("direct", err)
+		r.refuseStream("direct", from, err)
 		return
 	}
 	var res pubsub.ValidationResult
@@ -275,10 +282,13 @@ func (r *Replica) onDirect(from peer.ID, data []byte) {
 	case wire.CodeTimeout:
 		res, msg = r.validateTimeout(from, data)
 	default:
-		r.judge("direct", fmt.Errorf("%w: message type %d on the direct protocol", types.ErrMalformed, code))
+		r.refuseStream("direct", from, fmt.Errorf("%w: message type %d on the direct protocol", types.ErrMalformed, code))
 		return
 	}
-	if res == pubsub.ValidationAccept {
+	switch res {
+	case pubsub.ValidationAccept:
 		r.onGossip(from, data, msg)
+	case pubsub.ValidationReject:
+		r.net.Penalize(from) // counted by the validator's judge
 	}
 }

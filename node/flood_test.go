@@ -413,3 +413,22 @@ func TestFloodingMemberIsRefusedAndThroughputHolds(t *testing.T) {
 		t.Errorf("honest throughput under flood is %.0f%% of undisturbed, want at least 50%%", 100*ratio)
 	}
 }
+
+// TestInvalidDirectMessagesCountAgainstTheSender: invalid messages on the
+// direct protocol (proposals and timeouts that message faults send point to
+// point) lower the sending member's score as on the other member streams,
+// until it is graylisted. Before, a member could send them there at no cost.
+func TestInvalidDirectMessagesCountAgainstTheSender(t *testing.T) {
+	c := startCluster(t, 1)
+	bad, evil := c.nets[0], c.nets[3]
+	direct := p2p.DirectProtocol(c.com.ChainID)
+	junk := []byte{byte(wire.CodeProposal), 0xff, 0xff, 0xff}
+	deadline := time.Now().Add(30 * time.Second)
+	for sent := 0; !bad.Graylisted(evil.ID()); sent++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica 0 has not graylisted the sender after %d invalid direct messages (score %.1f)", sent, bad.PeerScore(evil.ID()))
+		}
+		evil.Send(bad.ID(), direct, append(junk, byte(sent), byte(sent>>8)))
+		time.Sleep(2 * time.Millisecond) // a steady trickle, not a burst the send queue drops
+	}
+}
