@@ -281,6 +281,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{"--olympus", pinned},
 		{"--olympus", "/ip4/127.0.0.1/tcp/1", "--workload", "get('a')"},
 		{"--olympus", pinned, "--workload", "gt('a')"},
+		{"--olympus", pinned, "--workload", "get('a'); put('big','" + strings.Repeat("x", 10_000) + "')"}, // over types.MaxOpBytes
 		{"--olympus", pinned, "--workload", "get('a')", "--concurrency", "0"},
 		{"--olympus", pinned, "--workload", "get('a')", "--timeout-ms", "x"},
 		{"--olympus", pinned, "--workload", "get('a')", "--verify-timeout", "0s"},
@@ -290,7 +291,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{"extra"},
 	} {
 		code, _, errOut := runMain(t, args...)
-		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "client: ") {
+		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "client: ") || len(errOut) > 300 {
 			t.Errorf("client %q: exit %d, stderr %q; want exit 2 and one line", args, code, errOut)
 		}
 	}
