@@ -307,3 +307,20 @@ func TestClientDeadlineBeforeStart(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestWarnsOfOperationsOverTheStoreBounds: a put of 5,000 characters is
+// valid (it is sent and gives fail, kv.MaxValueSize) and the client says so
+// in one line before running; an ordinary workload gets no warning.
+func TestWarnsOfOperationsOverTheStoreBounds(t *testing.T) {
+	var b strings.Builder
+	warnOverBounds(&b, []kv.Op{{Kind: kv.Get, Key: "a"}, {Kind: kv.Put, Key: "big", Val: strings.Repeat("x", 5000)}, {Kind: kv.Append, Key: "big", Val: strings.Repeat("y", 4000)}})
+	want := "client: warning: operation 2 put('big','xxxxxxxxxxxxxxxxxxxxxxxxxxxxx… will return fail: its value of 5000 bytes is over kv.MaxValueSize (3072) (and 1 more such operations)\n"
+	if b.String() != want {
+		t.Fatalf("warning %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	warnOverBounds(&b, []kv.Op{{Kind: kv.Put, Key: "k", Val: strings.Repeat("x", kv.MaxValueSize)}, {Kind: kv.Get, Key: strings.Repeat("k", 1000)}})
+	if b.Len() != 0 {
+		t.Fatalf("warning %q for operations within the bounds", b.String())
+	}
+}

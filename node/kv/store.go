@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -32,6 +33,24 @@ const MaxValueSize = types.MaxValueBytes
 // gives "fail" and a get "", as for any absent key). Until 2026-12-06 keys
 // had no bound: a put to a 100 KB key returned OK. See types.MaxKeyBytes.
 const MaxKeySize = types.MaxKeyBytes
+
+// OverBounds says why op gives "fail" whatever the store holds, because of
+// the size bounds (a value or slice text over MaxValueSize, a key over
+// MaxKeySize for put or append), or returns "" if it does not. Clients use
+// it to warn before sending such an operation; it is still ordered.
+func (o Op) OverBounds() string {
+	switch {
+	case (o.Kind == Put || o.Kind == Append) && len(o.Key) > MaxKeySize:
+		return fmt.Sprintf("its key of %d bytes is over kv.MaxKeySize (%d)", len(o.Key), MaxKeySize)
+	case (o.Kind == Put || o.Kind == Append || o.Kind == Slice) && len(o.Val) > MaxValueSize:
+		what := "value"
+		if o.Kind == Slice {
+			what = "slice text"
+		}
+		return fmt.Sprintf("its %s of %d bytes is over kv.MaxValueSize (%d)", what, len(o.Val), MaxValueSize)
+	}
+	return ""
+}
 
 // Store is the replicated state machine: one string value per key. Every
 // replica applies the same committed operations in the same order, so Apply
