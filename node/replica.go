@@ -113,6 +113,9 @@ type Replica struct {
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
+	// tooLarge counts client requests refused for their size; the 1st,
+	// 2nd, 4th, 8th ... are logged as warnings.
+	tooLarge atomic.Uint64
 
 	voteProto, syncProto, clientProto protocol.ID
 	proposalTopic, timeoutTopic       string
@@ -533,6 +536,16 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 	req, err := wire.DecodeClientRequest(data)
 	if err == nil {
 		err = r.cfg.Committee.VerifyRequest(req)
+	}
+	if errors.Is(err, types.ErrOpTooLarge) || errors.Is(err, types.ErrRequestTooLarge) {
+		// Its own kind, and a warning (the others are debug): a client
+		// sending these either has a bug or is attacking the committee's
+		// liveness (one such request used to stop every commit).
+		if n := r.tooLarge.Add(1); n&(n-1) == 0 {
+			log.Warnw("client request over the size bounds refused", "from", from, "bytes", len(data), "err", err, "refused_so_far", n)
+		}
+		r.judge("client_too_large", err)
+		return
 	}
 	if err != nil {
 		r.judge("client", err)

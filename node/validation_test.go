@@ -476,6 +476,28 @@ func TestOnClientBoundary(t *testing.T) {
 	for _, c := range cases {
 		fx.check("client", c, fx.stream(fx.r.onClient, "client", fx.r.requests))
 	}
+
+	// Correctly signed requests over the size bounds (the audit's 4 MB
+	// put stopped every commit) are refused, counted under their own kind.
+	big := func(n int) string { return "put('big','" + strings.Repeat("x", n) + "')" }
+	var many []string
+	for range types.MaxRequestBytes/types.MaxOpBytes + 1 {
+		many = append(many, big(types.MaxOpBytes-len(big(0))))
+	}
+	signed := func(ops ...string) []byte {
+		r := types.Request{Client: fx.client.Public().(ed25519.PublicKey), Seq: 1, Ops: ops}
+		r.Sig = ed25519.Sign(fx.client, r.SignBytes("test"))
+		return fx.encode(&r)
+	}
+	for _, c := range []valCase{
+		{name: "one 4 MB operation", data: signed(big(4_194_000)), from: fx.stranger, want: types.ErrOpTooLarge, verdict: reject},
+		{name: "an operation one byte over", data: signed("get('k')", big(types.MaxOpBytes+1-len(big(0)))), from: fx.stranger, want: types.ErrOpTooLarge, verdict: reject},
+		{name: "a request over MaxRequestBytes", data: signed(many...), from: fx.stranger, want: types.ErrRequestTooLarge, verdict: reject},
+	} {
+		fx.check("client_too_large", c, fx.stream(fx.r.onClient, "client_too_large", fx.r.requests))
+	}
+	fx.check("client_too_large", valCase{name: "an operation at the bound", data: signed(big(types.MaxOpBytes - len(big(0)))), from: fx.stranger, verdict: accept},
+		fx.stream(fx.r.onClient, "client_too_large", fx.r.requests))
 }
 
 // TestReplayedClientRequest: a request executed before a restart (it is in

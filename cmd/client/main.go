@@ -190,6 +190,7 @@ func runClient(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	warnOverBounds(stderr, ops)
 	if err := p2p.SetupLogging(o.logLevel); err != nil {
 		return usagef("--log-level: %v", err)
 	}
@@ -326,6 +327,33 @@ func fetchRoster(ctx context.Context, node *p2p.Node, addr string, wait time.Dur
 		return client.Roster{}, fmt.Errorf("cannot get the roster: %w", err)
 	}
 	return client.FromOlympus(r)
+}
+
+// warnOverBounds prints one line if some operations will give "fail"
+// whatever the store holds because of its size bounds (kv.Op.OverBounds):
+// they are valid and are sent, but the user probably meant something else.
+func warnOverBounds(w io.Writer, ops []kv.Op) {
+	n, first := 0, -1
+	for i, op := range ops {
+		if op.OverBounds() != "" {
+			if n++; first < 0 {
+				first = i
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	op := ops[first]
+	text := op.String()
+	if len(text) > 40 {
+		text = strings.ToValidUTF8(text[:40], "") + "…"
+	}
+	more := ""
+	if n > 1 {
+		more = fmt.Sprintf(" (and %d more such operations)", n-1)
+	}
+	fmt.Fprintf(w, "client: warning: operation %d %s will return fail: %s%s\n", first+1, text, op.OverBounds(), more)
 }
 
 func printSummary(w io.Writer, pub ed25519.PublicKey, s *client.Summary) {

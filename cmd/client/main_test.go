@@ -281,6 +281,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{"--olympus", pinned},
 		{"--olympus", "/ip4/127.0.0.1/tcp/1", "--workload", "get('a')"},
 		{"--olympus", pinned, "--workload", "gt('a')"},
+		{"--olympus", pinned, "--workload", "get('a'); put('big','" + strings.Repeat("x", 10_000) + "')"}, // over types.MaxOpBytes
 		{"--olympus", pinned, "--workload", "get('a')", "--concurrency", "0"},
 		{"--olympus", pinned, "--workload", "get('a')", "--timeout-ms", "x"},
 		{"--olympus", pinned, "--workload", "get('a')", "--verify-timeout", "0s"},
@@ -290,7 +291,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{"extra"},
 	} {
 		code, _, errOut := runMain(t, args...)
-		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "client: ") {
+		if code != exitUsage || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "client: ") || len(errOut) > 300 {
 			t.Errorf("client %q: exit %d, stderr %q; want exit 2 and one line", args, code, errOut)
 		}
 	}
@@ -304,5 +305,22 @@ func TestClientDeadlineBeforeStart(t *testing.T) {
 	code, _, errOut := runMain(t, "--olympus", pinned, "--workload", "get('a'); get('b')", "--deadline", "1ns")
 	if code != 1 || errOut != "client: deadline passed (--deadline 1ns) before the client started: 0 of 2 requests committed\n" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestWarnsOfOperationsOverTheStoreBounds: a put of 5,000 characters is
+// valid (it is sent and gives fail, kv.MaxValueSize) and the client says so
+// in one line before running; an ordinary workload gets no warning.
+func TestWarnsOfOperationsOverTheStoreBounds(t *testing.T) {
+	var b strings.Builder
+	warnOverBounds(&b, []kv.Op{{Kind: kv.Get, Key: "a"}, {Kind: kv.Put, Key: "big", Val: strings.Repeat("x", 5000)}, {Kind: kv.Append, Key: "big", Val: strings.Repeat("y", 4000)}})
+	want := "client: warning: operation 2 put('big','xxxxxxxxxxxxxxxxxxxxxxxxxxxxx… will return fail: its value of 5000 bytes is over kv.MaxValueSize (3072) (and 1 more such operations)\n"
+	if b.String() != want {
+		t.Fatalf("warning %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	warnOverBounds(&b, []kv.Op{{Kind: kv.Put, Key: "k", Val: strings.Repeat("x", kv.MaxValueSize)}, {Kind: kv.Get, Key: strings.Repeat("k", 1000)}})
+	if b.Len() != 0 {
+		t.Fatalf("warning %q for operations within the bounds", b.String())
 	}
 }

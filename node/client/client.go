@@ -355,14 +355,19 @@ type pending struct {
 // Run submits ops (operation i has sequence number i+1) and returns when
 // every one is accepted, or when ctx ends (then with ctx's error and the
 // partial summary). It keeps Config.Concurrency operations in flight, in
-// requests of up to Config.Batch operations, and retransmits each request to
-// every replica after its timeout, doubling the timeout each time.
+// requests of up to Config.Batch operations and types.MaxRequestBytes, and
+// retransmits each request to every replica after its timeout, doubling the
+// timeout each time. It sends nothing if an operation is over
+// types.MaxOpBytes (CheckOps: an error wrapping types.ErrOpTooLarge).
 func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 	if !c.ran.CompareAndSwap(false, true) {
 		return Summary{}, errors.New("client: Run called twice")
 	}
 	defer close(c.stopped)
 
+	if err := CheckOps(ops); err != nil {
+		return Summary{Total: len(ops)}, err
+	}
 	start := time.Now()
 	sum := Summary{Total: len(ops)}
 	quorum := c.roster.Committee.F + 1
@@ -378,12 +383,22 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 		sum.Stats = c.Stats()
 		return sum, err
 	}
+	// submit sends the next operations, up to n of them, as one request: as
+	// many as keep its encoding within types.MaxRequestBytes (at least one:
+	// Run checked each against types.MaxOpBytes), since replicas refuse a
+	// larger request.
 	submit := func(n int) error {
-		batch := ops[next : next+n]
-		req := &types.Request{Client: c.pub, Seq: uint64(next + 1), Ops: make([]string, n)}
-		for i, op := range batch {
-			req.Ops[i] = op.String()
+		req := &types.Request{Client: c.pub, Seq: uint64(next + 1), Ops: make([]string, 0, n)}
+		size := types.MaxRequestFrameBytes
+		for _, op := range ops[next : next+n] {
+			text := op.String()
+			if size += types.OpEncodedSize(text); size > types.MaxRequestBytes && len(req.Ops) > 0 {
+				break
+			}
+			req.Ops = append(req.Ops, text)
 		}
+		n = len(req.Ops)
+		batch := ops[next : next+n]
 		req.Sig = ed25519.Sign(c.key, req.SignBytes(c.chainID))
 		data, err := wire.Encode(req)
 		if err != nil {
@@ -523,6 +538,20 @@ func (c *Client) Run(ctx context.Context, ops []kv.Op) (Summary, error) {
 		}
 	}
 	return finish(nil)
+}
+
+// CheckOps checks that every operation fits in types.MaxOpBytes as a
+// client sends it (kv.Op.String), since replicas refuse a request holding a
+// larger one. The error wraps types.ErrOpTooLarge and names the operation
+// (its number from 1, and its first bytes).
+func CheckOps(ops []kv.Op) error {
+	for i, op := range ops {
+		text := op.String()
+		if err := types.CheckOp(text); err != nil {
+			return fmt.Errorf("operation %d: %w", i+1, err)
+		}
+	}
+	return nil
 }
 
 // broadcast sends p's request to every replica.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -569,5 +570,94 @@ func TestSeqsInFlightSpanLessThanReplyWindow(t *testing.T) {
 	sum, err := cl.Run(ctx, Repeat(ops(t, "put('a','b')"), types.ReplyWindow+50))
 	if err != nil || sum.Committed != types.ReplyWindow+50 {
 		t.Fatalf("Run: %v, %d committed", err, sum.Committed)
+	}
+}
+
+// TestBatchesSplitAtMaxRequestBytes: operations whose batch would encode
+// over types.MaxRequestBytes go out as several requests, each within the
+// bound (the transport verifies each as a replica does, size included),
+// and all are accepted; each request but the last is filled. Before, a batch of 1,024 large operations made one
+// request of several MB, which the leaders could not put in a block.
+func TestBatchesSplitAtMaxRequestBytes(t *testing.T) {
+	c := newCommittee(1)
+	tr := newTransport(t, c.com)
+	// No retransmission: under -race on a loaded machine, encoding and
+	// verifying a request of 1 MB takes a while.
+	cl, err := New(c.roster(), tr, Config{Concurrency: types.MaxOpsPerRequest, Batch: types.MaxOpsPerRequest, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var sizes []int
+	var ops int
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case s := <-tr.out:
+				i := c.index(s.to)
+				if i == 0 {
+					mu.Lock()
+					sizes = append(sizes, s.req.EncodedSize())
+					ops += len(s.req.Ops)
+					mu.Unlock()
+				}
+				cl.Deliver(s.to, c.replyBatch(i, i, s.req.Client, s.req.Seq, c.commit(s.req)))
+			}
+		}
+	}()
+	// Values of kv.MaxValueSize, all quotes (escaped: two bytes each), so
+	// that 200 operations take 1.2 MB.
+	var work []kv.Op
+	for i := range 200 {
+		work = append(work, kv.Op{Kind: kv.Put, Key: fmt.Sprintf("k%d", i), Val: strings.Repeat("'", kv.MaxValueSize)})
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer rcancel()
+	sum, err := cl.Run(rctx, work)
+	cancel()
+	if err != nil || sum.Committed != len(work) {
+		t.Fatalf("Run: %v, %d of %d committed", err, sum.Committed, len(work))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) < 2 {
+		t.Fatalf("%d requests (%v bytes): want the 1,000 operations split", len(sizes), sizes)
+	}
+	for _, n := range sizes {
+		if n > types.MaxRequestBytes {
+			t.Errorf("a request of %d bytes, above types.MaxRequestBytes", n)
+		}
+		if n < types.MaxRequestBytes/2 && n != sizes[len(sizes)-1] {
+			t.Errorf("a request of only %d bytes: batches not filled", n)
+		}
+	}
+	t.Logf("%d operations in %d requests of %v bytes", ops, len(sizes), sizes)
+}
+
+// TestRefusesOperationOverMaxOpBytes: an operation whose text exceeds
+// types.MaxOpBytes (the audit's 4 MB put) makes Run fail before anything
+// is sent, with an error wrapping types.ErrOpTooLarge that names the
+// operation; one at the bound is sent.
+func TestRefusesOperationOverMaxOpBytes(t *testing.T) {
+	c := newCommittee(1)
+	tr := newTransport(t, c.com)
+	cl, err := New(c.roster(), tr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := kv.Op{Kind: kv.Put, Key: "big", Val: strings.Repeat("x", types.MaxOpBytes)}
+	_, err = cl.Run(context.Background(), []kv.Op{{Kind: kv.Get, Key: "k"}, big})
+	if !errors.Is(err, types.ErrOpTooLarge) || !strings.Contains(err.Error(), "operation 2: operation too large: put('big','xxx") {
+		t.Fatalf("Run = %v, want types.ErrOpTooLarge naming operation 2", err)
+	}
+	if len(tr.out) != 0 || cl.Stats().Sent != 0 {
+		t.Fatalf("%d transmissions before the refusal", len(tr.out))
+	}
+	if err := CheckOps([]kv.Op{{Kind: kv.Put, Key: "k", Val: strings.Repeat("x", types.MaxOpBytes-len("put('k','')"))}}); err != nil {
+		t.Fatalf("an operation of exactly types.MaxOpBytes refused: %v", err)
 	}
 }

@@ -1,10 +1,13 @@
 package kv
 
 import (
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/diembft/diembft/protocol/types"
 )
 
 // Results returned by Apply besides a get's value.
@@ -19,8 +22,35 @@ const (
 // get of a whole value, and must fit in one wire message (wire.MaxMessageSize,
 // 4 MiB): 3 KiB leaves a quarter of it for the rest. Without a bound,
 // appends could grow a value until no reply holding it could be sent, and
-// every client reading it would wait forever.
-const MaxValueSize = 3 << 10
+// every client reading it would wait forever. The slice text of a slice is
+// bounded alike (a longer one gives "fail"), so that every operation that
+// succeeds fits in types.MaxOpBytes, the bound replicas enforce on an
+// operation's text when a request arrives.
+const MaxValueSize = types.MaxValueBytes
+
+// MaxKeySize bounds a key, in bytes: a put to a longer key gives "fail" and
+// changes nothing, so no such key is ever stored (an append or slice of one
+// gives "fail" and a get "", as for any absent key). Until 2026-12-06 keys
+// had no bound: a put to a 100 KB key returned OK. See types.MaxKeyBytes.
+const MaxKeySize = types.MaxKeyBytes
+
+// OverBounds says why op gives "fail" whatever the store holds, because of
+// the size bounds (a value or slice text over MaxValueSize, a key over
+// MaxKeySize for put or append), or returns "" if it does not. Clients use
+// it to warn before sending such an operation; it is still ordered.
+func (o Op) OverBounds() string {
+	switch {
+	case (o.Kind == Put || o.Kind == Append) && len(o.Key) > MaxKeySize:
+		return fmt.Sprintf("its key of %d bytes is over kv.MaxKeySize (%d)", len(o.Key), MaxKeySize)
+	case (o.Kind == Put || o.Kind == Append || o.Kind == Slice) && len(o.Val) > MaxValueSize:
+		what := "value"
+		if o.Kind == Slice {
+			what = "slice text"
+		}
+		return fmt.Sprintf("its %s of %d bytes is over kv.MaxValueSize (%d)", what, len(o.Val), MaxValueSize)
+	}
+	return ""
+}
 
 // Store is the replicated state machine: one string value per key. Every
 // replica applies the same committed operations in the same order, so Apply
@@ -38,13 +68,15 @@ func New() *Store {
 // Apply executes op and returns its result: put gives "OK"; get gives the
 // value, or "" when the key is absent; append and slice give "OK", or "fail"
 // when the key is absent or (slice) the slice text is invalid. A put or
-// append whose value would exceed MaxValueSize gives "fail". An operation of
+// append whose value would exceed MaxValueSize, a put to a key longer than
+// MaxKeySize and a slice whose text is longer than MaxValueSize give
+// "fail". An operation of
 // unknown kind changes nothing and gives "fail": a client may send anything,
 // and every replica must answer it the same way.
 func (s *Store) Apply(op Op) string {
 	switch op.Kind {
 	case Put:
-		if len(op.Val) > MaxValueSize {
+		if len(op.Val) > MaxValueSize || len(op.Key) > MaxKeySize {
 			return Fail
 		}
 		s.m[op.Key] = op.Val
@@ -60,7 +92,7 @@ func (s *Store) Apply(op Op) string {
 		return OK
 	case Slice:
 		v, ok := s.m[op.Key]
-		if !ok {
+		if !ok || len(op.Val) > MaxValueSize {
 			return Fail
 		}
 		n := utf8.RuneCountInString(v)

@@ -166,6 +166,56 @@ func TestValueSizeBound(t *testing.T) {
 	}
 }
 
+// TestKeySizeBound: a put to a key longer than MaxKeySize fails and stores
+// nothing (before the bound, put('<100 KB key>','v') returned OK), so the
+// other operations see it as absent; a key at the bound works.
+func TestKeySizeBound(t *testing.T) {
+	s := New()
+	long := strings.Repeat("k", MaxKeySize+1)
+	if got := s.Apply(Op{Put, long, "v"}); got != Fail || len(s.m) != 0 {
+		t.Fatalf("put to a key of %d bytes: %q, %d keys; want fail and none", len(long), got, len(s.m))
+	}
+	for _, op := range []Op{{Get, long, ""}, {Append, long, "v"}, {Slice, long, "0:1"}} {
+		want := Fail
+		if op.Kind == Get {
+			want = ""
+		}
+		if got := s.Apply(op); got != want || len(s.m) != 0 {
+			t.Fatalf("%s on a key of %d bytes: %q, want %q", op.Kind, len(long), got, want)
+		}
+	}
+	if got := s.Apply(Op{Put, long[1:], "v"}); got != OK {
+		t.Fatalf("put to a key of %d bytes: %q, want OK", MaxKeySize, got)
+	}
+}
+
+// TestSucceedingOpsFitMaxOpBytes: every operation that succeeds fits in
+// types.MaxOpBytes as the client sends it (Op.String, escaped), even with
+// every byte of its key and value escaped; a slice text longer than
+// MaxValueSize fails.
+func TestSucceedingOpsFitMaxOpBytes(t *testing.T) {
+	key := strings.Repeat("'", MaxKeySize)
+	val := strings.Repeat("\\", MaxValueSize/2)
+	s := New()
+	for _, op := range []Op{{Put, key, val}, {Append, key, ""}, {Get, key, ""}, {Put, key, ""}, {Append, key, val}} {
+		if got := s.Apply(op); got == Fail {
+			t.Fatalf("%s: fail", op.Kind)
+		}
+		if n := len(op.String()); n > types.MaxOpBytes {
+			t.Fatalf("%s with a key of %d bytes and a value of %d succeeds but its text takes %d bytes, above types.MaxOpBytes (%d)",
+				op.Kind, len(op.Key), len(op.Val), n, types.MaxOpBytes)
+		}
+	}
+	slice := Op{Slice, key, strings.Repeat(" ", MaxValueSize) + "0:1"}
+	if got := s.Apply(slice); got != Fail {
+		t.Fatalf("slice text of %d bytes: %q, want fail", len(slice.Val), got)
+	}
+	slice.Val = slice.Val[3:]
+	if got := s.Apply(slice); got != OK {
+		t.Fatalf("slice text of %d bytes: %q, want OK", len(slice.Val), got)
+	}
+}
+
 // FuzzSliceIsRuneSlice: whatever the value and the bounds, a slice leaves
 // valid UTF-8 (for a valid value) equal to Python's str slice, computed
 // here on []rune.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/diembft/diembft/node/kv"
+	"github.com/diembft/diembft/protocol/types"
 )
 
 // MaxOps bounds the operations of one client's workload, so that a typo such
@@ -71,6 +72,16 @@ func parseItem(spec string, seedOffset int64) ([]kv.Op, error) {
 	}
 	if len(ops) == 0 {
 		return nil, fmt.Errorf("%w: no operations", ErrBadWorkload)
+	}
+	// Replicas refuse a request holding an operation over
+	// types.MaxOpBytes: such a workload could never complete. Operations
+	// below it whose key or value is over the store's bounds are ordered
+	// and give "fail" (node/kv).
+	for i, op := range ops {
+		text := op.String()
+		if err := types.CheckOp(text); err != nil {
+			return nil, fmt.Errorf("%w: operation %d: %w", ErrBadWorkload, i+1, err)
+		}
 	}
 	return ops, nil
 }

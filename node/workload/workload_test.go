@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/diembft/diembft/node/kv"
+	"github.com/diembft/diembft/protocol/types"
 )
 
 // TestPseudorandomGolden pins the generator: these operations were also
@@ -185,5 +186,22 @@ func TestParseErrors(t *testing.T) {
 	}
 	if _, err := FromList([]string{"pseudorandom(1,100000)", "get('a')"}); !errors.Is(err, ErrBadWorkload) {
 		t.Errorf("a list of more than MaxOps operations: error = %v, want ErrBadWorkload", err)
+	}
+}
+
+// TestOperationSizeBound: an operation over types.MaxOpBytes (replicas
+// refuse it) makes the workload an error naming it; one with a value over
+// kv.MaxValueSize but within the bound is a valid workload (it gives
+// "fail" when executed).
+func TestOperationSizeBound(t *testing.T) {
+	huge := "put('big','" + strings.Repeat("x", types.MaxOpBytes) + "')"
+	_, err := FromList([]string{"get('a')", "put('a','b'); " + huge})
+	if !errors.Is(err, ErrBadWorkload) || !errors.Is(err, types.ErrOpTooLarge) ||
+		!strings.Contains(err.Error(), "item 2: bad workload: operation 2: operation too large: put('big','xxx") || strings.Contains(err.Error(), strings.Repeat("x", 100)) {
+		t.Fatalf("error = %v, want ErrBadWorkload and types.ErrOpTooLarge naming item 2, operation 2, shortened", err)
+	}
+	ops, err := Parse("put('big','" + strings.Repeat("x", 5000) + "')")
+	if err != nil || len(ops) != 1 {
+		t.Fatalf("a put of 5,000 characters: %v", err)
 	}
 }

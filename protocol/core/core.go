@@ -20,6 +20,7 @@ import (
 	"github.com/diembft/diembft/protocol/pacemaker"
 	"github.com/diembft/diembft/protocol/safety"
 	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
 )
 
 // Config configures a core.
@@ -96,6 +97,10 @@ type Core struct {
 	election *leader.Election
 	pool     *mempool.Pool
 	ledger   ledger.Ledger
+	// budget bounds the total wire.RequestCost of a block's payload, so
+	// that every proposal this leader builds encodes within the wire's
+	// message limit (wire.PayloadBudget).
+	budget int
 
 	proposedRound types.Round
 	out           []Action
@@ -146,6 +151,7 @@ func New(cfg Config) *Core {
 		election:  leader.New(cfg.Election, n, cfg.WindowSize, cfg.ExcludeSize),
 		pool:      mempool.New(0),
 		ledger:    cfg.Ledger,
+		budget:    wire.PayloadBudget(n),
 		waiting:   map[waitKey]*types.Proposal{},
 		orphans:   map[types.Hash]*types.Block{},
 		fetches:   map[types.Hash]*fetch{},
@@ -381,7 +387,7 @@ func (c *Core) maybePropose(force bool) {
 	b := types.Block{
 		Author:  c.id,
 		Round:   r,
-		Payload: c.pool.Take(c.cfg.MaxRequests, func(k types.RequestKey) bool { return inBranch[k] }),
+		Payload: c.pool.Take(c.cfg.MaxRequests, c.budget, func(k types.RequestKey) bool { return inBranch[k] }),
 		QC:      hqc,
 	}
 	b.ID = b.ComputeID()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/diembft/diembft/protocol/seqset"
 	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
 )
 
 // ErrDuplicate is returned for a request already pending or already committed.
@@ -37,13 +38,20 @@ var ErrFull = errors.New("mempool full")
 type Pool struct {
 	capacity  int
 	order     []types.RequestKey // arrival order; may hold keys already evicted
-	pending   map[types.RequestKey]*types.Request
+	pending   map[types.RequestKey]*entry
 	committed map[string]*seqset.Set // per client (string of its key): committed op seqs
+}
+
+// entry is a pending request and its wire.RequestCost, computed once when
+// the request enters the pool rather than at every Take.
+type entry struct {
+	req  *types.Request
+	cost int
 }
 
 // New creates a pool holding at most capacity requests (0 = unlimited).
 func New(capacity int) *Pool {
-	return &Pool{capacity: capacity, pending: map[types.RequestKey]*types.Request{}, committed: map[string]*seqset.Set{}}
+	return &Pool{capacity: capacity, pending: map[types.RequestKey]*entry{}, committed: map[string]*seqset.Set{}}
 }
 
 // Add queues a verified request.
@@ -55,7 +63,7 @@ func (p *Pool) Add(r *types.Request) error {
 	if p.capacity > 0 && len(p.pending) >= p.capacity {
 		return ErrFull
 	}
-	p.pending[k] = r
+	p.pending[k] = &entry{req: r, cost: wire.RequestCost(r)}
 	p.order = append(p.order, k)
 	return nil
 }
@@ -90,28 +98,39 @@ func (p *Pool) SpansOf(client []byte) int {
 }
 
 // Take returns pending requests in arrival order holding at most max
-// operations in all (a single request larger than max is returned alone, so
-// that it is still ordered), skipping those for which exclude returns true
-// (requests already in uncommitted ancestors of the block being built). It
-// does not remove them: they stay until they commit, so a request in an
+// operations in all and costing at most budget in all (wire.RequestCost;
+// budget <= 0: no bound), skipping those for which exclude returns true
+// (requests already in uncommitted ancestors of the block being built). A
+// request that would go over either bound is skipped and later, smaller
+// ones may still be taken, as for the operation count before; the first
+// request taken is taken whatever its size, so that a request larger than
+// max is still ordered (its cost always fits: Committee.VerifyRequest
+// bounds a request far below any proposal's wire.PayloadBudget). Take does
+// not remove the requests: they stay until they commit, so a request in an
 // abandoned fork is proposed again.
-func (p *Pool) Take(max int, exclude func(types.RequestKey) bool) []types.Request {
+func (p *Pool) Take(max, budget int, exclude func(types.RequestKey) bool) []types.Request {
 	var out []types.Request
-	ops := 0
+	ops, cost := 0, 0
 	live := p.order[:0]
 	for _, k := range p.order {
-		r := p.pending[k]
-		if r == nil {
+		e := p.pending[k]
+		if e == nil {
 			continue // evicted
 		}
+		r := e.req
 		if p.isCommitted(r) {
 			delete(p.pending, k) // committed under another key, or below a raised watermark
 			continue
 		}
 		live = append(live, k)
-		if n := len(r.Ops); (ops+n <= max || len(out) == 0) && ops < max && (exclude == nil || !exclude(k)) {
+		if ops >= max || (budget > 0 && cost >= budget) || (exclude != nil && exclude(k)) {
+			continue
+		}
+		n := len(r.Ops)
+		if len(out) == 0 || (ops+n <= max && (budget <= 0 || cost+e.cost <= budget)) {
 			out = append(out, *r)
 			ops += n
+			cost += e.cost
 		}
 	}
 	p.order = live

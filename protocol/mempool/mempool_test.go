@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/diembft/diembft/protocol/mempool"
 	"github.com/diembft/diembft/protocol/seqset"
 	"github.com/diembft/diembft/protocol/types"
+	"github.com/diembft/diembft/protocol/wire"
 )
 
 func req(client string, seq uint64) *types.Request {
@@ -90,19 +92,19 @@ func TestTake(t *testing.T) {
 		{"exclude all", 3, ex("a", "b", "c", "d", "e"), nil},
 	}
 	for _, c := range cases {
-		got := keys(p.Take(c.max, c.exclude))
+		got := keys(p.Take(c.max, 0, c.exclude))
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: Take = %v, want %v", c.name, got, c.want)
 		}
 	}
 	// Take does not remove: the same requests come back.
-	if got := keys(p.Take(10, nil)); len(got) != 5 || p.Len() != 5 {
+	if got := keys(p.Take(10, 0, nil)); len(got) != 5 || p.Len() != 5 {
 		t.Errorf("Take removed requests: %v", got)
 	}
 	// Commit evicts, and order is kept for the rest.
 	p.Commit([]types.Request{*req("a", 1), *req("c", 1)})
 	p.Add(req("a", 2))
-	if got := keys(p.Take(10, nil)); !slices.Equal(got, []string{"b1", "d1", "e1", "a2"}) {
+	if got := keys(p.Take(10, 0, nil)); !slices.Equal(got, []string{"b1", "d1", "e1", "a2"}) {
 		t.Errorf("after commit: %v", got)
 	}
 	if p.Len() != 4 {
@@ -154,7 +156,7 @@ func TestRandomOperations(t *testing.T) {
 				order = slices.DeleteFunc(order, func(x types.RequestKey) bool { return x == k })
 			case 2:
 				max := rng.Intn(5)
-				got := p.Take(max, nil)
+				got := p.Take(max, 0, nil)
 				want := order[:min(max, len(order))]
 				if len(got) != len(want) {
 					t.Fatalf("seed %d: Take(%d) returned %d, want %d", seed, max, len(got), len(want))
@@ -210,7 +212,7 @@ func TestCommittedStateBounded(t *testing.T) {
 	if err := p.Add(batch("a", next, size)); err != nil {
 		t.Fatalf("pending request in the gap refused: %v", err)
 	}
-	if got := p.Take(100, nil); len(got) != 1 || got[0].Seq != next {
+	if got := p.Take(100, 0, nil); len(got) != 1 || got[0].Seq != next {
 		t.Fatalf("Take = %v, want the request at %d", keys(got), next)
 	}
 	// A partly committed request is still ordered (its new ops execute).
@@ -234,5 +236,55 @@ func TestCommittedStateBounded(t *testing.T) {
 	}
 	if err := p.Add(batch("z", 100<<40, 1)); !errors.Is(err, mempool.ErrDuplicate) {
 		t.Fatalf("committed far seq re-admitted: %v", err)
+	}
+}
+
+// sized is a request of client with one operation whose encoding makes the
+// request cost about cost (wire.RequestCost).
+func sized(client string, seq uint64, cost int) *types.Request {
+	r := &types.Request{Client: []byte(client), Seq: seq}
+	r.Ops = []string{strings.Repeat("v", max(16, cost-r.EncodedSize()-5))}
+	return r
+}
+
+// TestTakeByteBudget: Take stops short of the byte budget (a request that
+// would go over it is skipped, later smaller ones are still taken), always
+// takes a first request whatever its cost, and with many small requests
+// returns the same as without a budget.
+func TestTakeByteBudget(t *testing.T) {
+	const budget = 10_000
+	p := mempool.New(0)
+	for i, cost := range []int{4000, 4000, 4000, 1000, 500} {
+		if err := p.Add(sized("a", uint64(i+1), cost)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := func(rs []types.Request) int {
+		n := 0
+		for i := range rs {
+			n += wire.RequestCost(&rs[i])
+		}
+		return n
+	}
+	got := p.Take(100, budget, nil)
+	if k := keys(got); !slices.Equal(k, []string{"a1", "a2", "a4", "a5"}) || total(got) > budget {
+		t.Fatalf("Take = %v costing %d, want a1 a2 a4 a5 within %d", k, total(got), budget)
+	}
+	// A first request over the budget is taken alone.
+	if k := keys(p.Take(100, 3000, nil)); !slices.Equal(k, []string{"a1"}) {
+		t.Fatalf("Take with a budget below the first request = %v, want a1", k)
+	}
+
+	// Many small requests: the operation count decides, as before.
+	q := mempool.New(0)
+	for i := range 3000 {
+		if err := q.Add(req(fmt.Sprintf("c%d", i%7), uint64(i/7+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, max := range []int{1, 100, 1000, 5000} {
+		if a, b := keys(q.Take(max, wire.PayloadBudget(4), nil)), keys(q.Take(max, 0, nil)); !slices.Equal(a, b) {
+			t.Fatalf("max %d: %d requests with the budget, %d without", max, len(a), len(b))
+		}
 	}
 }

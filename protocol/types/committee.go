@@ -276,13 +276,19 @@ func (c *Committee) VerifySync(s *SyncInfo) error {
 	return c.VerifyTC(s.HighTC)
 }
 
-// VerifyRequest checks a client request's signature.
+// VerifyRequest checks a client request: its shape, its size (MaxOpBytes
+// per operation, MaxRequestBytes in all: ErrOpTooLarge, ErrRequestTooLarge)
+// and its signature. The size is checked before the signature, which costs
+// more.
 func (c *Committee) VerifyRequest(r *Request) error {
 	if len(r.Client) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: client key length %d", ErrMalformed, len(r.Client))
 	}
 	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerRequest || r.Seq == 0 || r.Seq+uint64(len(r.Ops)) <= r.Seq {
 		return fmt.Errorf("%w: request seq %d with %d operations", ErrMalformed, r.Seq, len(r.Ops))
+	}
+	if err := r.checkSize(); err != nil {
+		return err
 	}
 	c.requestChecks.Add(1)
 	if !verify(r.Client, r.SignBytes(c.ChainID), r.Sig) {
