@@ -184,6 +184,13 @@ func TestEmptyReplicaCatchesUp(t *testing.T) {
 	caughtUp := time.Since(late)
 	t.Logf("replica 3, started with an empty home at round %v, committed the first %v blocks (%v requests) in %v (first commit after %v)",
 		value(c.reps[0].m.round), target, value(c.reps[3].m.height), caughtUp.Round(time.Millisecond), first.Round(time.Millisecond))
+	// The per-peer limit on block requests (peerlimits.go) must not slow
+	// an honest catch-up: none of its requests may have been refused.
+	for i := range 3 {
+		if n := value(c.reps[i].m.ignored.WithLabelValues("block_request")); n > 0 {
+			t.Errorf("replica %d refused %v block requests of the catching-up replica (rate limit)", i, n)
+		}
+	}
 
 	close(stop)
 	last := <-stopped

@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/diembft/diembft/p2p"
 )
 
 // metrics are the replica's Prometheus metrics, in a registry of its own.
@@ -38,10 +41,14 @@ func newMetrics() *metrics {
 		timeouts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "diembft_timeouts_sent_total", Help: "Timeout messages broadcast."}),
 		execLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "diembft_commit_exec_seconds", Help: "Time to execute and fsync a committed block.", Buckets: prometheus.ExponentialBuckets(1e-5, 2, 18)}),
 		invalid:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diembft_invalid_messages_total", Help: "Messages rejected as invalid."}, []string{"kind"}),
-		ignored:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diembft_ignored_messages_total", Help: "Messages ignored as stale or too far ahead."}, []string{"kind"}),
+		ignored:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "diembft_ignored_messages_total", Help: "Messages ignored as stale, too far ahead, or over a per-peer limit (block_request, ledger_request)."}, []string{"kind"}),
 		streamSends: prometheus.NewCounter(prometheus.CounterOpts{Name: "diembft_stream_sends_total", Help: "Consensus messages (votes, block retrieval) sent on streams to other replicas."}),
 	}
 	m.reg.MustRegister(m.round, m.height, m.commits, m.roundsByQC, m.roundsByTC, m.timeouts, m.execLatency, m.invalid, m.ignored, m.streamSends)
+	// Goroutines, heap, GC, file descriptors and resident memory, so that
+	// a replica's resources can be watched through --metrics (go_*,
+	// process_*).
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -144,6 +151,7 @@ func (r *Replica) registerCostMetrics() {
 		counter("diembft_gossip_iwants_total", "Message ids other replicas asked for after this one's IHAVE (gossip repair).",
 			func() uint64 { return r.net.Stats().PubsubIWants }),
 	)
+	r.registerNetMetrics()
 	for file, st := range r.syncFiles() {
 		label := prometheus.Labels{"file": file}
 		r.m.reg.MustRegister(
@@ -154,6 +162,58 @@ func (r *Replica) registerCostMetrics() {
 				Help:        "Time spent in the syncs of diembft_fsyncs_total.",
 				ConstLabels: label}, st.seconds))
 	}
+}
+
+// registerNetMetrics exports the p2p layer's counters of refused,
+// dropped and lost messages (p2p.Stats), which were only in stats.json or
+// nowhere: what a misbehaving peer or client costs shows here.
+func (r *Replica) registerNetMetrics() {
+	type stat func(s *p2p.Stats) uint64
+	metric := func(name, help string, gauge bool, labels prometheus.Labels, f stat) prometheus.Collector {
+		read := func() float64 { s := r.net.Stats(); return float64(f(&s)) }
+		if gauge {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, read)
+		}
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, read)
+	}
+	counter := func(name, help string, f stat) prometheus.Collector { return metric(name, help, false, nil, f) }
+	const dropsHelp = "Messages dropped from send queues: queue_full (the message bound), queue_bytes (the bytes bound of one peer and protocol), non_member_bytes (the bound of all queues to clients)."
+	drops := func(reason string, f stat) prometheus.Collector {
+		return metric("diembft_p2p_send_drops_total", dropsHelp, false, prometheus.Labels{"reason": reason}, f)
+	}
+	r.m.reg.MustRegister(
+		drops("queue_full", func(s *p2p.Stats) uint64 { return s.SendDrops - s.SendDropsBytes - s.SendDropsNonMember }),
+		drops("queue_bytes", func(s *p2p.Stats) uint64 { return s.SendDropsBytes }),
+		drops("non_member_bytes", func(s *p2p.Stats) uint64 { return s.SendDropsNonMember }),
+		metric("diembft_p2p_send_queued_bytes", "Bytes waiting in send queues.", true, prometheus.Labels{"peers": "all"},
+			func(s *p2p.Stats) uint64 { return s.SendQueuedBytes }),
+		metric("diembft_p2p_send_queued_bytes", "Bytes waiting in send queues.", true, prometheus.Labels{"peers": "non_members"},
+			func(s *p2p.Stats) uint64 { return s.SendQueuedNonMemberBytes }),
+		counter("diembft_p2p_send_failures_total", "Messages given up after repeated stream errors (and sends to self).",
+			func(s *p2p.Stats) uint64 { return s.SendFailures }),
+		counter("diembft_p2p_oversize_messages_total", "Framed or gossip messages over the size limit, refused.",
+			func(s *p2p.Stats) uint64 { return s.OversizeMessages }),
+		counter("diembft_p2p_stream_errors_total", "Framed streams torn down by an error (a reset by either side, a bad frame).",
+			func(s *p2p.Stats) uint64 { return s.StreamErrors }),
+		counter("diembft_p2p_non_member_stream_resets_total", "Streams of member-only protocols opened by non-members, reset.",
+			func(s *p2p.Stats) uint64 { return s.NonMemberStreamResets }),
+		counter("diembft_p2p_gater_refusals_total", "Inbound connections from non-members refused by the connection gater.",
+			func(s *p2p.Stats) uint64 { return s.GaterRefusals }),
+		counter("diembft_p2p_unhandled_messages_total", "Framed messages on a protocol with no handler.",
+			func(s *p2p.Stats) uint64 { return s.Unhandled }),
+		counter("diembft_gossip_rejected_total", "Gossip messages rejected by validation (provably invalid).",
+			func(s *p2p.Stats) uint64 { return s.PubsubRejects }),
+		counter("diembft_gossip_ignored_total", "Gossip messages ignored by validation (stale or too far ahead).",
+			func(s *p2p.Stats) uint64 { return s.PubsubIgnores }),
+		counter("diembft_gossip_non_member_rejected_total", "Gossip messages relayed by a non-member, rejected before validation.",
+			func(s *p2p.Stats) uint64 { return s.PubsubNonMember }),
+		counter("diembft_gossip_graylist_drops_total", "Gossip messages of graylisted peers dropped unread.",
+			func(s *p2p.Stats) uint64 { return s.GraylistDrops }),
+		counter("diembft_gossip_drops_total", "Gossip RPCs dropped (a peer's outbound queue full) or validation queue full.",
+			func(s *p2p.Stats) uint64 { return s.PubsubDrops }),
+		counter("diembft_gossip_undeliverable_total", "Gossip messages dropped because a topic handler fell behind.",
+			func(s *p2p.Stats) uint64 { return s.PubsubUndeliverable }),
+	)
 }
 
 // writeStats writes stats.json atomically (rename), without fsync: it is a report, not state.

@@ -86,6 +86,9 @@ type Replica struct {
 	m     *metrics
 	tl    *timeline
 	rt    *roundTrace // nil unless Config.RoundTrace
+	// limits are the per-peer limits on block and ledger requests
+	// (peerlimits.go).
+	limits *peerLimits
 
 	// onSend, if set (tests, before Run), sees every consensus message the
 	// loop is about to hand to the network; onReply every client reply.
@@ -195,6 +198,7 @@ func New(cfg Config) (*Replica, error) {
 		tl:            tl,
 		rt:            rt,
 		m:             newMetrics(),
+		limits:        newPeerLimits(len(cfg.Peers)),
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
 		commits:       make(chan commitJob, commitQueue),
@@ -509,6 +513,9 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 	}
 	switch m := msg.(type) {
 	case *types.BlockRequest:
+		if !r.allowBlockRequest(id, m) {
+			return
+		}
 		r.post(r.consensus, func() { r.apply(r.core.OnBlockRequest(id, m)) })
 	case *types.BlockResponse:
 		if err := r.cfg.Committee.VerifyBlockResponse(m); err != nil {
@@ -523,6 +530,9 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 
 func (r *Replica) onClient(from peer.ID, data []byte) {
 	if client.IsLedgerRequest(data) {
+		if !r.allowLedgerRequest(from) {
+			return
+		}
 		// A client checking its results reads the ledger file, as far as
 		// its lines and their blocks are durable (executor.servedView).
 		out, err := client.AnswerLedgerRequest(filepath.Join(r.cfg.Home, LedgerFile(r.cfg.ID)), r.exec.servedView(), data)

@@ -44,7 +44,11 @@
 // OlympusProtocol). Messages are uvarint-length-prefixed and capped at
 // Config.MaxMsgSize; an oversize frame resets the stream (ErrMsgTooLarge).
 // Send never blocks: it queues per (peer, protocol) and one writer goroutine
-// per queue keeps one long-lived stream. If the peer opened a stream to us on
+// per queue keeps one long-lived stream. Each queue is bounded in messages
+// and in bytes (Config.SendQueueSize, SendQueueBytes: the oldest are
+// dropped), and the queues to non-members together in bytes
+// (NonMemberQueueBytes: the new message is dropped), so a peer that never
+// reads pins bounded memory; every drop is counted in Stats. If the peer opened a stream to us on
 // that protocol, replies go back on it, since clients may not be dialable;
 // messages arriving on any stream go to the protocol's Handle handler, so
 // one stream carries traffic both ways. Delivery is at most once and in
@@ -58,4 +62,7 @@
 // Loggers are go-log/v2 (this package's is "p2p"). go-libp2p logs through
 // log/slog; this package routes it into go-log at init, and SetupLogging
 // sets one level for everything and routes slog.Default as well.
+// Warnings about events a peer can cause at will (oversize frames, dropped
+// sends) go through a RateLog: the first at once, then one line per period
+// with the count.
 package p2p

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,8 +30,17 @@ var log = logging.Logger("p2p")
 const (
 	DefaultMaxMsgSize    = 4 << 20
 	DefaultSendQueueSize = 4096
-	DefaultWriteTimeout  = 10 * time.Second
-	DefaultDialTimeout   = 10 * time.Second
+	// DefaultSendQueueBytes bounds the bytes of one (peer, protocol) send
+	// queue: 8 messages at the 4 MiB message limit, 16 block responses
+	// (2 MiB each), thousands of votes or replies. Without it one client
+	// that never read its answers pinned 4096 ledger chunks of 1 MiB each.
+	DefaultSendQueueBytes = 32 << 20
+	// DefaultNonMemberQueueBytes bounds the bytes queued to all non-members
+	// (clients) together, so that many client identities cannot add up what
+	// one is refused; queues to members are bounded by the roster.
+	DefaultNonMemberQueueBytes = 256 << 20
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultDialTimeout         = 10 * time.Second
 	// DefaultRequestTimeout bounds Request when the caller's ctx has no
 	// deadline, and bounds how long HandleRequest waits for the request.
 	DefaultRequestTimeout = 30 * time.Second
@@ -64,6 +74,15 @@ type Config struct {
 	// SendQueueSize bounds each per-(peer, protocol) send queue
 	// (default DefaultSendQueueSize). When full, the oldest message is dropped.
 	SendQueueSize int
+	// SendQueueBytes bounds the bytes in each per-(peer, protocol) send
+	// queue (default DefaultSendQueueBytes, at least MaxMsgSize). The oldest
+	// messages are dropped to make room for a new one.
+	SendQueueBytes int
+	// NonMemberQueueBytes bounds the bytes queued to all non-members
+	// together (default DefaultNonMemberQueueBytes, at least
+	// SendQueueBytes). A message to a non-member that does not fit is
+	// dropped.
+	NonMemberQueueBytes int
 	// WriteTimeout is the deadline of one framed write (default DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// MetricsRegisterer receives libp2p's own metrics; nil disables them so
@@ -78,6 +97,14 @@ func (c *Config) setDefaults() {
 	if c.SendQueueSize <= 0 {
 		c.SendQueueSize = DefaultSendQueueSize
 	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	c.SendQueueBytes = max(c.SendQueueBytes, c.MaxMsgSize)
+	if c.NonMemberQueueBytes <= 0 {
+		c.NonMemberQueueBytes = DefaultNonMemberQueueBytes
+	}
+	c.NonMemberQueueBytes = max(c.NonMemberQueueBytes, c.SendQueueBytes)
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
@@ -109,6 +136,11 @@ type Node struct {
 	handlers map[protocol.ID]*streamHandler
 	inbound  map[streamKey]*inboundStream
 	queues   map[streamKey]*sendQueue
+	// queuedBytes and nonMemberBytes are the bytes in all send queues and
+	// in the queues to non-members; written under streamMu, read anywhere.
+	queuedBytes, nonMemberBytes atomic.Int64
+
+	warn warnings // rate-limited warnings
 
 	psMu       sync.Mutex
 	ps         *pubsub.PubSub
@@ -161,6 +193,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		queues:     make(map[streamKey]*sendQueue),
 		topics:     make(map[string]*pubsub.Topic),
 		subscribed: make(map[string]bool),
+		warn:       newWarnings(),
 	}
 	n.members.init()
 	n.ctx, n.stop = context.WithCancel(context.Background())

@@ -94,7 +94,7 @@ func (n *Node) HandleRequest(pid protocol.ID, membersOnly bool, h func(from peer
 		if err != nil {
 			if errors.Is(err, ErrMsgTooLarge) {
 				n.stats.oversizeMessages.Add(1)
-				log.Warnw("reset request stream: oversize message", "peer", from, "protocol", pid, "err", err)
+				n.warn.oversizeIn.Warnw("reset request stream: oversize message", "peer", from, "protocol", pid, "err", err)
 			}
 			_ = s.Reset()
 			return
@@ -108,7 +108,7 @@ func (n *Node) HandleRequest(pid protocol.ID, membersOnly bool, h func(from peer
 		}
 		if len(reply) > n.cfg.MaxMsgSize {
 			n.stats.oversizeMessages.Add(1)
-			log.Warnw("reply over size limit", "peer", from, "protocol", pid, "size", len(reply))
+			n.warn.oversizeOut.Warnw("reply over size limit", "peer", from, "protocol", pid, "size", len(reply))
 			_ = s.Reset()
 			return
 		}

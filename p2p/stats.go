@@ -7,9 +7,18 @@ type Stats struct {
 	Sent     uint64 // framed stream messages written (Send and request/response)
 	Received uint64 // framed stream messages read and handed to a handler
 
-	SendDrops    uint64 // Send: oldest message dropped because the (peer, protocol) queue was full
-	SendFailures uint64 // Send: message given up after repeated stream errors
-	Unhandled    uint64 // framed message on a protocol with no registered handler
+	SendDrops uint64 // Send: messages dropped because a queue was full (all causes below and the message bound)
+	// SendDropsBytes: oldest messages dropped because the (peer, protocol)
+	// queue's bytes (Config.SendQueueBytes) would have been exceeded.
+	SendDropsBytes uint64
+	// SendDropsNonMember: messages to non-members dropped because the
+	// queues to non-members together (Config.NonMemberQueueBytes) were full.
+	SendDropsNonMember uint64
+	// SendQueuedBytes is the bytes waiting in all send queues now (a gauge),
+	// SendQueuedNonMemberBytes those in the queues to non-members.
+	SendQueuedBytes, SendQueuedNonMemberBytes uint64
+	SendFailures                              uint64 // Send: message given up after repeated stream errors
+	Unhandled                                 uint64 // framed message on a protocol with no registered handler
 
 	StreamsOpened   uint64 // outbound streams opened by Send and Request
 	StreamsAccepted uint64 // inbound streams accepted by Handle and HandleRequest handlers
@@ -31,6 +40,7 @@ type Stats struct {
 	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes, IWANT answers and any relays, one per peer
 	PubsubControlSent   uint64 // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
 	PubsubIWants        uint64 // message ids members asked us for after our IHAVE (gossip repair)
+	GraylistDrops       uint64 // gossip messages of graylisted peers dropped unread (GraylistDrops)
 }
 
 type counters struct {
@@ -42,34 +52,39 @@ type counters struct {
 	pubsubDrops, pubsubDuplicates, pubsubUndeliverable     atomic.Uint64
 	pubsubRepairs, pubsubMsgsSent, pubsubControlSent       atomic.Uint64
 	pubsubIWants                                           atomic.Uint64
+	sendDropsBytes, sendDropsNonMember                     atomic.Uint64
 }
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	c := &n.stats
 	return Stats{
-		Sent:                  c.sent.Load(),
-		Received:              c.received.Load(),
-		SendDrops:             c.sendDrops.Load(),
-		SendFailures:          c.sendFailures.Load(),
-		Unhandled:             c.unhandled.Load(),
-		StreamsOpened:         c.streamsOpened.Load(),
-		StreamsAccepted:       c.streamsAccepted.Load(),
-		StreamErrors:          c.streamErrors.Load(),
-		GaterRefusals:         c.gaterRefusals.Load(),
-		NonMemberStreamResets: c.nonMemberStreamResets.Load(),
-		OversizeMessages:      c.oversizeMessages.Load(),
-		PubsubPublished:       c.pubsubPublished.Load(),
-		PubsubDelivered:       c.pubsubDelivered.Load(),
-		PubsubRejects:         c.pubsubRejects.Load(),
-		PubsubIgnores:         c.pubsubIgnores.Load(),
-		PubsubNonMember:       c.pubsubNonMember.Load(),
-		PubsubDrops:           c.pubsubDrops.Load(),
-		PubsubDuplicates:      c.pubsubDuplicates.Load(),
-		PubsubUndeliverable:   c.pubsubUndeliverable.Load(),
-		PubsubRepairs:         c.pubsubRepairs.Load(),
-		PubsubMsgsSent:        c.pubsubMsgsSent.Load(),
-		PubsubControlSent:     c.pubsubControlSent.Load(),
-		PubsubIWants:          c.pubsubIWants.Load(),
+		Sent:                     c.sent.Load(),
+		Received:                 c.received.Load(),
+		SendDrops:                c.sendDrops.Load(),
+		SendDropsBytes:           c.sendDropsBytes.Load(),
+		SendDropsNonMember:       c.sendDropsNonMember.Load(),
+		SendQueuedBytes:          uint64(max(n.queuedBytes.Load(), 0)),
+		SendQueuedNonMemberBytes: uint64(max(n.nonMemberBytes.Load(), 0)),
+		SendFailures:             c.sendFailures.Load(),
+		Unhandled:                c.unhandled.Load(),
+		StreamsOpened:            c.streamsOpened.Load(),
+		StreamsAccepted:          c.streamsAccepted.Load(),
+		StreamErrors:             c.streamErrors.Load(),
+		GaterRefusals:            c.gaterRefusals.Load(),
+		NonMemberStreamResets:    c.nonMemberStreamResets.Load(),
+		OversizeMessages:         c.oversizeMessages.Load(),
+		PubsubPublished:          c.pubsubPublished.Load(),
+		PubsubDelivered:          c.pubsubDelivered.Load(),
+		PubsubRejects:            c.pubsubRejects.Load(),
+		PubsubIgnores:            c.pubsubIgnores.Load(),
+		PubsubNonMember:          c.pubsubNonMember.Load(),
+		PubsubDrops:              c.pubsubDrops.Load(),
+		PubsubDuplicates:         c.pubsubDuplicates.Load(),
+		PubsubUndeliverable:      c.pubsubUndeliverable.Load(),
+		PubsubRepairs:            c.pubsubRepairs.Load(),
+		PubsubMsgsSent:           c.pubsubMsgsSent.Load(),
+		PubsubControlSent:        c.pubsubControlSent.Load(),
+		PubsubIWants:             c.pubsubIWants.Load(),
 	}
 }

@@ -121,7 +121,7 @@ func (n *Node) readLoop(s network.Stream, key streamKey) {
 			switch {
 			case errors.Is(err, ErrMsgTooLarge):
 				n.stats.oversizeMessages.Add(1)
-				log.Warnw("reset stream: oversize message", "peer", key.peer, "protocol", key.pid, "err", err)
+				n.warn.oversizeIn.Warnw("reset stream: oversize message", "peer", key.peer, "protocol", key.pid, "err", err)
 				_ = s.Reset()
 			case errors.Is(err, io.EOF):
 				_ = s.Close()
@@ -142,10 +142,15 @@ func (n *Node) readLoop(s network.Stream, key streamKey) {
 }
 
 // Send queues data for peer to on protocol pid and returns at once; it never
-// blocks on the network. Each (peer, protocol) has one bounded FIFO queue
-// (Config.SendQueueSize) drained by one writer goroutine; when the queue is
-// full the oldest message is dropped and counted, because in consensus the
-// newest message supersedes older ones.
+// blocks on the network. Each (peer, protocol) has one FIFO queue drained by
+// one writer goroutine, bounded in messages (Config.SendQueueSize) and in
+// bytes (Config.SendQueueBytes); when a message does not fit, the oldest
+// ones are dropped to make room and counted, because in consensus the
+// newest message supersedes older ones. The queues to non-members (clients)
+// are bounded together as well (Config.NonMemberQueueBytes): a message to
+// a non-member that would exceed that is dropped and counted, so that a
+// client that never reads its answers, or many of them, pin a bounded
+// amount of memory.
 //
 // The writer writes on a stream the peer opened to us on pid if there is one
 // (clients may not be dialable), else on one long-lived stream it opens
@@ -155,49 +160,103 @@ func (n *Node) readLoop(s network.Stream, key streamKey) {
 func (n *Node) Send(to peer.ID, pid protocol.ID, data []byte) {
 	if len(data) > n.cfg.MaxMsgSize {
 		n.stats.oversizeMessages.Add(1)
-		log.Warnw("send: oversize message dropped", "peer", to, "protocol", pid, "size", len(data), "limit", n.cfg.MaxMsgSize)
+		n.warn.oversizeOut.Warnw("send: oversize message dropped", "peer", to, "protocol", pid, "size", len(data), "limit", n.cfg.MaxMsgSize)
 		return
 	}
 	if to == n.Host.ID() {
 		n.stats.sendFailures.Add(1)
-		log.Warnw("send: message to self dropped", "protocol", pid)
+		n.warn.sendSelf.Warnw("send: message to self dropped", "protocol", pid)
 		return
 	}
 	key := streamKey{to, pid}
+	size := int64(len(data))
+	nonMember := !n.IsMember(to)
 	n.streamMu.Lock()
 	q := n.queues[key]
 	if q == nil {
-		q = &sendQueue{n: n, key: key, notify: make(chan struct{}, 1)}
+		q = &sendQueue{n: n, key: key, notify: make(chan struct{}, 1), nonMember: nonMember}
 		if !n.spawn(q.run) {
 			n.streamMu.Unlock()
 			return
 		}
 		n.queues[key] = q
 	}
-	dropped := false
-	if len(q.items) >= n.cfg.SendQueueSize {
-		q.items[0] = nil
-		q.items = q.items[1:]
-		dropped = true
+	if q.nonMember && n.nonMemberBytes.Load()+size > int64(n.cfg.NonMemberQueueBytes) {
+		queued := q.bytes
+		n.streamMu.Unlock()
+		n.stats.sendDrops.Add(1)
+		n.stats.sendDropsNonMember.Add(1)
+		n.warn.nonMemberLoss.Warnw("send: queues to non-members full, message dropped", "peer", to, "protocol", pid,
+			"size", size, "peer_queued_bytes", queued, "non_member_queued_bytes", n.nonMemberBytes.Load(), "limit", n.cfg.NonMemberQueueBytes)
+		return
+	}
+	var dropped, droppedForBytes uint64
+	for len(q.items) > 0 && (len(q.items) >= n.cfg.SendQueueSize || q.bytes+size > int64(n.cfg.SendQueueBytes)) {
+		if len(q.items) < n.cfg.SendQueueSize {
+			droppedForBytes++
+		}
+		q.dropOldest()
+		dropped++
 	}
 	q.items = append(q.items, data)
+	q.account(size)
+	queued, queuedMsgs := q.bytes, len(q.items)
 	n.streamMu.Unlock()
 
 	select {
 	case q.notify <- struct{}{}:
 	default:
 	}
-	if dropped {
-		n.stats.sendDrops.Add(1)
+	if dropped > 0 {
+		n.stats.sendDrops.Add(dropped)
+		n.stats.sendDropsBytes.Add(droppedForBytes)
+		n.warn.sendDrop.Warnw("send: queue full, oldest messages dropped", "peer", to, "protocol", pid,
+			"dropped", dropped, "queued_bytes", queued, "queued_messages", queuedMsgs,
+			"limit_bytes", n.cfg.SendQueueBytes, "limit_messages", n.cfg.SendQueueSize)
 	}
 }
 
-// sendQueue is one (peer, protocol) sender. items is guarded by Node.streamMu.
+// Queued reports the messages and bytes waiting in the send queue to peer
+// to on protocol pid (not counting one being written): a handler can refuse
+// work whose answer would only be dropped, as a replica does with ledger
+// requests of a client that does not read its answers.
+func (n *Node) Queued(to peer.ID, pid protocol.ID) (msgs int, bytes int64) {
+	n.streamMu.Lock()
+	defer n.streamMu.Unlock()
+	if q := n.queues[streamKey{to, pid}]; q != nil {
+		return len(q.items), q.bytes
+	}
+	return 0, 0
+}
+
+// sendQueue is one (peer, protocol) sender. items and bytes are guarded by
+// Node.streamMu.
 type sendQueue struct {
 	n      *Node
 	key    streamKey
 	items  [][]byte
+	bytes  int64 // total length of items
 	notify chan struct{}
+	// nonMember: the peer was not a member when the queue was made; its
+	// bytes count towards Config.NonMemberQueueBytes. Fixed, so that the
+	// accounting stays exact if the roster changes.
+	nonMember bool
+}
+
+// account adds delta bytes to the queue and the node's totals (streamMu held).
+func (q *sendQueue) account(delta int64) {
+	q.bytes += delta
+	q.n.queuedBytes.Add(delta)
+	if q.nonMember {
+		q.n.nonMemberBytes.Add(delta)
+	}
+}
+
+// dropOldest removes the oldest item (streamMu held, items not empty).
+func (q *sendQueue) dropOldest() {
+	q.account(-int64(len(q.items[0])))
+	q.items[0] = nil
+	q.items = q.items[1:]
 }
 
 func (q *sendQueue) pop() ([]byte, bool) {
@@ -207,8 +266,7 @@ func (q *sendQueue) pop() ([]byte, bool) {
 		return nil, false
 	}
 	data := q.items[0]
-	q.items[0] = nil
-	q.items = q.items[1:]
+	q.dropOldest()
 	return data, true
 }
 
