@@ -116,9 +116,10 @@ type Replica struct {
 
 	consensus chan func() // verified consensus messages and timer expiries
 	requests  chan func() // client requests (lower priority)
-	// tooLarge counts client requests refused for their size; the 1st,
-	// 2nd, 4th, 8th ... are logged as warnings.
-	tooLarge atomic.Uint64
+	// invalidWarn logs refused invalid messages, at most one line per
+	// period with a count (a Byzantine member or a client can send them
+	// at will); each is also counted in diembft_invalid_messages_total.
+	invalidWarn *p2p.RateLog
 
 	voteProto, syncProto, clientProto protocol.ID
 	proposalTopic, timeoutTopic       string
@@ -199,6 +200,7 @@ func New(cfg Config) (*Replica, error) {
 		rt:            rt,
 		m:             newMetrics(),
 		limits:        newPeerLimits(len(cfg.Peers)),
+		invalidWarn:   p2p.NewRateLog(log, 0),
 		consensus:     make(chan func(), 4096),
 		requests:      make(chan func(), 4096),
 		commits:       make(chan commitJob, commitQueue),
@@ -372,7 +374,7 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 		return pubsub.ValidationAccept
 	}
 	r.m.invalid.WithLabelValues(kind).Inc()
-	log.Debugw("invalid message", "kind", kind, "err", err)
+	r.invalidWarn.Warnw("invalid message refused", "kind", kind, "err", err)
 	if r.onVerdict != nil {
 		r.onVerdict(kind, err)
 	}
@@ -548,12 +550,9 @@ func (r *Replica) onClient(from peer.ID, data []byte) {
 		err = r.cfg.Committee.VerifyRequest(req)
 	}
 	if errors.Is(err, types.ErrOpTooLarge) || errors.Is(err, types.ErrRequestTooLarge) {
-		// Its own kind, and a warning (the others are debug): a client
-		// sending these either has a bug or is attacking the committee's
-		// liveness (one such request used to stop every commit).
-		if n := r.tooLarge.Add(1); n&(n-1) == 0 {
-			log.Warnw("client request over the size bounds refused", "from", from, "bytes", len(data), "err", err, "refused_so_far", n)
-		}
+		// Its own kind: a client sending these either has a bug or is
+		// attacking the committee's liveness (one such request used to
+		// stop every commit).
 		r.judge("client_too_large", err)
 		return
 	}
