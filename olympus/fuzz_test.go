@@ -154,8 +154,12 @@ func FuzzOlympusRequest(f *testing.F) {
 				t.Fatalf("key reply: %+v, %v", m, err)
 			}
 		case codeError:
-			if err := replyError(reply); !errors.Is(err, ErrRefused) && !errors.Is(err, ErrNotReady) {
+			err := replyError(reply)
+			if !errors.Is(err, ErrRefused) && !errors.Is(err, ErrNotReady) {
 				t.Fatalf("error reply decodes to %v", err)
+			}
+			if refused := errors.Is(err, ErrRefused); refused != (s.Refused() == 1) {
+				t.Fatalf("reply %v, %d refusals counted", err, s.Refused())
 			}
 		case codeRoster:
 			r, err := DecodeRoster(reply)

@@ -61,6 +61,8 @@ type Service struct {
 	// Counters, for logs and tests.
 	notReadyReplies atomic.Int64
 	registrations   atomic.Int64
+	refused         atomic.Int64
+	refuseWarn      *p2p.RateLog
 }
 
 // NewService serves Olympus on n for the committee described by template
@@ -99,6 +101,7 @@ func newService(key crypto.PrivKey, r *Roster) *Service {
 		ready:       make(chan struct{}),
 		accepting:   make([]bool, len(r.Members)),
 		excused:     make([]bool, len(r.Members)),
+		refuseWarn:  p2p.NewRateLog(log, 0),
 		serving:     make(chan struct{}),
 		AcceptGrace: DefaultAcceptGrace,
 	}
@@ -196,40 +199,49 @@ func (s *Service) Close() error {
 func (s *Service) handle(from peer.ID, data []byte) ([]byte, error) {
 	code, err := wire.Code(data)
 	if err != nil {
-		return refuse("empty request")
+		return s.refuse(from, "empty request")
 	}
 	switch code {
 	case codeRegister:
 		var m registerMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
-			return refuse("bad register: %v", err)
+			return s.refuse(from, "bad register: %v", err)
 		}
 		return s.register(from, &m)
 	case codeReady:
 		var m readyMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
-			return refuse("bad ready: %v", err)
+			return s.refuse(from, "bad ready: %v", err)
 		}
 		return s.markReady(from, m.ID)
 	case codeGetRoster:
 		var m getRosterMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
-			return refuse("bad get-roster: %v", err)
+			return s.refuse(from, "bad get-roster: %v", err)
 		}
 		return s.getRoster(from)
 	case codeGetKey:
 		var m getKeyMsg
 		if err := wire.DecodeInto(data, code, &m); err != nil {
-			return refuse("bad get-key: %v", err)
+			return s.refuse(from, "bad get-key: %v", err)
 		}
-		return s.getKey(m.ID)
+		return s.getKey(from, m.ID)
 	}
-	return refuse("unknown request type %d", code)
+	return s.refuse(from, "unknown request type %d", code)
 }
 
-func refuse(format string, args ...any) ([]byte, error) {
-	return errorReply(errKindRefused, fmt.Sprintf(format, args...))
+// refuse answers a request with the reason it is refused, counts it and
+// logs it through a rate-limited warning (anyone may send Olympus requests:
+// garbage, another member's registration).
+func (s *Service) refuse(from peer.ID, format string, args ...any) ([]byte, error) {
+	msg := fmt.Sprintf(format, args...)
+	s.refused.Add(1)
+	s.refuseWarn.Warnw("refused a request", "peer", from, "reason", msg)
+	return errorReply(errKindRefused, msg)
 }
+
+// Refused is how many requests Olympus refused.
+func (s *Service) Refused() int64 { return s.refused.Load() }
 
 func errorReply(kind uint8, msg string) ([]byte, error) {
 	return wire.EncodeAs(codeError, &errorMsg{Kind: kind, Msg: msg})
@@ -238,30 +250,25 @@ func errorReply(kind uint8, msg string) ([]byte, error) {
 func (s *Service) register(from peer.ID, m *registerMsg) ([]byte, error) {
 	addrs, err := normalizeAddrs(from, m.Addrs)
 	if err != nil {
-		log.Warnw("refused registration", "id", m.ID, "peer", from, "err", err)
-		return refuse("register replica %d: %v", m.ID, err)
+		return s.refuse(from, "register replica %d: %v", m.ID, err)
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if int(m.ID) >= len(s.roster.Members) {
-		log.Warnw("refused registration of unknown member", "id", m.ID, "peer", from)
-		return refuse("register: replica %d is not in the committee (ids 0..%d)", m.ID, len(s.roster.Members)-1)
+		return s.refuse(from, "register: replica %d is not in the committee (ids 0..%d)", m.ID, len(s.roster.Members)-1)
 	}
 	mb := &s.roster.Members[m.ID]
 	if mb.PeerID != from {
 		// Anyone may connect to Olympus; only the host holding the member's
 		// libp2p key may say where that member listens.
-		log.Warnw("refused registration from wrong peer", "id", m.ID, "peer", from, "want", mb.PeerID)
-		return refuse("register replica %d: the committee lists peer %s for it, but the request came from %s", m.ID, mb.PeerID, from)
+		return s.refuse(from, "register replica %d: the committee lists peer %s for it, but the request came from %s", m.ID, mb.PeerID, from)
 	}
 	if m.ChainID != "" && m.ChainID != s.roster.ChainID {
-		log.Warnw("refused registration for another chain", "id", m.ID, "chain", m.ChainID)
-		return refuse("register replica %d: its home is for chain %q, this committee is %q", m.ID, m.ChainID, s.roster.ChainID)
+		return s.refuse(from, "register replica %d: its home is for chain %q, this committee is %q", m.ID, m.ChainID, s.roster.ChainID)
 	}
 	if len(m.Key) > 0 && !bytes.Equal(m.Key, mb.ConsensusKey) {
-		log.Warnw("refused registration with another consensus key", "id", m.ID)
-		return refuse("register replica %d: its home's consensus key is not the one the committee lists for it (a home of another testnet?)", m.ID)
+		return s.refuse(from, "register replica %d: its home's consensus key is not the one the committee lists for it (a home of another testnet?)", m.ID)
 	}
 	s.registrations.Add(1)
 	changed := !slices.Equal(mb.Addrs, addrs)
@@ -311,11 +318,10 @@ func (s *Service) markReady(from peer.ID, id types.ReplicaID) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if int(id) >= len(s.roster.Members) || s.roster.Members[id].PeerID != from {
-		log.Warnw("refused ready from a peer that is not the member", "id", id, "peer", from)
-		return refuse("ready: peer %s is not replica %d", from, id)
+		return s.refuse(from, "ready: peer %s is not replica %d", from, id)
 	}
 	if !s.registered[id] {
-		return refuse("ready: replica %d has not registered", id)
+		return s.refuse(from, "ready: replica %d has not registered", id)
 	}
 	if !s.accepting[id] {
 		s.accepting[id] = true
@@ -403,11 +409,11 @@ func (s *Service) getRoster(from peer.ID) ([]byte, error) {
 	return s.signed, nil
 }
 
-func (s *Service) getKey(id types.ReplicaID) ([]byte, error) {
+func (s *Service) getKey(from peer.ID, id types.ReplicaID) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if int(id) >= len(s.roster.Members) {
-		return refuse("get-key: replica %d is not in the committee (ids 0..%d)", id, len(s.roster.Members)-1)
+		return s.refuse(from, "get-key: replica %d is not in the committee (ids 0..%d)", id, len(s.roster.Members)-1)
 	}
 	key := s.roster.Members[id].ConsensusKey
 	return wire.EncodeAs(codeKey, &keyMsg{ID: id, Key: append(ed25519.PublicKey(nil), key...)})

@@ -224,6 +224,9 @@ func TestRegisterFromWrongPeerRefused(t *testing.T) {
 	if k, _ := o.svc.Registered(); k != 0 {
 		t.Fatalf("%d registered after refusals only", k)
 	}
+	if n := o.svc.Refused(); n != 7 {
+		t.Fatalf("%d refusals counted, want the 7 above", n)
+	}
 	if err := Register(ctx, n2, o.addr, Registration{ID: 2, Addrs: addrStrings(n2), ChainID: "test", ConsensusKey: o.c.consensus[2].Public().(ed25519.PublicKey)}); err != nil {
 		t.Fatalf("replica 2 with its own chain and key: %v", err)
 	}
