@@ -78,7 +78,7 @@ func TestBlockRequestFloodLimited(t *testing.T) {
 	}
 }
 
-// frameTo opens a client-protocol stream from a fresh client host to
+// silentLedgerClient opens a client-protocol stream from a fresh client host to
 // replica and writes count framed copies of data on it, never reading.
 func silentLedgerClient(t *testing.T, c *cluster, replica int, data []byte, count int) peer.ID {
 	t.Helper()
@@ -112,14 +112,16 @@ func silentLedgerClient(t *testing.T, c *cluster, replica int, data []byte, coun
 func TestLedgerRequestsOfASilentClientLimited(t *testing.T) {
 	c := startCluster(t, 1)
 	tc := newTestClient(t, c)
-	// Ten operations of 24 KiB: ~240 KiB chunks, small enough for proposals
-	// under -race, large enough to reach ledgerBacklog quickly.
-	big := strings.Repeat("x", 24<<10)
-	for i := uint64(1); i <= 10; i++ {
+	// 32 operations of 7,000 bytes (under types.MaxOpBytes; each returns
+	// fail, its value being over kv.MaxValueSize, but its ledger line holds
+	// it): ~220 KiB chunks, large enough to reach ledgerBacklog quickly.
+	big := strings.Repeat("x", 7000)
+	const ops = 32
+	for i := uint64(1); i <= ops; i++ {
 		tc.submit(i, fmt.Sprintf("put('k%d','%s')", i, big))
 	}
-	waitFor(t, "10 requests accepted", time.Minute, func() bool { _, ok := tc.accepted(10); return ok })
-	waitFor(t, "replica 0's ledger durable", time.Minute, func() bool { return c.reps[0].exec.servedView().Lines >= 10 })
+	waitFor(t, "the requests accepted", time.Minute, func() bool { _, ok := tc.accepted(ops); return ok })
+	waitFor(t, "replica 0's ledger durable", time.Minute, func() bool { return c.reps[0].exec.servedView().Lines >= ops })
 	chunk := int64(c.reps[0].exec.servedView().Size) + 1024 // the whole ledger, encoded
 
 	req, err := client.EncodeLedgerRequest(&client.LedgerRequest{From: 0})
