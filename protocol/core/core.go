@@ -227,6 +227,11 @@ func (c *Core) flush() []Action {
 // Start enters the round after the highest certificate, of the tree or the
 // TC saved with the safety data, and arms its timer.
 func (c *Core) Start() []Action {
+	if tc := c.cfg.Safety.HighTC; tc != nil {
+		// As advanceTC: the election learns the failed round too, or this
+		// replica would elect another fallback leader than the others.
+		c.election.UpdateTC(tc, c.pm.CurrentRound())
+	}
 	byTC := c.pm.AdvanceTC(c.cfg.Safety.HighTC)
 	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
 		byTC = false

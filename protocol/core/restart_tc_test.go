@@ -1,0 +1,82 @@
+package core_test
+
+import (
+	"crypto/ed25519"
+	"testing"
+	"time"
+
+	"github.com/diembft/diembft/protocol/core"
+	"github.com/diembft/diembft/protocol/leader"
+	"github.com/diembft/diembft/protocol/safety"
+	"github.com/diembft/diembft/protocol/types"
+)
+
+// TestRestartedReplicaElectsWithSavedTC (found by review): a replica
+// restarted with a saved HighTC enters the round after it (core.Start) and
+// elects the same leaders as a replica that learnt the TC from a message:
+// under the reputation election the round after a TC has a fallback leader
+// that skips the failed round's suspects. Start first told only the
+// pacemaker, and the two disagreed on the leaders of rounds 6 and 7.
+func TestRestartedReplicaElectsWithSavedTC(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 4, f: 1, seed: 5, mode: leader.Reputation})
+	_, gqc := types.Genesis()
+	tc := &types.TC{Round: 5}
+	for id := types.ReplicaID(0); id < 3; id++ {
+		tc.Signatures = append(tc.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(c.keys[id], types.TimeoutSignBytes(chainID, 5, 0))})
+		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, 0)
+	}
+	if err := c.com.VerifyTC(tc); err != nil {
+		t.Fatal(err)
+	}
+
+	// Replica 0, running: learns TC(5) from replica 1's timeout of round 6.
+	running := c.reputationCore(0)
+	m := c.timeout(t, 6, 1, gqc)
+	m.LastTC = tc
+	running.OnTimeout(m)
+
+	// Replica 0 again, restarted from a safety state saved in round 6
+	// (it had timed out there) holding the same TC.
+	restarted := core.New(core.Config{ID: 0, Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[0]}, Pacemaker: pmConfig,
+		Election: leader.Reputation, WindowSize: 3, ExcludeSize: 1, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond,
+		Safety: safety.State{HighestVoteRound: 6, HighTC: tc}})
+	acts := restarted.Start()
+
+	if running.CurrentRound() != 6 || restarted.CurrentRound() != 6 {
+		t.Fatalf("rounds %d and %d, want 6", running.CurrentRound(), restarted.CurrentRound())
+	}
+	proposed := false
+	for _, a := range acts {
+		switch a.(type) {
+		case core.BroadcastProposal:
+			proposed = true
+		case core.SetTimer:
+			if a.(core.SetTimer).Timer.Kind == core.ProposeTimer {
+				proposed = true
+			}
+		}
+	}
+	t.Logf("leader of round 6: running replica says %d, restarted says %d; restarted proposes or arms its propose timer: %v",
+		running.Leader(6), restarted.Leader(6), proposed)
+	if running.Leader(6) != restarted.Leader(6) {
+		t.Errorf("the restarted replica holds TC(5) but elects %d for round 6; with the same TC from a message it elects %d",
+			restarted.Leader(6), running.Leader(6))
+	}
+	// Round 6 ends by a TC; both get it in a timeout of round 7 (which
+	// carries TC(6), not TC(5)). The leader of round 7 skips the suspects
+	// of round 5 only where the election knows round 5 failed.
+	tc6 := &types.TC{Round: 6}
+	for id := types.ReplicaID(1); id < 4; id++ {
+		tc6.Signatures = append(tc6.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(c.keys[id], types.TimeoutSignBytes(chainID, 6, 0))})
+		tc6.TmoHighQCRounds = append(tc6.TmoHighQCRounds, 0)
+	}
+	for _, cr := range []*core.Core{running, restarted} {
+		m := c.timeout(t, 7, 3, gqc)
+		m.LastTC = tc6
+		cr.OnTimeout(m)
+	}
+	t.Logf("leader of round 7: running %d, restarted %d", running.Leader(7), restarted.Leader(7))
+	if running.Leader(7) != restarted.Leader(7) {
+		t.Errorf("round 7: the restarted replica elects %d, the running one %d", restarted.Leader(7), running.Leader(7))
+	}
+}
