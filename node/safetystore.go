@@ -73,6 +73,7 @@ type safetyStore struct {
 	// logSwitchAt and logArea are the area switch threshold and an area's
 	// size (openSafetyLog).
 	logSwitchAt, logArea int64
+	warnedTC             bool // save dropped a HighTC too large for the slot
 }
 
 type loggedBlock struct {
@@ -308,6 +309,20 @@ func (s *safetyStore) save(st safety.State, b *types.Block) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
+	}
+	if len(data) > slotSize-slotHeader && st.HighTC != nil {
+		// The TC is liveness data (safety.State.HighTC): in a committee
+		// of some 400 replicas or more it no longer fits beside the
+		// timeout's QC, and the state is saved without it rather than not
+		// at all (a restart after TC rounds then relies on the QC alone).
+		if !s.warnedTC {
+			s.warnedTC = true
+			log.Warnw("safety state: the highest TC does not fit the slot and is not saved", "bytes", len(data), "slot", slotSize-slotHeader)
+		}
+		st.HighTC = nil
+		if data, err = json.Marshal(st); err != nil {
+			return err
+		}
 	}
 	if len(data) > slotSize-slotHeader {
 		return fmt.Errorf("safety state of %d bytes exceeds the %d-byte slot", len(data), slotSize-slotHeader)

@@ -228,3 +228,49 @@ func TestSafetyStateKeepsHighTC(t *testing.T) {
 		t.Fatalf("reopened state %+v, want %+v", got, st)
 	}
 }
+
+// TestSafetyStateWithoutTheTCWhenItDoesNotFit (found by review): in a
+// committee of 500 the state with a timeout's QC and the highest TC no
+// longer fits a 64 KiB slot; it is saved without the TC (liveness data)
+// instead of failing the save, which stops the replica.
+func TestSafetyStateWithoutTheTCWhenItDoesNotFit(t *testing.T) {
+	home := t.TempDir()
+	s, _, err := openSafetyStore(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	sigs := func(n int) []types.PartialSig {
+		out := make([]types.PartialSig, n)
+		for i := range out {
+			out[i] = types.PartialSig{Signer: types.ReplicaID(i), Sig: make([]byte, ed25519.SignatureSize)}
+			for j := range out[i].Sig {
+				out[i].Sig[j] = byte(rng.Uint32())
+			}
+		}
+		return out
+	}
+	const quorum = 334 // n = 500
+	qc := fakeQC(rng, 1_000_000)
+	qc.Signatures = sigs(quorum)
+	tc := &types.TC{Round: 1_000_004, Signatures: sigs(quorum)}
+	for range quorum {
+		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, 1_000_000)
+	}
+	st := safety.State{HighestVoteRound: 1_000_005, HighestQCRound: 1_000_000,
+		LastTimeout: &types.TimeoutInfo{Round: 1_000_005, HighQC: qc, Sender: 1, Signature: make([]byte, 64)}, HighTC: tc}
+	if err := s.save(st, nil); err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	s.close()
+	s, got, err := openSafetyStore(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	want := st
+	want.HighTC = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reopened %+v, want the state without its TC", got)
+	}
+}

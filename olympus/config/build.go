@@ -16,7 +16,11 @@ import (
 // Limits that keep a typo from launching thousands of processes, allocating
 // without bound or overflowing a time.Duration.
 const (
-	maxReplicas    = 1000
+	// maxReplicas also keeps a replica's safety state within its 64 KiB
+	// slot (node/safetystore.go): the last timeout's QC of a quorum
+	// fits up to 858 replicas; above about 400 the highest TC beside it
+	// does not and is left out (liveness data only).
+	maxReplicas    = 850
 	maxClientCount = 1000       // per [[clients]] table, and legacy num_client
 	maxConcurrency = 1000       // requests in flight per client
 	maxMs          = 86_400_000 // one day, for every *_ms field
