@@ -23,7 +23,8 @@ import (
 // "Fired as configured" means:
 //   - a fault with a trigger fires at most once on each replica it concerns
 //     (one for a replica id or "leader", the replica leading the round when
-//     the trigger fires; every replica for "_");
+//     the trigger fires, or two for a message fault of "leader" whose
+//     trigger is not round(r); every replica for "_");
 //   - a fault that never fired is as configured: its message or event
 //     never came (checkFaults notes why in report.json);
 //   - a partition counts the messages it cut.
@@ -64,8 +65,14 @@ func faultRules(cfg *config.Config) []FaultRule {
 			if r.Leader && f.Trigger.Kind == config.TriggerRound {
 				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
 			}
-			if f.Src == config.EndpointAny { // once per replica; "leader": on the leader only
+			switch {
+			case f.Src == config.EndpointAny: // once per replica
 				r.Max = cfg.NumReplicas()
+			case f.Src == config.EndpointLeader && !r.Leader && f.Trigger.Kind != config.TriggerRound:
+				// A message fault arms on the replica leading when the
+				// trigger fires: the leader of r, and the leader of r+1 if
+				// it already entered r+1 (node/fault fireTriggers).
+				r.Max = 2
 			}
 		case len(f.Rounds) > 0:
 			r.FirstRound = f.Rounds[0].From

@@ -2,6 +2,8 @@ package main
 
 import (
 	"testing"
+
+	"github.com/diembft/diembft/olympus/config"
 )
 
 // TestFaultsThatDidNotFire: a fault that never fired is noted, not a
@@ -32,6 +34,8 @@ func TestFaultsThatDidNotFire(t *testing.T) {
 		{"a leader fault", []FaultRule{{Min: 1, Max: 1, Trigger: "round[5]", Replica: -1, Stops: true, Leader: true}}, []int{0}, nil, "did not fire: no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)", true},
 		{"a leader crash took the replica down", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "round[5]", Replica: -1, Stops: true}}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true},
 		{"fired", []FaultRule{drop}, []int{1}, nil, "", true},
+		{"a leader message fault with a commit trigger, on two leaders", []FaultRule{{Min: 1, Max: 2, Trigger: "commit[3]", Replica: -1}}, []int{2}, nil, "", true},
+		{"... on three", []FaultRule{{Min: 1, Max: 2, Trigger: "commit[3]", Replica: -1}}, []int{3}, nil, "", false},
 		{"fired twice with a trigger", []FaultRule{drop}, []int{2}, nil, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,5 +53,21 @@ func TestFaultsThatDidNotFire(t *testing.T) {
 				t.Fatalf("note %q, want %q", faults[0].Note, tc.wantNote)
 			}
 		})
+	}
+}
+
+// TestLeaderMessageFaultRules: a message fault of src "leader" fires once
+// with round(r) (the replica leading round r, entered by a QC), at most
+// twice with another trigger (the leader of r and the leader of r+1, which
+// may have entered r+1 already, both lead when it fires).
+func TestLeaderMessageFaultRules(t *testing.T) {
+	for trigger, want := range map[string]int{"round(6)": 1, "commit(3)": 2, "time(400)": 2} {
+		cfg, err := config.Parse([]byte("[[failures]]\ntype = \"drop\"\nsrc = \"leader\"\nmsg = \"proposal\"\ntrigger = \""+trigger+"\"\n"), "t.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := faultRules(cfg)[0]; r.Max != want || r.Min != 1 {
+			t.Errorf("trigger %s: rule %+v, want at most %d", trigger, r, want)
+		}
 	}
 }

@@ -544,12 +544,14 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 				detail += fmt.Sprintf(" for %d ms", f.DurationMs)
 			}
 			in.record(Record{Ev: EvOpen, Failure: f.idx, Round: round, Detail: detail})
-		case f.Src == config.EndpointLeader && !in.leading:
+		case f.Src == config.EndpointLeader && (!in.leading || (kind == config.TriggerRound && round != uint64(f.Trigger.Args[0]))):
 			// A message fault of src "leader" arms on the replica leading
 			// the round when the trigger fires, as leads does for event
-			// faults: armed everywhere, each replica dropped its own next
-			// proposal once it led, four firings instead of one (spec
-			// audit).
+			// faults (and for round(r) in round r itself): armed
+			// everywhere, each replica dropped its own next proposal once
+			// it led, four firings instead of one (spec audit). With other
+			// triggers the leader of r and the leader of r+1, which has
+			// entered r+1 with the QC of r, may both be leading then.
 			in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
 		default: // message faults and equivocation act on a later message
 			f.armed = true

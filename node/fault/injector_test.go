@@ -635,6 +635,16 @@ func TestLeaderMessageFaultWithTrigger(t *testing.T) {
 		if !slices.Equal(dropped, tc.rounds) || h.fired(0) != len(tc.rounds) {
 			t.Fatalf("seed %d: trigger %s: proposals of rounds %v dropped (%d records), want %v", seed, tc.trigger, dropped, h.fired(0), tc.rounds)
 		}
+		// A replica that was down through round 5 and first enters round
+		// 9, which it leads, did not lead round 5: round(5) is spent there.
+		if tc.trigger == "round(5)" {
+			late := newHarness(t, seed, "[[failures]]\ntype = \"drop\"\nsrc = \"leader\"\nmsg = \"proposal\"\ntrigger = \"round(5)\"\n", nil)
+			late.in.Start()
+			late.in.EnterRound(9, false)
+			if c := late.in.Outbound(MsgProposal, 9, others()); c != nil || late.fired(0) != 0 {
+				t.Fatalf("seed %d: a replica first entering round 9 dropped its proposal for round(5)", seed)
+			}
+		}
 		// Restarted, a replica that logged the trigger as spent does not
 		// arm it again.
 		h2 := newHarness(t, seed, "[[failures]]\ntype = \"drop\"\nsrc = \"leader\"\nmsg = \"proposal\"\ntrigger = \""+tc.trigger+"\"\n", h.records())
