@@ -17,9 +17,16 @@ type Tree struct {
 	highQC       *types.QC
 	highCommitQC *types.QC
 	votes        map[types.Hash]*bucket // vote aggregation by hash(ledger_commit_info)
+	voted        map[voter]bool         // senders that voted, by round (AddVote)
 	// version counts the changes to the pending blocks and the high
 	// certificates (see Version).
 	version uint64
+}
+
+// voter is a sender's vote in a round: it counts once (AddVote).
+type voter struct {
+	round  types.Round
+	sender types.ReplicaID
 }
 
 type bucket struct {
@@ -38,6 +45,7 @@ func New(quorum int, root *types.Block, highQC, highCommitQC *types.QC) *Tree {
 		highQC:       highQC,
 		highCommitQC: highCommitQC,
 		votes:        map[types.Hash]*bucket{},
+		voted:        map[voter]bool{},
 	}
 }
 
@@ -164,6 +172,11 @@ func (t *Tree) Prune(newRoot *types.Block) []types.Hash {
 			delete(t.votes, k)
 		}
 	}
+	for k := range t.voted {
+		if k.round <= newRoot.Round {
+			delete(t.voted, k)
+		}
+	}
 	return dropped
 }
 
@@ -173,6 +186,15 @@ func (t *Tree) AddVote(v *types.Vote) *types.QC {
 	if v.VoteInfo.Round <= t.root.Round || v.VoteInfo.Round <= t.highQC.Round() {
 		return nil // stale: a QC for this round or later already exists
 	}
+	// A sender's first vote of a round only: an honest replica votes once
+	// per round (and re-sends that vote), while a Byzantine one could sign
+	// a new vote info per message and open buckets without bound (review of
+	// the vote round window, 2026-12-06).
+	k := voter{v.VoteInfo.Round, v.Sender}
+	if t.voted[k] {
+		return nil
+	}
+	t.voted[k] = true
 	key := v.LedgerCommitInfo.Key()
 	bk := t.votes[key]
 	if bk == nil {

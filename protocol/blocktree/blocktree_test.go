@@ -55,6 +55,9 @@ func TestAddVoteFormsOneQC(t *testing.T) {
 		{"split execution states", []v{{0, 1}, {1, 2}, {2, 1}, {3, 2}}, -1, nil},
 		{"quorum after a split", []v{{0, 1}, {1, 2}, {2, 1}, {3, 1}}, 3, []types.ReplicaID{0, 2, 3}},
 		{"below quorum", []v{{0, 1}, {1, 1}, {0, 1}, {1, 1}}, -1, nil},
+		// A sender's first vote of the round counts, another one of it
+		// does not (a Byzantine sender could open buckets without bound).
+		{"second vote of a sender ignored", []v{{0, 1}, {0, 2}, {1, 2}, {2, 2}, {3, 2}}, 4, []types.ReplicaID{1, 2, 3}},
 	}
 	for _, c := range cases {
 		tr, g := newTree()
