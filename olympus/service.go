@@ -332,9 +332,10 @@ func (s *Service) markReady(from peer.ID, id types.ReplicaID) ([]byte, error) {
 }
 
 // Excuse stops the wait for member id's Ready: a crash fault stopped it
-// (local mode), so it may be down for good or until its restart, and the
-// others (at least 2f+1, since crashes for good count against f) serve the
-// clients meanwhile. Before, a crash in round 1 held the clients back for
+// (local mode), so it may be down for good or until its restart. The
+// others serve the clients meanwhile; if more than f are down (crashes
+// with restart do not count against f) the clients retransmit until they
+// are back. Before, a crash in round 1 held the clients back for
 // AcceptGrace, and the launcher took the exit for a failed start.
 func (s *Service) Excuse(id types.ReplicaID) {
 	s.mu.Lock()
