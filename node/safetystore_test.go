@@ -197,20 +197,10 @@ func TestSafetyStateKeepsHighTC(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(2, 2))
-	sigs := func(n int) []types.PartialSig {
-		out := make([]types.PartialSig, n)
-		for i := range out {
-			out[i] = types.PartialSig{Signer: types.ReplicaID(i), Sig: make([]byte, ed25519.SignatureSize)}
-			for j := range out[i].Sig {
-				out[i].Sig[j] = byte(rng.Uint32())
-			}
-		}
-		return out
-	}
 	const quorum = 67 // n = 100
 	qc := fakeQC(rng, 40)
-	qc.Signatures = sigs(quorum)
-	tc := &types.TC{Round: 44, Signatures: sigs(quorum)}
+	qc.Signatures = randomSigs(rng, quorum)
+	tc := &types.TC{Round: 44, Signatures: randomSigs(rng, quorum)}
 	for range quorum {
 		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, 40)
 	}
@@ -240,20 +230,10 @@ func TestSafetyStateWithoutTheTCWhenItDoesNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(3, 3))
-	sigs := func(n int) []types.PartialSig {
-		out := make([]types.PartialSig, n)
-		for i := range out {
-			out[i] = types.PartialSig{Signer: types.ReplicaID(i), Sig: make([]byte, ed25519.SignatureSize)}
-			for j := range out[i].Sig {
-				out[i].Sig[j] = byte(rng.Uint32())
-			}
-		}
-		return out
-	}
 	const quorum = 334 // n = 500
 	qc := fakeQC(rng, 1_000_000)
-	qc.Signatures = sigs(quorum)
-	tc := &types.TC{Round: 1_000_004, Signatures: sigs(quorum)}
+	qc.Signatures = randomSigs(rng, quorum)
+	tc := &types.TC{Round: 1_000_004, Signatures: randomSigs(rng, quorum)}
 	for range quorum {
 		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, 1_000_000)
 	}
@@ -273,4 +253,18 @@ func TestSafetyStateWithoutTheTCWhenItDoesNotFit(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("reopened %+v, want the state without its TC", got)
 	}
+}
+
+// randomSigs returns n partial signatures of replicas 0..n-1 with random
+// bytes (the store does not verify them; random, so that JSON cannot
+// shrink them).
+func randomSigs(rng *rand.Rand, n int) []types.PartialSig {
+	out := make([]types.PartialSig, n)
+	for i := range out {
+		out[i] = types.PartialSig{Signer: types.ReplicaID(i), Sig: make([]byte, ed25519.SignatureSize)}
+		for j := range out[i].Sig {
+			out[i].Sig[j] = byte(rng.Uint32())
+		}
+	}
+	return out
 }
