@@ -241,11 +241,12 @@ func (c *Core) Start() []Action {
 }
 
 // persistSafety asks the driver to save the safety state, with b (the block
-// about to be voted for, if any) and the highest TC (safety.State.HighTC).
+// about to be voted for, if any) and the highest TC (safety.State.HighTC),
+// its certificates cut to a quorum of signatures (State.Compact).
 func (c *Core) persistSafety(b *types.Block) {
 	st := c.safety.State()
 	st.HighTC = c.pm.HighTC()
-	c.emit(PersistSafety{State: st, Block: b})
+	c.emit(PersistSafety{State: st.Compact(c.com.Quorum()), Block: b})
 }
 
 func (c *Core) syncInfo() types.SyncInfo {

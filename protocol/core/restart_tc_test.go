@@ -80,3 +80,35 @@ func TestRestartedReplicaElectsWithSavedTC(t *testing.T) {
 		t.Errorf("round 7: the restarted replica elects %d, the running one %d", restarted.Leader(7), running.Leader(7))
 	}
 }
+
+// TestSavedStateHasQuorumCertificates (found by review): a high QC may
+// carry every signer (a leader may aggregate all votes); the state the
+// core asks to save carries a quorum of them, so that it fits the driver's
+// bounded slot whatever the committee's size.
+func TestSavedStateHasQuorumCertificates(t *testing.T) {
+	c := newCluster(t, clusterOpts{n: 4, f: 1, seed: 5, mode: leader.Reputation})
+	g, _ := types.Genesis()
+	b := &types.Block{Author: 1, Round: 1, QC: func() *types.QC { _, q := types.Genesis(); return q }()}
+	b.ID = b.ComputeID()
+	vi := types.VoteInfo{ID: b.ID, Round: 1, ParentID: g.ID}
+	qc := &types.QC{VoteInfo: vi, LedgerCommitInfo: types.LedgerCommitInfo{VoteInfoHash: vi.Hash()}}
+	for id := range types.ReplicaID(4) {
+		qc.Signatures = append(qc.Signatures, types.PartialSig{Signer: id, Sig: ed25519.Sign(c.keys[id], qc.LedgerCommitInfo.SignBytes(chainID))})
+	}
+	cr := core.New(core.Config{ID: 0, Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[0]}, Pacemaker: pmConfig,
+		Election: leader.Reputation, WindowSize: 3, ExcludeSize: 1, MaxRequests: 10, IdleProposeDelay: 50 * time.Millisecond,
+		HighQC: qc, Pending: []*types.Block{b}})
+	cr.Start()
+	var saved *safety.State
+	for _, a := range cr.OnTimer(core.Timer{Kind: core.RoundTimer, ID: uint64(cr.CurrentRound())}) {
+		if ps, ok := a.(core.PersistSafety); ok {
+			saved = &ps.State
+		}
+	}
+	if saved == nil || saved.LastTimeout == nil {
+		t.Fatal("no timeout saved")
+	}
+	if got := len(saved.LastTimeout.HighQC.Signatures); got != c.com.Quorum() {
+		t.Fatalf("saved timeout's QC has %d signatures, want the quorum %d", got, c.com.Quorum())
+	}
+}

@@ -153,3 +153,31 @@ func (r *Rules) MakeTimeout(round types.Round, highQC *types.QC, lastTC *types.T
 	r.st.LastTimeout = t
 	return t
 }
+
+// Compact returns st with its certificates cut to their first quorum
+// signatures, for saving: a certificate may carry up to n signatures (a
+// leader may aggregate every vote it got, and a Byzantine one may do so on
+// purpose), and the driver's slot for the state is bounded (64 KiB in
+// node/safetystore.go: a QC of all 572 or more signers did not fit and
+// stopped the replica). Any quorum of a certificate's signers is a valid
+// certificate of the same statement; for a TC any quorum of its timeouts is
+// a valid TC, and safe_to_extend holds with any of them (a quorum of
+// timeouts includes an honest replica holding the highest lock). The
+// timeout's own signature covers only its round and its QC's round, so the
+// re-sent timeout still verifies. st is not changed.
+func (st State) Compact(quorum int) State {
+	if t := st.LastTimeout; t != nil && t.HighQC != nil && len(t.HighQC.Signatures) > quorum {
+		tc := *t
+		qc := *t.HighQC
+		qc.Signatures = qc.Signatures[:quorum:quorum]
+		tc.HighQC = &qc
+		st.LastTimeout = &tc
+	}
+	if t := st.HighTC; t != nil && len(t.Signatures) > quorum && len(t.TmoHighQCRounds) == len(t.Signatures) {
+		tc := *t
+		tc.Signatures = tc.Signatures[:quorum:quorum]
+		tc.TmoHighQCRounds = tc.TmoHighQCRounds[:quorum:quorum]
+		st.HighTC = &tc
+	}
+	return st
+}

@@ -448,3 +448,51 @@ func TestRandomRoundsNeverEquivocate(t *testing.T) {
 		}
 	}
 }
+
+// TestCompact: the state saved has its certificates cut to a quorum of
+// signatures, and they still verify (found by review: a QC of every signer
+// of a large committee, which a Byzantine leader can publish, made the
+// state too large for the replica's slot and stopped the replica). The
+// state itself is not changed.
+func TestCompact(t *testing.T) {
+	const n = 7 // f = 2, quorum 5
+	com := &types.Committee{ChainID: chainID, F: 2}
+	var keys []ed25519.PrivateKey
+	for i := range n {
+		k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, ed25519.SeedSize))
+		keys = append(keys, k)
+		com.Keys = append(com.Keys, k.Public().(ed25519.PublicKey))
+	}
+	vi := types.VoteInfo{ID: types.Hash{9}, Round: 8, ParentID: types.Hash{8}, ParentRound: 7}
+	qc := &types.QC{VoteInfo: vi, LedgerCommitInfo: types.LedgerCommitInfo{VoteInfoHash: vi.Hash()}}
+	tc := &types.TC{Round: 9}
+	for i := range n {
+		qc.Signatures = append(qc.Signatures, types.PartialSig{Signer: types.ReplicaID(i), Sig: ed25519.Sign(keys[i], qc.LedgerCommitInfo.SignBytes(chainID))})
+		tc.TmoHighQCRounds = append(tc.TmoHighQCRounds, types.Round(i+2))
+		tc.Signatures = append(tc.Signatures, types.PartialSig{Signer: types.ReplicaID(i), Sig: ed25519.Sign(keys[i], types.TimeoutSignBytes(chainID, 9, types.Round(i+2)))})
+	}
+	if err := com.VerifyQC(qc); err != nil {
+		t.Fatal(err)
+	}
+	if err := com.VerifyTC(tc); err != nil {
+		t.Fatal(err)
+	}
+	st := safety.State{HighestVoteRound: 10, LastTimeout: &types.TimeoutInfo{Round: 10, HighQC: qc, Sender: 1}, HighTC: tc}
+	c := st.Compact(com.Quorum())
+	if len(c.LastTimeout.HighQC.Signatures) != 5 || len(c.HighTC.Signatures) != 5 || len(c.HighTC.TmoHighQCRounds) != 5 {
+		t.Fatalf("compact: QC of %d signatures, TC of %d (%d rounds), want 5", len(c.LastTimeout.HighQC.Signatures), len(c.HighTC.Signatures), len(c.HighTC.TmoHighQCRounds))
+	}
+	fresh := &types.Committee{ChainID: chainID, F: 2, Keys: com.Keys} // no verification cache
+	if err := fresh.VerifyQC(c.LastTimeout.HighQC); err != nil {
+		t.Errorf("compacted QC: %v", err)
+	}
+	if err := fresh.VerifyTC(c.HighTC); err != nil {
+		t.Errorf("compacted TC: %v", err)
+	}
+	if len(qc.Signatures) != n || len(tc.Signatures) != n || st.LastTimeout.HighQC != qc || st.HighTC != tc {
+		t.Error("Compact changed the state it was given")
+	}
+	if again := c.Compact(com.Quorum()); again.LastTimeout.HighQC != c.LastTimeout.HighQC || again.HighTC != c.HighTC {
+		t.Error("a compact state was copied again")
+	}
+}
