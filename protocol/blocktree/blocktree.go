@@ -105,6 +105,7 @@ func (t *Tree) UpdateHighQC(qc *types.QC) {
 	if qc.Round() > t.highQC.Round() {
 		t.highQC = qc
 		t.version++
+		t.pruneVotes(qc.Round())
 	}
 	if qc.LedgerCommitInfo.Commits() && qc.Round() > t.highCommitQC.Round() {
 		t.highCommitQC = qc
@@ -167,17 +168,24 @@ func (t *Tree) Prune(newRoot *types.Block) []types.Hash {
 	}
 	t.blocks[newRoot.ID] = newRoot
 	t.root = newRoot
+	t.pruneVotes(newRoot.Round)
+	return dropped
+}
+
+// pruneVotes forgets the votes of rounds up to r, which AddVote refuses from
+// now on (r is the root's round or the high QC's): without it the votes
+// of a long stretch of rounds that certify but do not commit stayed.
+func (t *Tree) pruneVotes(r types.Round) {
 	for k, v := range t.votes {
-		if v.info.Round <= newRoot.Round {
+		if v.info.Round <= r {
 			delete(t.votes, k)
 		}
 	}
 	for k := range t.voted {
-		if k.round <= newRoot.Round {
+		if k.round <= r {
 			delete(t.voted, k)
 		}
 	}
-	return dropped
 }
 
 // AddVote aggregates a verified vote. It returns a QC the first time a quorum

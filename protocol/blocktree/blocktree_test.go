@@ -374,3 +374,27 @@ func TestVersionTracksPendingAndHighQCs(t *testing.T) {
 		}
 	}
 }
+
+// TestVotesPrunedBelowTheHighQC: votes of rounds up to the high QC are
+// refused, so they are forgotten when it rises, not only when a block
+// commits (a long stretch of certified rounds without commits kept them
+// all, and the (round, sender) entries that count one vote per sender).
+func TestVotesPrunedBelowTheHighQC(t *testing.T) {
+	tr, g := newTree()
+	parent := g
+	var blocks []*types.Block
+	for r := types.Round(1); r <= 20; r++ {
+		b := child(parent, r, 0)
+		tr.Add(b)
+		blocks = append(blocks, b)
+		parent = b
+		tr.AddVote(vote(b, 0, 1)) // one vote each: no QC
+	}
+	if buckets, voters := tr.VoteState(); buckets != 20 || voters != 20 {
+		t.Fatalf("%d buckets, %d voters before, want 20 and 20", buckets, voters)
+	}
+	tr.UpdateHighQC(qcFor(blocks[14], false)) // round 15
+	if buckets, voters := tr.VoteState(); buckets != 5 || voters != 5 {
+		t.Fatalf("%d buckets, %d voters after a high QC of round 15, want 5 and 5", buckets, voters)
+	}
+}
