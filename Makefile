@@ -22,8 +22,12 @@ run: build
 
 # Concurrent packages run under the race detector; the pure protocol core
 # (no goroutines) runs without it, which is much faster for the simulator.
+# The commands' tests build and run the binaries in subprocesses, which Go's
+# test cache does not see: -count=1, so that a change elsewhere never leaves
+# them "(cached)" from before it.
 test:
-	$(GO) test -race ./p2p/... ./node/... ./olympus/... ./cmd/...
+	$(GO) test -race ./p2p/... ./node/... ./olympus/...
+	$(GO) test -race -count=1 ./cmd/...
 	$(GO) test ./protocol/...
 	$(MAKE) scenarios
 
