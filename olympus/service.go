@@ -351,13 +351,8 @@ func (s *Service) Excuse(id types.ReplicaID) {
 // maybeServeLocked opens the roster to clients once it is signed and every
 // member accepts requests or is excused.
 func (s *Service) maybeServeLocked() {
-	if s.served || s.signed == nil {
+	if s.served || s.signed == nil || len(s.awaitedLocked()) > 0 {
 		return
-	}
-	for id, ok := range s.accepting {
-		if !ok && !s.excused[id] {
-			return
-		}
 	}
 	s.serveLocked()
 	log.Infow("every replica accepts requests (or was stopped by a crash fault); serving the roster to clients")
@@ -377,14 +372,20 @@ func (s *Service) graceOver() {
 	if s.served {
 		return
 	}
-	var missing []int
+	log.Warnw("serving the roster to clients although some replicas have not reported that they accept requests", "missing", s.awaitedLocked(), "after", s.AcceptGrace)
+	s.serveLocked()
+}
+
+// awaitedLocked lists the members the roster waits for before it goes to
+// clients: neither Ready nor excused.
+func (s *Service) awaitedLocked() []int {
+	var ids []int
 	for id, ok := range s.accepting {
 		if !ok && !s.excused[id] {
-			missing = append(missing, id)
+			ids = append(ids, id)
 		}
 	}
-	log.Warnw("serving the roster to clients although some replicas have not reported that they accept requests", "missing", missing, "after", s.AcceptGrace)
-	s.serveLocked()
+	return ids
 }
 
 // getRoster answers a member once the roster is signed, anyone else once

@@ -117,32 +117,33 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 		stopped[s.Replica] = s
 	}
 	for i, f := range faults {
-		name := fmt.Sprintf("fault %d (%s, src %s, msg %s)", i, f.Type, f.Src, f.Msg)
-		if i >= len(info.FaultRules) {
-			if f.Fired == 0 {
-				faults[i].Note = notFired + "no message or event matched it"
-			}
+		r := FaultRule{Min: 1, Max: -1, Replica: -1} // a run.json without rules: noted if it never fired
+		if i < len(info.FaultRules) {
+			r = info.FaultRules[i]
+		}
+		if r.Max >= 0 && f.Fired > r.Max {
+			probs.add("faults that fired too often", "fault %d (%s, src %s, msg %s) fired %d times; with trigger %s it fires at most %d", i, f.Type, f.Src, f.Msg, f.Fired, r.Trigger, r.Max)
 			continue
 		}
-		r := info.FaultRules[i]
+		if f.Fired >= r.Min {
+			continue
+		}
 		// Excused only if its first chance came after the crash: a trigger
 		// (with prob 1 it fires as soon as it matches, so it had not), or
 		// rounds that start past the crash's round.
-		if s, ok := stopped[r.Replica]; ok && r.Replica >= 0 && s.Fault != i && f.Fired < r.Min && (r.Trigger != "" || r.FirstRound > s.Round) {
+		if s, ok := stopped[r.Replica]; ok && r.Replica >= 0 && s.Fault != i && (r.Trigger != "" || r.FirstRound > s.Round) {
 			faults[i].Note = fmt.Sprintf(crashedBefore+"replica %d crashed for good (fault %d, round %d) before", r.Replica, s.Fault, s.Round)
 			continue
 		}
 		switch {
-		case f.Fired < r.Min && r.FirstRound > info.Rounds.Highest:
+		case r.FirstRound > info.Rounds.Highest:
 			faults[i].Note = fmt.Sprintf(notFired+"the run reached round %d, its first round is %d", info.Rounds.Highest, r.FirstRound)
-		case f.Fired < r.Min && r.Leader:
+		case r.Leader:
 			faults[i].Note = notFired + "no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)"
-		case f.Fired < r.Min && r.Trigger != "":
+		case r.Trigger != "":
 			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s did not happen", r.Trigger)
-		case f.Fired < r.Min:
+		default:
 			faults[i].Note = notFired + "no message or event matched it"
-		case r.Max >= 0 && f.Fired > r.Max:
-			probs.add("faults that fired too often", "%s fired %d times; with trigger %s it fires at most %d", name, f.Fired, r.Trigger, r.Max)
 		}
 	}
 }
