@@ -265,8 +265,7 @@ func (r *Replica) onDirect(from peer.ID, data []byte) {
 	// As on the other member streams: a graylisted member is not read, and
 	// an invalid message counts against the sender's score (refuseStream);
 	// until 2026-12-06 a member could send invalid messages here at no cost.
-	if r.net.Graylisted(from) {
-		r.net.AwaitGraylist(from)
+	if r.graylisted(from) {
 		return
 	}
 	code, err := wire.Code(data)

@@ -381,8 +381,9 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 	return pubsub.ValidationReject
 }
 
-// roundWindow accepts a message of round unless it is stale or more than
-// futureRounds ahead of both the local round and certified, the highest
+// roundWindow accepts a message of round (nil) unless it is stale
+// (ErrStaleRound) or more than futureRounds ahead of both the local round
+// and certified (ErrFutureRound), certified being the highest
 // round certified by a QC or TC the message carries (verified next): a
 // replica that fell further behind than the window must still accept the
 // messages of the rounds the committee has certified, as they are what
@@ -391,12 +392,30 @@ func (r *Replica) judge(kind string, err error) pubsub.ValidationResult {
 // past is how many rounds behind the local round a message may be:
 // pastTimeouts for timeouts, pastProposals for proposals (a late proposal's
 // block still spares a fetch, see core.keepLate).
-func (r *Replica) roundWindow(round, certified, past types.Round) bool {
+func (r *Replica) roundWindow(round, certified, past types.Round) error {
 	cur := types.Round(r.round.Load())
 	hi := max(cur, certified)
 	// Written so that nothing overflows: rounds near 2^64 come from
 	// Byzantine senders.
-	return (cur <= past || round >= cur-past) && (round <= hi || round-hi <= futureRounds)
+	switch {
+	case cur > past && round < cur-past:
+		return fmt.Errorf("%w: %d, current round %d", ErrStaleRound, round, cur)
+	case round > hi && round-hi > futureRounds:
+		return fmt.Errorf("%w: %d, current round %d", ErrFutureRound, round, cur)
+	}
+	return nil
+}
+
+// graylisted reports whether member from is graylisted, and then waits
+// until it no longer is before the caller drops its message: the stream
+// is not read meanwhile (p2p.Node.AwaitGraylist), so a member that proved
+// Byzantine (validate.go) is throttled by flow control.
+func (r *Replica) graylisted(from peer.ID) bool {
+	if !r.net.Graylisted(from) {
+		return false
+	}
+	r.net.AwaitGraylist(from)
+	return true
 }
 
 // How far behind the local round a gossiped message may be and still be
@@ -426,8 +445,8 @@ func (r *Replica) validateProposal(_ peer.ID, data []byte) (pubsub.ValidationRes
 		return r.judge("proposal", err), nil
 	}
 	r.rt.add(StepReceive, uint64(p.Block.Round), -1)
-	if !r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC)), pastProposals) {
-		return r.ignore("proposal", r.windowError(p.Block.Round, pastProposals)), nil
+	if err := r.roundWindow(p.Block.Round, max(p.Block.QC.Round(), tcRound(p.LastTC)), pastProposals); err != nil {
+		return r.ignore("proposal", err), nil
 	}
 	return r.judge("proposal", r.cfg.Committee.VerifyProposalWith(p, r.cfg.Params.MaxRequests, r.verified.has)), p
 }
@@ -437,8 +456,8 @@ func (r *Replica) validateTimeout(_ peer.ID, data []byte) (pubsub.ValidationResu
 	if err != nil {
 		return r.judge("timeout", err), nil
 	}
-	if !r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC)), pastTimeouts) {
-		return r.ignore("timeout", r.windowError(t.Timeout.Round, pastTimeouts)), nil
+	if err := r.roundWindow(t.Timeout.Round, max(t.Timeout.HighQC.Round(), tcRound(t.LastTC)), pastTimeouts); err != nil {
+		return r.ignore("timeout", err), nil
 	}
 	return r.judge("timeout", r.cfg.Committee.VerifyTimeout(t)), t
 }
@@ -465,8 +484,7 @@ func (r *Replica) onGossip(_ peer.ID, _ []byte, validated any) {
 }
 
 func (r *Replica) onVote(from peer.ID, data []byte) {
-	if r.net.Graylisted(from) {
-		r.net.AwaitGraylist(from) // stop reading a member that proved Byzantine (validate.go)
+	if r.graylisted(from) {
 		return
 	}
 	v, err := wire.DecodeVote(data)
@@ -478,8 +496,8 @@ func (r *Replica) onVote(from peer.ID, data []byte) {
 		// honest replica it reached (leader.Decided looped for ever), and
 		// far-future votes were kept without bound (the tree prunes votes
 		// only below its committed root).
-		if !r.roundWindow(round, max(v.Sync.HighQC.Round(), tcRound(v.Sync.HighTC)), pastVotes) {
-			r.ignore("vote", r.windowError(round, pastVotes))
+		if err := r.roundWindow(round, max(v.Sync.HighQC.Round(), tcRound(v.Sync.HighTC)), pastVotes); err != nil {
+			r.ignore("vote", err)
 			return
 		}
 		err = r.cfg.Committee.VerifyVote(v)
@@ -504,8 +522,7 @@ func (r *Replica) onSync(from peer.ID, data []byte) {
 	if !ok || r.cut(fault.MsgSync, types.Round(r.round.Load()), id) {
 		return
 	}
-	if r.net.Graylisted(from) {
-		r.net.AwaitGraylist(from)
+	if r.graylisted(from) {
 		return
 	}
 	msg, err := wire.Decode(data)

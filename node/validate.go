@@ -2,12 +2,9 @@ package node
 
 import (
 	"errors"
-	"fmt"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/diembft/diembft/protocol/types"
 )
 
 // Typed verdicts of the validators for messages that are not invalid but
@@ -32,15 +29,6 @@ var (
 	// request is not ordered again and gets no reply.
 	ErrResultForgotten = errors.New("request executed, result no longer kept")
 )
-
-// windowError is the error for a message of round that roundWindow refused.
-func (r *Replica) windowError(round, past types.Round) error {
-	cur := types.Round(r.round.Load())
-	if cur > past && round < cur-past { // as roundWindow, without overflow
-		return fmt.Errorf("%w: %d, current round %d", ErrStaleRound, round, cur)
-	}
-	return fmt.Errorf("%w: %d, current round %d", ErrFutureRound, round, cur)
-}
 
 // ignore counts a message that is ignored for err (ErrStaleRound,
 // ErrFutureRound) and returns pubsub's Ignore verdict.
