@@ -227,12 +227,9 @@ func (c *Core) flush() []Action {
 // Start enters the round after the highest certificate, of the tree or the
 // TC saved with the safety data, and arms its timer.
 func (c *Core) Start() []Action {
-	if tc := c.cfg.Safety.HighTC; tc != nil {
-		// As advanceTC: the election learns the failed round too, or this
-		// replica would elect another fallback leader than the others.
-		c.election.UpdateTC(tc, c.pm.CurrentRound())
-	}
-	byTC := c.pm.AdvanceTC(c.cfg.Safety.HighTC)
+	// The election learns the failed round too (learnTC), or this replica
+	// would elect another fallback leader than the others.
+	byTC := c.learnTC(c.cfg.Safety.HighTC)
 	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
 		byTC = false
 	}
@@ -278,13 +275,21 @@ func (c *Core) processSync(s *types.SyncInfo) {
 	c.advanceTC(s.HighTC)
 }
 
+// advanceTC enters the round after tc, if it is ahead.
 func (c *Core) advanceTC(tc *types.TC) {
-	if tc != nil {
-		c.election.UpdateTC(tc, c.pm.CurrentRound()) // the next round's leader changes to the fallback (leader.go)
-	}
-	if tc != nil && c.pm.AdvanceTC(tc) {
+	if c.learnTC(tc) {
 		c.enteredRound(true)
 	}
+}
+
+// learnTC tells the election and the pacemaker about tc (nil: nothing) and
+// reports whether the round advanced.
+func (c *Core) learnTC(tc *types.TC) bool {
+	if tc == nil {
+		return false
+	}
+	c.election.UpdateTC(tc, c.pm.CurrentRound()) // the next round's leader changes to the fallback (leader.go)
+	return c.pm.AdvanceTC(tc)
 }
 
 // processCertificateQC is the paper's process_certificate_qc.
