@@ -522,21 +522,16 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 			continue // the seed says this fault does not happen in this run
 		}
 		trig := fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
+		if f.Src == config.EndpointLeader && f.Type != config.TypePartition && !in.leadsTrigger(f, kind, round) {
+			// Logged, so that this replica, restarted, does not carry it
+			// out in a later round it leads (round(r) matches any round
+			// >= r).
+			in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
+			continue
+		}
 		switch {
 		case f.isEvent():
-			// A leader fault's round(r) acts in round r itself: a replica
-			// that first enters a later round (it was down, or caught up)
-			// did not lead r, and the later round's leader is not the one
-			// the config names.
-			exact := !f.ActsOnLeader() || kind != config.TriggerRound || round == uint64(f.Trigger.Args[0])
-			if exact && in.leads(f) {
-				effects = append(effects, in.fire(f, round))
-			} else {
-				// Logged, so that this replica, restarted, does not carry
-				// it out in a later round it leads (round(r) matches any
-				// round >= r).
-				in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
-			}
+			effects = append(effects, in.fire(f, round))
 		case f.Type == config.TypePartition:
 			f.opened, f.openedAt = true, in.now()
 			detail := fmt.Sprintf("%s: group %v cut off", trig, f.Group)
@@ -544,15 +539,6 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 				detail += fmt.Sprintf(" for %d ms", f.DurationMs)
 			}
 			in.record(Record{Ev: EvOpen, Failure: f.idx, Round: round, Detail: detail})
-		case f.Src == config.EndpointLeader && (!in.leading || (kind == config.TriggerRound && round != uint64(f.Trigger.Args[0]))):
-			// A message fault of src "leader" arms on the replica leading
-			// the round when the trigger fires, as leads does for event
-			// faults (and for round(r) in round r itself): armed
-			// everywhere, each replica dropped its own next proposal once
-			// it led, four firings instead of one (spec audit). With other
-			// triggers the leader of r and the leader of r+1, which has
-			// entered r+1 with the QC of r, may both be leading then.
-			in.record(Record{Ev: EvSpent, Failure: f.idx, Round: round, Detail: trig + ": another replica leads"})
 		default: // message faults and equivocation act on a later message
 			f.armed = true
 			in.record(Record{Ev: EvArm, Failure: f.idx, Round: round, Detail: trig})
@@ -576,6 +562,20 @@ func (in *Injector) leads(f *failure) bool {
 		return true // mine: f.Src is this replica
 	}
 	return in.leading
+}
+
+// leadsTrigger reports whether this replica carries out a triggered fault
+// of src "leader" whose trigger of kind fired in round: it leads that round
+// (leads), and for round(r) the round is r itself, since a replica that
+// first enters a later round (it was down, or caught up) did not lead r.
+// The others log the trigger as spent. Crash and pause act at once; a
+// message fault arms, and armed everywhere, each replica dropped its own
+// next proposal once it led, four firings instead of one (spec audit). With
+// a trigger other than round(r) the leader of r and the leader of r+1,
+// which has entered r+1 with the QC of r, may both be leading then.
+// in.mu is held.
+func (in *Injector) leadsTrigger(f *failure, kind string, round uint64) bool {
+	return in.leading && (kind != config.TriggerRound || round == uint64(f.Trigger.Args[0]))
 }
 
 // fire logs an event failure firing now and returns its effect.
