@@ -134,11 +134,14 @@ func (r *Replica) costCounters() (tx, control, sigs, reqSigs uint64) {
 	return uint64(value(r.m.streamSends)) + ns.PubsubMsgsSent, ns.PubsubControlSent, sigs, reqSigs
 }
 
+// counterFunc is a Prometheus counter read from f when scraped.
+func counterFunc(name, help string, labels prometheus.Labels, f func() uint64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(f()) })
+}
+
 // registerCostMetrics exports the counters of costCounters.
 func (r *Replica) registerCostMetrics() {
-	counter := func(name, help string, f func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
-	}
+	counter := func(name, help string, f func() uint64) prometheus.Collector { return counterFunc(name, help, nil, f) }
 	r.m.reg.MustRegister(
 		counter("diembft_transmissions_total", "Consensus messages sent to other replicas (one per receiving peer, gossip repairs included).",
 			func() uint64 { tx, _, _, _ := r.costCounters(); return tx }),
@@ -155,9 +158,8 @@ func (r *Replica) registerCostMetrics() {
 	for file, st := range r.syncFiles() {
 		label := prometheus.Labels{"file": file}
 		r.m.reg.MustRegister(
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsyncs_total",
-				Help:        "Syncs of the safety file (before votes and timeouts), the ledger and the block store (commits).",
-				ConstLabels: label}, func() float64 { return float64(st.count()) }),
+			counterFunc("diembft_fsyncs_total",
+				"Syncs of the safety file (before votes and timeouts), the ledger and the block store (commits).", label, st.count),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "diembft_fsync_seconds_total",
 				Help:        "Time spent in the syncs of diembft_fsyncs_total.",
 				ConstLabels: label}, st.seconds))
@@ -169,26 +171,22 @@ func (r *Replica) registerCostMetrics() {
 // nowhere: what a misbehaving peer or client costs shows here.
 func (r *Replica) registerNetMetrics() {
 	type stat func(s *p2p.Stats) uint64
-	metric := func(name, help string, gauge bool, labels prometheus.Labels, f stat) prometheus.Collector {
-		read := func() float64 { s := r.net.Stats(); return float64(f(&s)) }
-		if gauge {
-			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, read)
-		}
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, read)
-	}
-	counter := func(name, help string, f stat) prometheus.Collector { return metric(name, help, false, nil, f) }
+	read := func(f stat) func() uint64 { return func() uint64 { s := r.net.Stats(); return f(&s) } }
+	counter := func(name, help string, f stat) prometheus.Collector { return counterFunc(name, help, nil, read(f)) }
 	const dropsHelp = "Messages dropped from send queues: queue_full (the message bound), queue_bytes (the bytes bound of one peer and protocol), non_member_bytes (the bound of all queues to clients)."
 	drops := func(reason string, f stat) prometheus.Collector {
-		return metric("diembft_p2p_send_drops_total", dropsHelp, false, prometheus.Labels{"reason": reason}, f)
+		return counterFunc("diembft_p2p_send_drops_total", dropsHelp, prometheus.Labels{"reason": reason}, read(f))
+	}
+	queued := func(peers string, f stat) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "diembft_p2p_send_queued_bytes", Help: "Bytes waiting in send queues.",
+			ConstLabels: prometheus.Labels{"peers": peers}}, func() float64 { return float64(read(f)()) })
 	}
 	r.m.reg.MustRegister(
 		drops("queue_full", func(s *p2p.Stats) uint64 { return s.SendDrops - s.SendDropsBytes - s.SendDropsNonMember }),
 		drops("queue_bytes", func(s *p2p.Stats) uint64 { return s.SendDropsBytes }),
 		drops("non_member_bytes", func(s *p2p.Stats) uint64 { return s.SendDropsNonMember }),
-		metric("diembft_p2p_send_queued_bytes", "Bytes waiting in send queues.", true, prometheus.Labels{"peers": "all"},
-			func(s *p2p.Stats) uint64 { return s.SendQueuedBytes }),
-		metric("diembft_p2p_send_queued_bytes", "Bytes waiting in send queues.", true, prometheus.Labels{"peers": "non_members"},
-			func(s *p2p.Stats) uint64 { return s.SendQueuedNonMemberBytes }),
+		queued("all", func(s *p2p.Stats) uint64 { return s.SendQueuedBytes }),
+		queued("non_members", func(s *p2p.Stats) uint64 { return s.SendQueuedNonMemberBytes }),
 		counter("diembft_p2p_send_failures_total", "Messages given up after repeated stream errors (and sends to self).",
 			func(s *p2p.Stats) uint64 { return s.SendFailures }),
 		counter("diembft_p2p_oversize_messages_total", "Framed or gossip messages over the size limit, refused.",
