@@ -39,17 +39,29 @@ const MaxKeySize = types.MaxKeyBytes
 // MaxKeySize for put or append), or returns "" if it does not. Clients use
 // it to warn before sending such an operation; it is still ordered.
 func (o Op) OverBounds() string {
+	what, size := o.overBounds()
+	switch what {
+	case "":
+		return ""
+	case "key":
+		return fmt.Sprintf("its key of %d bytes is over kv.MaxKeySize (%d)", size, MaxKeySize)
+	}
+	return fmt.Sprintf("its %s of %d bytes is over kv.MaxValueSize (%d)", what, size, MaxValueSize)
+}
+
+// overBounds names the part of op over its bound ("key", "value", "slice
+// text") and its size, or returns "": the one statement of the bounds,
+// which Apply enforces and OverBounds explains.
+func (o Op) overBounds() (what string, size int) {
 	switch {
 	case (o.Kind == Put || o.Kind == Append) && len(o.Key) > MaxKeySize:
-		return fmt.Sprintf("its key of %d bytes is over kv.MaxKeySize (%d)", len(o.Key), MaxKeySize)
-	case (o.Kind == Put || o.Kind == Append || o.Kind == Slice) && len(o.Val) > MaxValueSize:
-		what := "value"
-		if o.Kind == Slice {
-			what = "slice text"
-		}
-		return fmt.Sprintf("its %s of %d bytes is over kv.MaxValueSize (%d)", what, len(o.Val), MaxValueSize)
+		return "key", len(o.Key)
+	case (o.Kind == Put || o.Kind == Append) && len(o.Val) > MaxValueSize:
+		return "value", len(o.Val)
+	case o.Kind == Slice && len(o.Val) > MaxValueSize:
+		return "slice text", len(o.Val)
 	}
-	return ""
+	return "", 0
 }
 
 // Store is the replicated state machine: one string value per key. Every
@@ -74,11 +86,11 @@ func New() *Store {
 // unknown kind changes nothing and gives "fail": a client may send anything,
 // and every replica must answer it the same way.
 func (s *Store) Apply(op Op) string {
+	if what, _ := op.overBounds(); what != "" {
+		return Fail
+	}
 	switch op.Kind {
 	case Put:
-		if len(op.Val) > MaxValueSize || len(op.Key) > MaxKeySize {
-			return Fail
-		}
 		s.m[op.Key] = op.Val
 		return OK
 	case Get:
@@ -92,7 +104,7 @@ func (s *Store) Apply(op Op) string {
 		return OK
 	case Slice:
 		v, ok := s.m[op.Key]
-		if !ok || len(op.Val) > MaxValueSize {
+		if !ok {
 			return Fail
 		}
 		n := utf8.RuneCountInString(v)
