@@ -227,14 +227,34 @@ func (c *Core) flush() []Action {
 // Start enters the round after the highest certificate, of the tree or the
 // TC saved with the safety data, and arms its timer.
 func (c *Core) Start() []Action {
-	// The election learns the failed round too (learnTC), or this replica
-	// would elect another fallback leader than the others.
+	// The election learns what a running replica learnt from the messages
+	// that brought it here, or a restarted one would elect other leaders
+	// than the others until messages carry those certificates again: the
+	// QCs of its tree (each certified block's QC elects the leader two
+	// rounds after it, and the fallback skips the non-signers of recent
+	// QCs) and the failed round of its saved TC (learnTC).
+	for _, qc := range c.treeQCs() {
+		c.election.Update(qc, c.pm.CurrentRound(), c.ledger.CommittedBlock)
+	}
 	byTC := c.learnTC(c.cfg.Safety.HighTC)
 	if c.pm.AdvanceQC(c.tree.HighQC().Round()) {
 		byTC = false
 	}
 	c.enteredRound(byTC)
 	return c.flush()
+}
+
+// treeQCs returns the QCs a restarted tree holds, by round: those of its
+// pending blocks, its high commit QC and its high QC.
+func (c *Core) treeQCs() []*types.QC {
+	var qcs []*types.QC
+	for _, b := range c.tree.Pending() {
+		qcs = append(qcs, b.QC)
+	}
+	qcs = append(qcs, c.tree.HighCommitQC(), c.tree.HighQC())
+	qcs = slices.DeleteFunc(qcs, func(q *types.QC) bool { return q == nil || q.Round() == 0 })
+	slices.SortStableFunc(qcs, func(a, b *types.QC) int { return cmp.Compare(a.Round(), b.Round()) })
+	return qcs
 }
 
 // persistSafety asks the driver to save the safety state, with b (the block

@@ -112,3 +112,31 @@ func TestSavedStateHasQuorumCertificates(t *testing.T) {
 		t.Fatalf("saved timeout's QC has %d signatures, want the quorum %d", got, c.com.Quorum())
 	}
 }
+
+// TestRestartedReplicaElectsWithItsTree: a replica restarted from its
+// saved tree (pending blocks, high certificates), ledger and safety state
+// elects the same leaders for the next rounds as it did running. Start
+// first told the election nothing about the tree's QCs: under the
+// reputation election the restarted replica fell back to round-robin
+// leaders the others did not elect, until messages carried those QCs again.
+func TestRestartedReplicaElectsWithItsTree(t *testing.T) {
+	for seed := int64(1); seed <= 4; seed++ {
+		c := newCluster(t, clusterOpts{n: 4, f: 1, seed: seed, mode: leader.Reputation})
+		keys := c.submitN(30)
+		if !c.run(c.allCommitted(keys), 30*time.Second) {
+			c.fatalf("seed %d: not all requests committed by %v", seed, c.now)
+		}
+		for id, running := range c.cores {
+			restarted := core.New(core.Config{ID: types.ReplicaID(id), Committee: c.com, Signer: types.Ed25519Signer{Key: c.keys[id]},
+				Pacemaker: pmConfig, Election: leader.Reputation, WindowSize: 2, ExcludeSize: 1, MaxRequests: 10,
+				IdleProposeDelay: 50 * time.Millisecond, Ledger: c.leds[id], Safety: running.SafetyState(),
+				Pending: running.PendingBlocks(), HighQC: running.HighQC(), HighCommitQC: running.HighCommitQC()})
+			restarted.Start()
+			for r := running.HighQC().Round() + 1; r <= running.HighQC().Round()+2; r++ {
+				if got, want := restarted.Leader(r), running.Leader(r); got != want {
+					t.Errorf("seed %d, replica %d: restarted, it elects %d for round %d; running, it elected %d", seed, id, got, r, want)
+				}
+			}
+		}
+	}
+}
