@@ -96,16 +96,12 @@ type Stats struct {
 	// UnixMs is when the counters were read, so that rates over two
 	// snapshots use the right interval.
 	UnixMs int64 `json:"unix_ms"`
-	// Gossip and stream losses (p2p.Stats), to tell a replica that falls
-	// behind because it loses messages from one that is merely slow.
-	GossipDrops         uint64 `json:"gossip_drops"`
-	GossipIgnored       uint64 `json:"gossip_ignored"`
-	GossipRejected      uint64 `json:"gossip_rejected"`
-	GossipUndeliverable uint64 `json:"gossip_undeliverable"`
-	SendDrops           uint64 `json:"send_drops"`
-	// GossipIWants counts message ids others asked this replica for after
-	// its IHAVE: gossip's repair of a lost message (there are no relays).
-	GossipIWants uint64 `json:"gossip_iwants"`
+	// P2P is the p2p layer's counters (p2p.Stats): gossip and stream
+	// losses, to tell a replica that falls behind because it loses messages
+	// from one that is merely slow, and what misbehaving peers and clients
+	// were refused (the same counters as the diembft_p2p_* and
+	// diembft_gossip_* metrics).
+	P2P p2p.Stats `json:"p2p"`
 	// Fsyncs counts the syncs of the safety file before votes and
 	// timeouts, of the ledger file and of the block store for commits;
 	// FsyncFiles has them by file ("safety", "ledger", "blocks") with the
@@ -220,9 +216,7 @@ func (r *Replica) writeStats() {
 		Height: value(r.m.height), Commits: value(r.m.commits), Timeouts: value(r.m.timeouts)}
 	s.Transmissions, s.GossipControl, s.SigVerifications, s.RequestSigVerifications = r.costCounters()
 	s.UnixMs = time.Now().UnixMilli()
-	ns := r.net.Stats()
-	s.GossipDrops, s.GossipIgnored, s.GossipRejected = ns.PubsubDrops, ns.PubsubIgnores, ns.PubsubRejects
-	s.GossipUndeliverable, s.SendDrops, s.GossipIWants = ns.PubsubUndeliverable, ns.SendDrops, ns.PubsubIWants
+	s.P2P = r.net.Stats()
 	s.FsyncFiles = map[string]FsyncStat{}
 	for file, st := range r.syncFiles() {
 		s.FsyncFiles[file] = FsyncStat{Count: st.count(), Seconds: st.seconds()}

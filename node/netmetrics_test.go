@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +16,7 @@ import (
 
 // TestNetMetricsExported: the p2p layer's counters of refused and dropped
 // messages, and the Go runtime and process collectors, are in the
-// replica's registry (--metrics), not only in stats.json.
+// replica's registry (--metrics), and the p2p counters in stats.json.
 func TestNetMetricsExported(t *testing.T) {
 	c := newCluster(t, 1)
 	r, err := New(c.cfgs[0])
@@ -58,5 +61,17 @@ func TestNetMetricsExported(t *testing.T) {
 	}
 	if f := got["diembft_p2p_send_drops_total"]; f != nil && len(f.GetMetric()) != 3 {
 		t.Errorf("diembft_p2p_send_drops_total has %d series, want one per reason (3)", len(f.GetMetric()))
+	}
+
+	// The same counters in stats.json.
+	r.writeStats()
+	var st Stats
+	if data, err := os.ReadFile(filepath.Join(c.cfgs[0].Home, "stats.json")); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.P2P.OversizeMessages != 1 {
+		t.Errorf("stats.json p2p.oversize_messages = %d, want 1", st.P2P.OversizeMessages)
 	}
 }

@@ -4,43 +4,44 @@ import "sync/atomic"
 
 // Stats are cumulative counters since New, for metrics and tests.
 type Stats struct {
-	Sent     uint64 // framed stream messages written (Send and request/response)
-	Received uint64 // framed stream messages read and handed to a handler
+	Sent     uint64 `json:"sent"`     // framed stream messages written (Send and request/response)
+	Received uint64 `json:"received"` // framed stream messages read and handed to a handler
 
-	SendDrops uint64 // Send: messages dropped because a queue was full (all causes below and the message bound)
+	SendDrops uint64 `json:"send_drops"` // Send: messages dropped because a queue was full (all causes below and the message bound)
 	// SendDropsBytes: oldest messages dropped because the (peer, protocol)
 	// queue's bytes (Config.SendQueueBytes) would have been exceeded.
-	SendDropsBytes uint64
+	SendDropsBytes uint64 `json:"send_drops_bytes"`
 	// SendDropsNonMember: messages to non-members dropped because the
 	// queues to non-members together (Config.NonMemberQueueBytes) were full.
-	SendDropsNonMember uint64
+	SendDropsNonMember uint64 `json:"send_drops_non_member"`
 	// SendQueuedBytes is the bytes waiting in all send queues now (a gauge),
 	// SendQueuedNonMemberBytes those in the queues to non-members.
-	SendQueuedBytes, SendQueuedNonMemberBytes uint64
-	SendFailures                              uint64 // Send: message given up after repeated stream errors
-	Unhandled                                 uint64 // framed message on a protocol with no registered handler
+	SendQueuedBytes          uint64 `json:"send_queued_bytes"`
+	SendQueuedNonMemberBytes uint64 `json:"send_queued_non_member_bytes"`
+	SendFailures             uint64 `json:"send_failures"` // Send: message given up after repeated stream errors
+	Unhandled                uint64 `json:"unhandled"`     // framed message on a protocol with no registered handler
 
-	StreamsOpened   uint64 // outbound streams opened by Send and Request
-	StreamsAccepted uint64 // inbound streams accepted by Handle and HandleRequest handlers
-	StreamErrors    uint64 // framed streams torn down by an error (a reset by either side, a bad frame)
+	StreamsOpened   uint64 `json:"streams_opened"`   // outbound streams opened by Send and Request
+	StreamsAccepted uint64 `json:"streams_accepted"` // inbound streams accepted by Handle and HandleRequest handlers
+	StreamErrors    uint64 `json:"stream_errors"`    // framed streams torn down by an error (a reset by either side, a bad frame)
 
-	GaterRefusals         uint64 // inbound connections from non-members refused
-	NonMemberStreamResets uint64 // member-only streams from non-members reset
-	OversizeMessages      uint64 // framed or pubsub messages over MaxMsgSize refused
+	GaterRefusals         uint64 `json:"gater_refusals"`           // inbound connections from non-members refused
+	NonMemberStreamResets uint64 `json:"non_member_stream_resets"` // member-only streams from non-members reset
+	OversizeMessages      uint64 `json:"oversize_messages"`        // framed or pubsub messages over MaxMsgSize refused
 
-	PubsubPublished     uint64 // messages this node published
-	PubsubDelivered     uint64 // messages from others handed to a topic handler
-	PubsubRejects       uint64 // validation Reject (provably invalid input)
-	PubsubIgnores       uint64 // validation Ignore (stale input)
-	PubsubNonMember     uint64 // messages relayed by a non-member, rejected before validation
-	PubsubDrops         uint64 // outbound RPCs dropped (peer queue full) or validation queue full/throttled
-	PubsubDuplicates    uint64 // messages already seen
-	PubsubUndeliverable uint64 // messages dropped because a topic handler fell behind
-	PubsubRepairs       uint64 // members reconnected because pubsub lost track of them (see watchPubsub)
-	PubsubMsgsSent      uint64 // messages written to peers in RPCs: own publishes, IWANT answers and any relays, one per peer
-	PubsubControlSent   uint64 // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
-	PubsubIWants        uint64 // message ids members asked us for after our IHAVE (gossip repair)
-	GraylistDrops       uint64 // gossip messages of graylisted peers dropped unread (GraylistDrops)
+	PubsubPublished     uint64 `json:"pubsub_published"`     // messages this node published
+	PubsubDelivered     uint64 `json:"pubsub_delivered"`     // messages from others handed to a topic handler
+	PubsubRejects       uint64 `json:"pubsub_rejects"`       // validation Reject (provably invalid input)
+	PubsubIgnores       uint64 `json:"pubsub_ignores"`       // validation Ignore (stale input)
+	PubsubNonMember     uint64 `json:"pubsub_non_member"`    // messages relayed by a non-member, rejected before validation
+	PubsubDrops         uint64 `json:"pubsub_drops"`         // outbound RPCs dropped (peer queue full) or validation queue full/throttled
+	PubsubDuplicates    uint64 `json:"pubsub_duplicates"`    // messages already seen
+	PubsubUndeliverable uint64 `json:"pubsub_undeliverable"` // messages dropped because a topic handler fell behind
+	PubsubRepairs       uint64 `json:"pubsub_repairs"`       // members reconnected because pubsub lost track of them (see watchPubsub)
+	PubsubMsgsSent      uint64 `json:"pubsub_msgs_sent"`     // messages written to peers in RPCs: own publishes, IWANT answers and any relays, one per peer
+	PubsubControlSent   uint64 `json:"pubsub_control_sent"`  // RPCs to peers that carried no message (subscriptions, graft/prune, gossip)
+	PubsubIWants        uint64 `json:"pubsub_iwants"`        // message ids members asked us for after our IHAVE (gossip repair)
+	GraylistDrops       uint64 `json:"graylist_drops"`       // gossip messages of graylisted peers dropped unread (GraylistDrops)
 }
 
 type counters struct {
