@@ -376,7 +376,7 @@ func (in *Injector) tick() []Effect {
 		return nil
 	}
 	elapsed := in.now().Sub(in.start)
-	return in.fireTriggers(config.TriggerTime, func(a []int) bool { return elapsed >= time.Duration(a[0])*time.Millisecond }, 0)
+	return in.fireTriggers(config.TriggerTime, func(a []int) bool { return elapsed >= time.Duration(a[0])*time.Millisecond }, in.round)
 }
 
 // EnterRound is called when the replica enters round r, by a TC if byTC.

@@ -343,6 +343,20 @@ func TestTriggerKinds(t *testing.T) {
 			if len(h.effects) != 1 || h.effects[0].round != tc.round || h.effects[0].step != tc.step || h.fired(0) != 1 {
 				t.Fatalf("effects %+v (fired %d), want one at %q in round %d", h.effects, h.fired(0), tc.step, tc.round)
 			}
+			// Spec §2: every fault that fires is logged with its round
+			// (time(ms) logged round 0 until 2026-12-06).
+			want := tc.round
+			if tc.step == "tick" {
+				want-- // the harness ticks before it enters the round
+			}
+			if got := h.effects[0].Round; got != want {
+				t.Fatalf("the effect says round %d, the replica is in round %d", got, want)
+			}
+			for _, rec := range h.records() {
+				if rec.Ev == EvFire && rec.Round != want {
+					t.Fatalf("fire record %+v, want round %d", rec, want)
+				}
+			}
 		})
 	}
 	t.Run("another replica's trigger", func(t *testing.T) {
