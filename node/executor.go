@@ -99,9 +99,12 @@ const maxPeers = 1 << 16
 func LedgerFile(id types.ReplicaID) string { return fmt.Sprintf("replica-%d.ledger", id) }
 
 // ErrLedgerCorrupt is wrapped by the error New returns when a ledger line
-// that is not the last fails its checksum or does not parse: the file was
-// damaged in place, not torn by a crash while appending, and the replica
-// refuses to start on it (see LedgerCorruptError).
+// fails its checksum or does not parse, or lacks its newline, where a crash
+// while appending cannot have left it: it is followed by further lines, or
+// the block store counts it among its committed blocks' lines (those are
+// fsync'd before the store's transaction). The file was damaged in place and
+// the replica refuses to start on it, leaving it as it is (see
+// LedgerCorruptError).
 var ErrLedgerCorrupt = errors.New("ledger corrupt")
 
 // ErrLedgerBehindStore is wrapped by the error New returns when the ledger
@@ -113,16 +116,17 @@ var ErrLedgerBehindStore = errors.New("ledger behind the block store (move block
 
 // LedgerCorruptError names the ledger file and the 1-based line that is
 // damaged. It wraps ErrLedgerCorrupt and the parse error (which wraps
-// client.ErrBadLedger).
+// client.ErrBadLedger). Why is why it is not a torn write.
 type LedgerCorruptError struct {
 	Path string
 	Line uint64
 	Err  error
+	Why  string
 }
 
 func (e *LedgerCorruptError) Error() string {
-	return fmt.Sprintf("%v: %s:%d: %v (followed by further lines, so not a torn write; to recover, move %s and %s out of the home and restart the replica: it catches up from the others)",
-		ErrLedgerCorrupt, e.Path, e.Line, e.Err, filepath.Base(e.Path), BlockStoreFile)
+	return fmt.Sprintf("%v: %s:%d: %v (%s, so not a torn write; to recover, move %s and %s out of the home and restart the replica: it catches up from the others)",
+		ErrLedgerCorrupt, e.Path, e.Line, e.Err, e.Why, filepath.Base(e.Path), BlockStoreFile)
 }
 
 func (e *LedgerCorruptError) Unwrap() []error { return []error{ErrLedgerCorrupt, e.Err} }
@@ -192,8 +196,9 @@ func openExecutorFS(fsys fileSystem, home string, id types.ReplicaID, chainID st
 // reading it as a stream (a long run's ledger can be many gigabytes). A
 // torn tail (a crash in the middle of an append) is cut off: a last line
 // without its newline, or a last line that fails its checksum or does not
-// parse. Such a line followed by a complete one is damage in place: replay
-// returns a *LedgerCorruptError and leaves the file as it is.
+// parse. Such a line followed by a complete one, or within the limit lines
+// the block store counts, is damage in place: replay returns a
+// *LedgerCorruptError and leaves the file as it is.
 func (e *executor) replay(f file, path string, limit uint64) error {
 	size, err := f.Size()
 	if err != nil {
@@ -201,7 +206,7 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20)
 	keep := int64(0) // the end of the last line replayed
-	torn := ""
+	var torn error   // why the last line is not replayed, if it is not
 	for {
 		if e.height == limit {
 			if keep < size {
@@ -212,7 +217,7 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 		raw, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) {
 			if len(raw) > 0 {
-				torn = "incomplete last line (no newline)"
+				torn = fmt.Errorf("%w: incomplete last line (no newline)", client.ErrBadLedger)
 			}
 			break
 		}
@@ -226,9 +231,9 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 		}
 		if err != nil {
 			if _, more := br.ReadBytes('\n'); more == nil { // a complete line follows
-				return &LedgerCorruptError{Path: path, Line: e.height + 1, Err: err}
+				return &LedgerCorruptError{Path: path, Line: e.height + 1, Err: err, Why: "followed by further lines"}
 			}
-			torn = fmt.Sprintf("bad last line: %v", err)
+			torn = err
 			break
 		}
 		result := "fail"
@@ -245,9 +250,16 @@ func (e *executor) replay(f file, path string, limit uint64) error {
 		e.view = e.view.Extend(raw)
 		keep += int64(len(raw))
 	}
+	if torn != nil && limit != noLimit && e.height < limit {
+		// The line was fsync'd before the block store's transaction that
+		// counts it: a crash cannot have torn it. Cutting it would also
+		// cut committed data before a refused start (ErrLedgerBehindStore).
+		return &LedgerCorruptError{Path: path, Line: e.height + 1, Err: torn,
+			Why: fmt.Sprintf("within the %d lines of the block store's committed blocks", limit)}
+	}
 	if keep != size {
 		// Not synced: the next block's write and fsync overwrite the tail.
-		if torn != "" {
+		if torn != nil {
 			log.Warnw("ledger: cutting a torn tail", "path", path, "line", e.height+1, "bytes", size-keep, "why", torn)
 		}
 		if err := f.Truncate(keep); err != nil {

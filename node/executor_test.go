@@ -195,6 +195,54 @@ func TestLedgerCorruptLineRefusesToStart(t *testing.T) {
 	}
 }
 
+// TestLedgerBadLastLineWithinStoreRefusesToStart: the block store counts
+// the ledger lines of its committed blocks, which were fsync'd before its
+// transaction, so a bad or incomplete last line among them was damaged in
+// place, not torn by a crash: the replica refuses to start with
+// ErrLedgerCorrupt and leaves the file as it is (cutting it before refusing
+// would lose committed data and blame a missing ledger instead). Past the
+// store's count the same line is a torn tail and is cut.
+func TestLedgerBadLastLineWithinStoreRefusesToStart(t *testing.T) {
+	c := ledgerClient("c")
+	var ledger string
+	for seq := uint64(1); seq <= 3; seq++ {
+		ledger += LedgerLine(c, seq, fmt.Sprintf("append('k','%d')", seq)) + "\n"
+	}
+	flipped := []byte(ledger)
+	flipped[len(flipped)-2] ^= 0x01 // a checksum digit of line 3
+	for name, damaged := range map[string][]byte{
+		"bad checksum": flipped,
+		"no newline":   []byte(ledger[:len(ledger)-1]),
+	} {
+		t.Run(name, func(t *testing.T) {
+			home := t.TempDir()
+			path := filepath.Join(home, LedgerFile(1))
+			if err := os.WriteFile(path, damaged, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := openExecutorFS(osFS{}, home, 1, "crash-test", ledgerKey(), 3)
+			var ce *LedgerCorruptError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrLedgerCorrupt) || !errors.Is(err, client.ErrBadLedger) || errors.Is(err, ErrLedgerBehindStore) {
+				t.Fatalf("open with line 3 of 3 counted by the block store = %v, want a *LedgerCorruptError", err)
+			}
+			if ce.Path != path || ce.Line != 3 || !strings.Contains(err.Error(), "block store") {
+				t.Fatalf("error %q (path %s, line %d) does not name %s:3 and why", err, ce.Path, ce.Line, path)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, damaged) {
+				t.Fatalf("a refused start modified the ledger: %d bytes, was %d", len(got), len(damaged))
+			}
+			e, err := openExecutorFS(osFS{}, home, 1, "crash-test", ledgerKey(), noLimit)
+			if err != nil {
+				t.Fatalf("open without the store's count: %v, want the last line cut as a torn tail", err)
+			}
+			defer e.close()
+			if e.height != 2 {
+				t.Fatalf("height %d after cutting the torn tail, want 2", e.height)
+			}
+		})
+	}
+}
+
 // BenchmarkExecuteBlock is the cost of committing a block of 100 requests:
 // execution, 100 reply signatures, one ledger write and its fdatasync; the
 // InMemory variant writes to the page-cache double (no disk), so the
