@@ -60,7 +60,7 @@ func faultRules(cfg *config.Config) []FaultRule {
 		switch {
 		case f.Type == config.TypePartition:
 		case f.Trigger != nil:
-			r.Trigger = fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
+			r.Trigger = f.Trigger.String()
 			r.Max = 1
 			if r.Leader && f.Trigger.Kind == config.TriggerRound {
 				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
@@ -140,6 +140,10 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 			faults[i].Note = fmt.Sprintf(notFired+"the run reached round %d, its first round is %d", info.Rounds.Highest, r.FirstRound)
 		case r.Leader:
 			faults[i].Note = notFired + "no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)"
+		case r.Trigger != "" && len(info.Armed[i]) > 0:
+			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s armed it on replica %s, and no matching message came after", r.Trigger, replicaList(info.Armed[i]))
+		case r.Trigger != "" && len(info.Spent[i]) > 0:
+			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s came while another replica led (on replica %s)", r.Trigger, replicaList(info.Spent[i]))
 		case r.Trigger != "":
 			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s did not happen", r.Trigger)
 		default:
@@ -172,7 +176,15 @@ func (e *experiment) collectFaults() {
 	}
 	var logs [][]fault.Record
 	hit := map[int][]int{} // leader fault -> replicas it fired on
-	e.info.Stopped = nil
+	e.info.Stopped, e.info.Armed, e.info.Spent = nil, nil, nil
+	note := func(m *map[int][]int, failure, id int) {
+		if *m == nil {
+			*m = map[int][]int{}
+		}
+		if !slices.Contains((*m)[failure], id) {
+			(*m)[failure] = append((*m)[failure], id)
+		}
+	}
 	for id := range e.info.Replicas {
 		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
 		recs, err := fault.ReadLog(home)
@@ -182,7 +194,18 @@ func (e *experiment) collectFaults() {
 		}
 		logs = append(logs, recs)
 		for _, r := range recs {
-			if r.Ev != fault.EvFire || r.Failure < 0 || r.Failure >= len(e.info.FaultRules) {
+			if r.Failure < 0 || r.Failure >= len(e.info.FaultRules) {
+				continue
+			}
+			switch r.Ev {
+			case fault.EvArm:
+				note(&e.info.Armed, r.Failure, id)
+				continue
+			case fault.EvSpent:
+				note(&e.info.Spent, r.Failure, id)
+				continue
+			case fault.EvFire:
+			default:
 				continue
 			}
 			if e.info.FaultRules[r.Failure].Leader && !slices.Contains(hit[r.Failure], id) {
@@ -199,7 +222,7 @@ func (e *experiment) collectFaults() {
 		}
 	}
 	for idx, ids := range hit {
-		e.info.Faults[idx].Note = fmt.Sprintf("on replica %s", strings.Trim(fmt.Sprint(ids), "[]"))
+		e.info.Faults[idx].Note = "on replica " + replicaList(ids)
 		if e.info.FaultRules[idx].Stops {
 			for _, id := range ids {
 				if !slices.Contains(e.info.Faulty, id) {
@@ -210,3 +233,6 @@ func (e *experiment) collectFaults() {
 		}
 	}
 }
+
+// replicaList writes replica ids as "0 2 3".
+func replicaList(ids []int) string { return strings.Trim(fmt.Sprint(ids), "[]") }

@@ -12,8 +12,8 @@ import (
 // trigger, or rounds past the crash's round). A triggered fault that fired
 // more often than once is a problem.
 func TestFaultsThatDidNotFire(t *testing.T) {
-	drop := FaultRule{Min: 1, Max: 1, Trigger: "proposal[3]", Replica: 1}
-	crash := FaultRule{Min: 1, Max: 1, Trigger: "client_request[0 1]", Replica: 1, Stops: true}
+	drop := FaultRule{Min: 1, Max: 1, Trigger: "proposal(3)", Replica: 1}
+	crash := FaultRule{Min: 1, Max: 1, Trigger: "client_request(0, 1)", Replica: 1, Stops: true}
 	down := func(replica int, round uint64) []StoppedReplica {
 		return []StoppedReplica{{Replica: replica, Fault: 1, Round: round}}
 	}
@@ -24,22 +24,26 @@ func TestFaultsThatDidNotFire(t *testing.T) {
 		stopped  []StoppedReplica
 		wantNote string // fault 0's
 		wantOK   bool
+		armed    map[int][]int
+		spent    map[int][]int
 	}{
-		{"triggered fault of the crashed replica", []FaultRule{drop, crash}, []int{0, 1}, down(1, 3), "could not fire: replica 1 crashed for good (fault 1, round 3) before", true},
-		{"its rounds start after the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 9, Replica: 1}, crash}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true},
-		{"its rounds started before the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 4, Replica: 1}, crash}, []int{0, 1}, down(1, 10), "did not fire: no message or event matched it", true},
-		{"the crash did not fire either", []FaultRule{drop, crash}, []int{0, 0}, nil, "did not fire: its trigger proposal[3] did not happen", true},
-		{"another replica crashed", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "commit[2]", Replica: 2, Stops: true}}, []int{0, 1}, down(2, 3), "did not fire: its trigger proposal[3] did not happen", true},
-		{"its rounds never came", []FaultRule{{Min: 1, Max: -1, FirstRound: 40, Replica: 1}}, []int{0}, nil, "did not fire: the run reached round 20, its first round is 40", true},
-		{"a leader fault", []FaultRule{{Min: 1, Max: 1, Trigger: "round[5]", Replica: -1, Stops: true, Leader: true}}, []int{0}, nil, "did not fire: no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)", true},
-		{"a leader crash took the replica down", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "round[5]", Replica: -1, Stops: true}}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true},
-		{"fired", []FaultRule{drop}, []int{1}, nil, "", true},
-		{"a leader message fault with a commit trigger, on two leaders", []FaultRule{{Min: 1, Max: 2, Trigger: "commit[3]", Replica: -1}}, []int{2}, nil, "", true},
-		{"... on three", []FaultRule{{Min: 1, Max: 2, Trigger: "commit[3]", Replica: -1}}, []int{3}, nil, "", false},
-		{"fired twice with a trigger", []FaultRule{drop}, []int{2}, nil, "", false},
+		{"triggered fault of the crashed replica", []FaultRule{drop, crash}, []int{0, 1}, down(1, 3), "could not fire: replica 1 crashed for good (fault 1, round 3) before", true, nil, nil},
+		{"its rounds start after the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 9, Replica: 1}, crash}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true, nil, nil},
+		{"its rounds started before the crash", []FaultRule{{Min: 1, Max: -1, FirstRound: 4, Replica: 1}, crash}, []int{0, 1}, down(1, 10), "did not fire: no message or event matched it", true, nil, nil},
+		{"the crash did not fire either", []FaultRule{drop, crash}, []int{0, 0}, nil, "did not fire: its trigger proposal(3) did not happen", true, nil, nil},
+		{"another replica crashed", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "commit(2)", Replica: 2, Stops: true}}, []int{0, 1}, down(2, 3), "did not fire: its trigger proposal(3) did not happen", true, nil, nil},
+		{"its rounds never came", []FaultRule{{Min: 1, Max: -1, FirstRound: 40, Replica: 1}}, []int{0}, nil, "did not fire: the run reached round 20, its first round is 40", true, nil, nil},
+		{"a leader fault", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1, Stops: true, Leader: true}}, []int{0}, nil, "did not fire: no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)", true, nil, nil},
+		{"a leader crash took the replica down", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "round(5)", Replica: -1, Stops: true}}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true, nil, nil},
+		{"fired", []FaultRule{drop}, []int{1}, nil, "", true, nil, nil},
+		{"armed, no message after", []FaultRule{{Min: 1, Max: 2, Trigger: "time(900)", Replica: -1}}, []int{0}, nil, "did not fire: its trigger time(900) armed it on replica 0 3, and no matching message came after", true, map[int][]int{0: {0, 3}}, map[int][]int{0: {1, 2}}},
+		{"spent where others led", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1}}, []int{0}, nil, "did not fire: its trigger round(5) came while another replica led (on replica 1 2)", true, nil, map[int][]int{0: {1, 2}}},
+		{"a leader message fault with a commit trigger, on two leaders", []FaultRule{{Min: 1, Max: 2, Trigger: "commit(3)", Replica: -1}}, []int{2}, nil, "", true, nil, nil},
+		{"... on three", []FaultRule{{Min: 1, Max: 2, Trigger: "commit(3)", Replica: -1}}, []int{3}, nil, "", false, nil, nil},
+		{"fired twice with a trigger", []FaultRule{drop}, []int{2}, nil, "", false, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			info := &RunInfo{FaultRules: tc.rules, Rounds: Rounds{Highest: 20}, Stopped: tc.stopped}
+			info := &RunInfo{FaultRules: tc.rules, Rounds: Rounds{Highest: 20}, Stopped: tc.stopped, Armed: tc.armed, Spent: tc.spent}
 			var faults []FaultReport
 			for _, n := range tc.fired {
 				faults = append(faults, FaultReport{Type: "x", Src: "1", Msg: "*", Fired: n})

@@ -118,7 +118,13 @@ type RunInfo struct {
 	// Stopped are the replicas a crash without restart took down, with the
 	// round it fired in (faults.go collectFaults).
 	Stopped []StoppedReplica `json:"stopped,omitempty"`
-	Rounds  Rounds           `json:"rounds"`
+	// Armed maps a message fault to the replicas its trigger armed (it
+	// then waits for its message), Spent a "leader" fault to the replicas
+	// its trigger came to while another led (faults.go collectFaults), so
+	// that a fault that never fired is explained.
+	Armed  map[int][]int `json:"armed,omitempty"`
+	Spent  map[int][]int `json:"spent,omitempty"`
+	Rounds Rounds        `json:"rounds"`
 	// ClientPhaseS is the wall time from starting the clients to the last
 	// one ending; the report's duration comes from the client results when
 	// there are any (first submission to last acceptance).

@@ -418,7 +418,7 @@ func TestRunInjectsFaults(t *testing.T) {
 	if err := readJSON(filepath.Join(dir, runFile), &info); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(info.Faulty, []int{2}) || len(info.FaultRules) != 2 || info.FaultRules[1] != (FaultRule{Min: 1, Max: 1, Trigger: "commit[3]", Replica: 2, Stops: true}) {
+	if !slices.Equal(info.Faulty, []int{2}) || len(info.FaultRules) != 2 || info.FaultRules[1] != (FaultRule{Min: 1, Max: 1, Trigger: "commit(3)", Replica: 2, Stops: true}) {
 		t.Errorf("run.json: faulty %v, rules %+v", info.Faulty, info.FaultRules)
 	}
 	recs, err := fault.ReadLog(filepath.Join(dir, olympus.HomesDir, olympus.ReplicaDir(1)))
@@ -460,7 +460,7 @@ func TestRunJudgesFaults(t *testing.T) {
 	t.Run("FAKE_FAULTS_TWICE", func(t *testing.T) {
 		t.Setenv("FAKE_FAULTS_TWICE", "1")
 		rep, _, _ := launch(t, faultyConfig)
-		if want := "fault 1 (crash, src 2, msg *) fired 2 times; with trigger commit[3] it fires at most 1"; rep.OK || !slices.Contains(rep.Problems, want) {
+		if want := "fault 1 (crash, src 2, msg *) fired 2 times; with trigger commit(3) it fires at most 1"; rep.OK || !slices.Contains(rep.Problems, want) {
 			t.Fatalf("ok %v, problems %q; want %q", rep.OK, rep.Problems, want)
 		}
 	})

@@ -289,7 +289,7 @@ func (in *Injector) Describe() []string {
 		}
 		s := fmt.Sprintf("#%d %s src=%s dest=%s msg=%s prob=%g", f.idx, f.Type, f.Src, f.Dest, f.Msg, f.Prob)
 		if f.Trigger != nil {
-			s += fmt.Sprintf(" trigger=%s%v", f.Trigger.Kind, f.Trigger.Args)
+			s += " trigger=" + f.Trigger.String()
 		} else if len(f.Rounds) > 0 {
 			s += fmt.Sprintf(" rounds=%v", f.Rounds)
 		}
@@ -521,7 +521,7 @@ func (in *Injector) fireTriggers(kind string, match func(args []int) bool, round
 		if Draw(in.seed, in.id, f.idx, pointTrigger) >= f.Prob {
 			continue // the seed says this fault does not happen in this run
 		}
-		trig := fmt.Sprintf("%s%v", f.Trigger.Kind, f.Trigger.Args)
+		trig := f.Trigger.String()
 		if f.Src == config.EndpointLeader && f.Type != config.TypePartition && !in.leadsTrigger(f, kind, round) {
 			// Logged, so that this replica, restarted, does not carry it
 			// out in a later round it leads (round(r) matches any round
@@ -597,7 +597,7 @@ func (in *Injector) fire(f *failure, round uint64) Effect {
 		detail = fmt.Sprintf("set %s = %d", f.Attr, f.Val)
 	}
 	if f.Trigger != nil {
-		detail = fmt.Sprintf("%s%v: %s", f.Trigger.Kind, f.Trigger.Args, detail)
+		detail = f.Trigger.String() + ": " + detail
 	}
 	in.record(Record{Ev: EvFire, Failure: f.idx, Round: round, Detail: detail})
 	return e

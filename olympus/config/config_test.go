@@ -222,6 +222,9 @@ func TestTriggers(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(*got, want) {
 			t.Errorf("parseTrigger(%q) = %+v, %v; want %+v", text, got, err, want)
 		}
+		if s := want.String(); s != text { // as logs and notes write it
+			t.Errorf("%+v.String() = %q, want %q", want, s, text)
+		}
 	}
 }
 

@@ -230,6 +230,15 @@ type Trigger struct {
 	Args []int
 }
 
+// String writes t as the config does: "commit(500)", "client_request(0, 5)".
+func (t *Trigger) String() string {
+	args := make([]string, len(t.Args))
+	for i, a := range t.Args {
+		args[i] = strconv.Itoa(a)
+	}
+	return t.Kind + "(" + strings.Join(args, ", ") + ")"
+}
+
 var triggerSyntax = regexp.MustCompile(`^\s*([a-z_]+)\s*\((.*)\)\s*$`)
 
 // parseTrigger reads a trigger such as "client_request(0, 1)"; "" is none.
