@@ -28,20 +28,12 @@ func Parse(spec string) ([]kv.Op, error) {
 // item is parsed as by Parse (usually it is a single operation) and the
 // results are concatenated in order.
 func FromList(items []string) ([]kv.Op, error) {
-	return Expand(items, 0)
-}
-
-// Expand returns the operations of copy number copy (from 0) of a client
-// table whose workload is items: as FromList, except that each
-// pseudorandom(seed, n) generates from seed+copy, so that the copies a table's
-// count makes do not all send the same stream. Copy 0 is FromList exactly.
-func Expand(items []string, copy int) ([]kv.Op, error) {
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%w: no operations", ErrBadWorkload)
 	}
 	var ops []kv.Op
 	for i, item := range items {
-		more, err := parseItem(item, int64(copy))
+		more, err := parseItem(item)
 		if err != nil {
 			if len(items) > 1 {
 				return nil, fmt.Errorf("item %d: %w", i+1, err)
@@ -56,15 +48,15 @@ func Expand(items []string, copy int) ([]kv.Op, error) {
 	return ops, nil
 }
 
-// parseItem parses one workload text, adding seedOffset to a pseudorandom seed.
-func parseItem(spec string, seedOffset int64) ([]kv.Op, error) {
+// parseItem parses one workload text.
+func parseItem(spec string) ([]kv.Op, error) {
 	spec = strings.TrimSpace(spec)
 	if args, ok := strings.CutPrefix(spec, "pseudorandom"); ok {
 		seed, n, err := parsePseudorandom(args)
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %v", ErrBadWorkload, spec, err)
 		}
-		return Pseudorandom(seed+seedOffset, n), nil
+		return Pseudorandom(seed, n), nil
 	}
 	ops, err := kv.ParseOps(spec)
 	if err != nil {
@@ -89,6 +81,9 @@ func parseItem(spec string, seedOffset int64) ([]kv.Op, error) {
 // parsePseudorandom parses the "(seed, n)" after the word pseudorandom.
 func parsePseudorandom(args string) (seed int64, n int, err error) {
 	args = strings.TrimSpace(args)
+	if end := strings.IndexByte(args, ')'); strings.HasPrefix(args, "(") && end >= 0 && end < len(args)-1 {
+		return 0, 0, fmt.Errorf("pseudorandom(seed, n) stands alone: %q follows it (in a TOML list, give other operations their own items)", args[end+1:])
+	}
 	if !strings.HasPrefix(args, "(") || !strings.HasSuffix(args, ")") {
 		return 0, 0, errors.New("want pseudorandom(seed, n)")
 	}

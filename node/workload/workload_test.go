@@ -130,26 +130,6 @@ func TestPseudorandomSpellings(t *testing.T) {
 	}
 }
 
-func TestExpand(t *testing.T) {
-	items := []string{"put('a','b')", "pseudorandom(10,5)"}
-	first, err := FromList(items)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zero, err := Expand(items, 0)
-	if err != nil || !slices.Equal(zero, first) {
-		t.Fatalf("Expand(items, 0) = %v, %v; want FromList(items)", zero, err)
-	}
-	third, err := Expand(items, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append([]kv.Op{{Kind: kv.Put, Key: "a", Val: "b"}}, Pseudorandom(12, 5)...)
-	if !slices.Equal(third, want) {
-		t.Fatalf("Expand(items, 2) = %v, want the explicit op then Pseudorandom(12, 5)", third)
-	}
-}
-
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		spec    string
@@ -166,6 +146,9 @@ func TestParseErrors(t *testing.T) {
 		{"pseudorandom(1,100001)", "n must be"},
 		{"pseudorandom(1,2,3)", "n must be"},
 		{"put('a','b'); frob('a')", `unknown operation "frob"`},
+		// Found by the spec audit: said "n must be an integer from 1 to 100000".
+		{"pseudorandom(3,5); get('a')", `pseudorandom(seed, n) stands alone: "; get('a')" follows it`},
+		{"pseudorandom(3,5)x", `"x" follows it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {

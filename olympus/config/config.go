@@ -103,18 +103,16 @@ func (c *Config) TotalClients() int {
 }
 
 // ClientWorkloads returns the operations of every client, indexed by client
-// number. The copies of one table run the same workload text, except that
-// copy k (from 0) generates pseudorandom(seed, n) from seed+k (see
-// workload.Expand), so that the copies are different clients rather than
-// one stream sent several times.
+// number. The copies a table's count makes run the same operations (spec §2:
+// "count makes identical copies"), each as its own client with its own key.
 func (c *Config) ClientWorkloads() ([][]kv.Op, error) {
 	var all [][]kv.Op
 	for i, cl := range c.Clients {
-		for k := range cl.Count {
-			ops, err := workload.Expand(cl.Workload, k)
-			if err != nil {
-				return nil, fmt.Errorf("clients[%d].workload: %w", i, err)
-			}
+		ops, err := workload.FromList(cl.Workload)
+		if err != nil {
+			return nil, fmt.Errorf("clients[%d].workload: %w", i, err)
+		}
+		for range cl.Count {
 			all = append(all, ops)
 		}
 	}

@@ -16,7 +16,6 @@
 //   - exclude_size defaults to f and is clamped into [f, 2f] with a warning.
 //   - A [[clients]] table without count makes one client; a config without
 //     any [[clients]] table gets two clients running pseudorandom(233,100).
-//   - Copy k of a table runs pseudorandom(seed+k, n) (Config.ClientWorkloads).
 //   - set_attr and equivocate need a replica id as src; crash and pause a
 //     replica id or "leader" (the replica leading the round when the fault
 //     fires); only set_attr, equivocate and crash without restart count
