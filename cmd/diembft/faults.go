@@ -44,15 +44,18 @@ type FaultRule struct {
 	// Replica is the one replica the fault concerns (its src), or -1 for
 	// "_" and "leader". Stops marks a crash without restart, Leader a crash
 	// or pause of whichever replica leads (config.Failure.ActsOnLeader).
+	// Picked marks a triggered fault of src "_": Replica is the replica the
+	// seed picked for it (fault.AnyReplica).
 	Replica int  `json:"replica"`
 	Stops   bool `json:"stops,omitempty"`
 	Leader  bool `json:"leader,omitempty"`
+	Picked  bool `json:"picked,omitempty"`
 }
 
 // faultRules gives the rule of each of cfg's failures.
 func faultRules(cfg *config.Config) []FaultRule {
 	out := []FaultRule{}
-	for _, f := range cfg.Failures {
+	for i, f := range cfg.Failures {
 		r := FaultRule{Max: -1, Replica: max(int(f.Src), -1), Stops: f.CrashForGood(), Leader: f.ActsOnLeader()}
 		if f.Prob >= 1 {
 			r.Min = 1
@@ -66,8 +69,8 @@ func faultRules(cfg *config.Config) []FaultRule {
 				r.FirstRound = uint64(f.Trigger.Args[0]) // acts in that round only
 			}
 			switch {
-			case f.Src == config.EndpointAny: // once per replica
-				r.Max = cfg.NumReplicas()
+			case f.Src == config.EndpointAny: // once, on the replica the seed picks
+				r.Replica, r.Picked = fault.AnyReplica(cfg.Seed, i, cfg.NumReplicas()), true
 			case f.Src == config.EndpointLeader && !r.Leader && f.Trigger.Kind != config.TriggerRound:
 				// A message fault arms on the replica leading when the
 				// trigger fires: the leader of r, and the leader of r+1 if
@@ -144,6 +147,8 @@ func checkFaults(info *RunInfo, faults []FaultReport, probs *problemList) {
 			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s armed it on replica %s, and no matching message came after", r.Trigger, replicaList(info.Armed[i]))
 		case r.Trigger != "" && len(info.Spent[i]) > 0:
 			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s came while another replica led (on replica %s)", r.Trigger, replicaList(info.Spent[i]))
+		case r.Trigger != "" && r.Picked:
+			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s did not happen on replica %d (src \"_\": the seed picks the replica)", r.Trigger, r.Replica)
 		case r.Trigger != "":
 			faults[i].Note = fmt.Sprintf(notFired+"its trigger %s did not happen", r.Trigger)
 		default:
@@ -219,6 +224,11 @@ func (e *experiment) collectFaults() {
 	for idx, n := range fault.Fired(logs...) {
 		if idx < len(e.info.Faults) {
 			e.info.Faults[idx].Fired = n
+		}
+	}
+	for idx, r := range e.info.FaultRules {
+		if r.Picked && idx < len(e.info.Faults) && e.info.Faults[idx].Fired > 0 {
+			e.info.Faults[idx].Note = fmt.Sprintf("on replica %d, which the seed picked (src \"_\" with a trigger)", r.Replica)
 		}
 	}
 	for idx, ids := range hit {

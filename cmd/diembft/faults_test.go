@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/diembft/diembft/node/fault"
 	"github.com/diembft/diembft/olympus/config"
 )
 
@@ -36,6 +37,8 @@ func TestFaultsThatDidNotFire(t *testing.T) {
 		{"a leader fault", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1, Stops: true, Leader: true}}, []int{0}, nil, "did not fire: no replica led its round when it came, having entered the round by a QC (after a timeout a round has no certain leader)", true, nil, nil},
 		{"a leader crash took the replica down", []FaultRule{drop, {Min: 1, Max: 1, Trigger: "round(5)", Replica: -1, Stops: true}}, []int{0, 1}, down(1, 5), "could not fire: replica 1 crashed for good (fault 1, round 5) before", true, nil, nil},
 		{"fired", []FaultRule{drop}, []int{1}, nil, "", true, nil, nil},
+		{"src _ with a trigger, on the picked replica", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: 2, Picked: true}}, []int{0}, nil, "did not fire: its trigger round(5) did not happen on replica 2 (src \"_\": the seed picks the replica)", true, nil, nil},
+		{"src _ with a trigger, fired twice", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: 2, Picked: true}}, []int{2}, nil, "", false, nil, nil},
 		{"armed, no message after", []FaultRule{{Min: 1, Max: 2, Trigger: "time(900)", Replica: -1}}, []int{0}, nil, "did not fire: its trigger time(900) armed it on replica 0 3, and no matching message came after", true, map[int][]int{0: {0, 3}}, map[int][]int{0: {1, 2}}},
 		{"spent where others led", []FaultRule{{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1}}, []int{0}, nil, "did not fire: its trigger round(5) came while another replica led (on replica 1 2)", true, nil, map[int][]int{0: {1, 2}}},
 		{"a leader message fault with a commit trigger, on two leaders", []FaultRule{{Min: 1, Max: 2, Trigger: "commit(3)", Replica: -1}}, []int{2}, nil, "", true, nil, nil},
@@ -73,5 +76,18 @@ func TestLeaderMessageFaultRules(t *testing.T) {
 		if r := faultRules(cfg)[0]; r.Max != want || r.Min != 1 {
 			t.Errorf("trigger %s: rule %+v, want at most %d", trigger, r, want)
 		}
+	}
+}
+
+// TestAnyFaultRule: a triggered fault of src "_" fires once, on the replica
+// the seed picks (the one the replicas' injectors pick, fault.AnyReplica).
+func TestAnyFaultRule(t *testing.T) {
+	cfg, err := config.Parse([]byte("seed = 9\n[[failures]]\ntype = \"drop\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n"), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := faultRules(cfg)[1]
+	if want := fault.AnyReplica(9, 1, cfg.NumReplicas()); r.Max != 1 || !r.Picked || r.Replica != want {
+		t.Fatalf("rule %+v, want at most 1 on replica %d", r, want)
 	}
 }

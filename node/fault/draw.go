@@ -16,7 +16,18 @@ const (
 	pointEquivocate = 4 // round
 	pointClientIn   = 5 // client key hash, seq, occurrence
 	pointCut        = 6 // kind, round, from, occurrence
+	pointAny        = 7 // the replica a triggered failure of src "_" acts on
 )
+
+// AnyReplica is the one replica of n that carries out failure (by index)
+// when its src is "_" and it has a trigger. Spec §2 has a triggered failure
+// fire once, at the first matching event; the replicas cannot tell which of
+// them met its event first without a round of messages, so the seed picks
+// one (the same for a config and seed), and the failure fires at the first
+// matching event there. The launcher names it in the report.
+func AnyReplica(seed int64, failure, n int) int {
+	return min(int(Draw(seed, -1, failure, pointAny)*float64(n)), n-1)
+}
 
 // kindCode numbers message kinds for draw points.
 func kindCode(kind string) uint64 {

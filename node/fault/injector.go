@@ -179,7 +179,8 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 			}
 			in.anyPartition = true
 		case f.isMessage():
-			f.mine = f.Src == config.EndpointAny || f.Src == config.EndpointLeader || int(f.Src) == id
+			picked := f.Src == config.EndpointAny && (f.Trigger == nil || AnyReplica(in.seed, i, in.n) == id)
+			f.mine = picked || f.Src == config.EndpointLeader || int(f.Src) == id
 			in.anyMessage = in.anyMessage || f.mine
 		case f.isEvent(), f.Type == config.TypeEquivocate:
 			// Of src "leader" (crash, pause): every replica watches for it

@@ -415,6 +415,54 @@ func TestLegacyDrop(t *testing.T) {
 	}
 }
 
+// TestAnyWithTriggerFiresOnce: spec §2 has a triggered failure fire once.
+// With src "_" the seed picks the one replica that carries it out
+// (AnyReplica): across the committee exactly that replica drops a vote, once;
+// the picks spread over the replicas. Without a trigger "_" stays every
+// replica.
+func TestAnyWithTriggerFiresOnce(t *testing.T) {
+	const drop = "[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n"
+	picks := map[int]int{}
+	for seed := int64(1); seed <= 40; seed++ {
+		spec := specFor(t, seed, drop)
+		picked := AnyReplica(seed, 0, nodes)
+		picks[picked]++
+		mine := 0
+		for id := range nodes {
+			in, err := New(id, spec, Options{Now: time.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.fs[0].mine {
+				mine++
+				if id != picked {
+					t.Fatalf("seed %d: replica %d carries the fault, AnyReplica says %d", seed, id, picked)
+				}
+			}
+		}
+		if mine != 1 {
+			t.Fatalf("seed %d: %d replicas carry a triggered fault of src \"_\", want 1", seed, mine)
+		}
+		h := newHarness(t, seed, drop, nil)
+		h.run(12)
+		want := 0
+		if picked == self {
+			want = 1
+		}
+		if got := len(h.touched()); h.fired(0) != want || got != want {
+			t.Fatalf("seed %d (picked %d): fired %d, %d sends touched; replica %d should fire %d", seed, picked, h.fired(0), got, self, want)
+		}
+	}
+	if len(picks) != nodes {
+		t.Fatalf("the seeds 1..40 picked only replicas %v", picks)
+	}
+	h := newHarness(t, 1, "[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\nrounds = \"5..6\"\n", nil)
+	h.run(12)
+	if h.fired(0) != 2 {
+		t.Fatalf("a \"_\" fault by rounds fired %d times on replica %d, want its two votes", h.fired(0), self)
+	}
+}
+
 // ---- endpoints, client messages ----
 
 func TestLeaderEndpoints(t *testing.T) {
