@@ -9,9 +9,7 @@ import (
 	"strings"
 
 	"github.com/diembft/diembft/node/fault"
-	"github.com/diembft/diembft/olympus"
 	"github.com/diembft/diembft/olympus/config"
-	"github.com/diembft/diembft/protocol/types"
 )
 
 // Fault injection, the launcher's part (issue #6): Olympus gives the
@@ -191,7 +189,7 @@ func (e *experiment) collectFaults() {
 		}
 	}
 	for id := range e.info.Replicas {
-		home := filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
+		home := replicaHome(e.dir, id)
 		recs, err := fault.ReadLog(home)
 		if err != nil {
 			e.problem("replica %d's %s: %v", id, fault.LogFile, err)

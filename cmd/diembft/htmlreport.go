@@ -191,7 +191,7 @@ func loadRunData(dir string, rep *Report) *runData {
 
 	var missing []int
 	for _, id := range d.replicas {
-		home := filepath.Join(dir, olympus.HomesDir, fmt.Sprintf("replica-%d", id))
+		home := replicaHome(dir, id)
 		rf := &replicaFiles{}
 		d.files[id] = rf
 		evs, bad, err := readTimeline(filepath.Join(home, node.TimelineFile))

@@ -15,7 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/diembft/diembft/node"
 	"github.com/diembft/diembft/node/client"
+	"github.com/diembft/diembft/olympus"
+	"github.com/diembft/diembft/protocol/types"
 )
 
 // Files of a run directory (spec/config.md §1) besides logs/.
@@ -28,7 +31,12 @@ const (
 )
 
 func ledgerPath(dir string, id int) string {
-	return filepath.Join(dir, ledgersDir, fmt.Sprintf("replica-%d.ledger", id))
+	return filepath.Join(dir, ledgersDir, node.LedgerFile(types.ReplicaID(id)))
+}
+
+// replicaHome is replica id's home in run directory dir (Olympus makes it).
+func replicaHome(dir string, id int) string {
+	return filepath.Join(dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id)))
 }
 
 func resultsPath(dir string, i int) string {

@@ -510,10 +510,10 @@ func (e *experiment) collectReplicaFiles() {
 	defer e.collectFaults() // faults.go
 	var homes []string
 	for id := range e.info.Replicas {
-		homes = append(homes, filepath.Join(e.dir, olympus.HomesDir, olympus.ReplicaDir(types.ReplicaID(id))))
+		homes = append(homes, replicaHome(e.dir, id))
 	}
 	for id, home := range homes {
-		src := filepath.Join(home, fmt.Sprintf("replica-%d.ledger", id))
+		src := filepath.Join(home, node.LedgerFile(types.ReplicaID(id)))
 		if err := copyFile(src, ledgerPath(e.dir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			e.problem("replica %d's ledger: %v", id, err)
 		}
