@@ -80,9 +80,9 @@ var benchOpts benchOptions
 var benchCmd = &cobra.Command{
 	Use:   "bench [--replicas N] [--mode latency|throughput|sweep] [--duration D] [--out DIR]",
 	Short: "Benchmark a fault-free committee of real processes on 127.0.0.1",
-	Long: `Benchmark a fault-free committee on this machine: Olympus and N replicas as
-real processes' worth of work (the replicas are child processes), loaded by as
-many clients as the mode needs, and write DIR/bench.json.
+	Long: `Benchmark a fault-free committee on this machine: N replicas as real
+processes on 127.0.0.1 (children of this one), with Olympus and as many load
+generating clients as the mode needs in this process, and write DIR/bench.json.
 
   latency     1 client with 4 requests in flight; latency is from submission
               to the client's acceptance (f+1 matching replies)
@@ -432,8 +432,10 @@ func benchOne(ctx context.Context, o benchOptions, run benchRun, replicaBin, dir
 		Clients: run.Clients, Inflight: run.Inflight, ClientBatch: run.ClientBatch, WarmupS: o.warmup.Seconds(), Problems: []string{}, Dir: dir,
 	}
 	res.LoadAvg[0] = loadAvg()
-	if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
-		return nil, err
+	if o.cpuprofile || o.trace {
+		if err := os.MkdirAll(filepath.Join(dir, "profiles"), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	cfgPath := filepath.Join(dir, "bench.toml")
 	if err := os.WriteFile(cfgPath, []byte(benchConfig(run, o)), 0o644); err != nil {
@@ -892,8 +894,6 @@ func per1k(cpu float64, ops int) float64 {
 	return round3(cpu / float64(ops) * 1000)
 }
 
-// collectProfiles copies the profiles the replicas wrote into their homes
-// into dir/profiles and returns their paths.
 // roundTraceFile is the replicas' round trace (--round-trace), in their homes.
 const roundTraceFile = "rounds.trace"
 
@@ -911,6 +911,8 @@ func roundTracePhases(local *olympus.Local, n int, ws, we time.Time) ([]node.Pha
 	return node.RoundPhases(traces, (n-1)/3, ws.UnixMicro(), we.UnixMicro()), nil
 }
 
+// collectProfiles copies the profiles the replicas wrote into their homes
+// into dir/profiles and returns their paths.
 func collectProfiles(local *olympus.Local, dir string) []string {
 	var out []string
 	for i := range local.N() {

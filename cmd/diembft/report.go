@@ -522,8 +522,12 @@ func printSummary(w io.Writer, r *Report, dir string) {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(w, "run %s (seed %d): %s\n", r.Name, r.Seed, verdict)
-	fmt.Fprintf(w, "  %d replicas (f=%d), %d clients: %d/%d committed, %d verified\n",
-		r.Replicas, r.F, r.Clients, r.Requests.Committed, r.Requests.Submitted, r.Requests.Verified)
+	clients := "clients"
+	if r.Clients == 1 {
+		clients = "client"
+	}
+	fmt.Fprintf(w, "  %d replicas (f=%d), %d %s: %d/%d committed, %d verified\n",
+		r.Replicas, r.F, r.Clients, clients, r.Requests.Committed, r.Requests.Submitted, r.Requests.Verified)
 	var hs []string
 	unreadable := 0
 	for id := range r.Replicas {

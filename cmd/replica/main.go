@@ -40,7 +40,7 @@ func main() {
 	var listen []string
 	var joinTimeout time.Duration
 	cmd := &cobra.Command{
-		Use:           "replica --home DIR --olympus MULTIADDR",
+		Use:           "replica --home DIR [--olympus MULTIADDR]",
 		Short:         "Run one DiemBFT replica",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
