@@ -318,6 +318,10 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 	if !slices.Contains(msgKinds, f.Msg) {
 		return f, fieldErr(field+".msg", "%q is not one of %s", f.Msg, strings.Join(msgKinds, ", "))
 	}
+	if f.Dest == EndpointClient && f.Msg != MsgClient && f.Msg != MsgAny {
+		// Legal, but it can never fire: only replies go to clients.
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: dest \"client\" receives only msg \"client\" (replies); this %s of %s messages never fires", field, f.Type, f.Msg))
+	}
 	if f.Rounds, err = parseRounds(ff.Rounds); err != nil {
 		return f, fieldErr(field+".rounds", "%v", err)
 	}

@@ -228,6 +228,21 @@ func TestTriggers(t *testing.T) {
 	}
 }
 
+// TestFaultThatCannotFireWarns: dest "client" gets only replies, so a fault
+// on votes to a client is accepted (the spec's grammar allows it) with a
+// warning that it never fires; one on replies has none.
+func TestFaultThatCannotFireWarns(t *testing.T) {
+	c := mustParse(t, "[[failures]]\ntype = \"drop\"\nsrc = 1\ndest = \"client\"\nmsg = \"vote\"\n", "x.toml")
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "failures[0]") || !strings.Contains(c.Warnings[0], "never fires") {
+		t.Errorf("warnings %q, want one naming failures[0] and saying it never fires", c.Warnings)
+	}
+	for _, msg := range []string{"client", "*"} {
+		if c := mustParse(t, "[[failures]]\ntype = \"drop\"\nsrc = 1\ndest = \"client\"\nmsg = \""+msg+"\"\n", "x.toml"); len(c.Warnings) != 0 {
+			t.Errorf("msg %q to a client: warnings %q, want none", msg, c.Warnings)
+		}
+	}
+}
+
 func TestExcludeSizeClamped(t *testing.T) {
 	for doc, want := range map[string]int{
 		"[leader]\nexclude_size = 5\n":                   2,
