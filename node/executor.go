@@ -125,8 +125,8 @@ type LedgerCorruptError struct {
 }
 
 func (e *LedgerCorruptError) Error() string {
-	return fmt.Sprintf("%v: %s:%d: %v (%s, so not a torn write; to recover, move %s and %s out of the home and restart the replica: it catches up from the others)",
-		ErrLedgerCorrupt, e.Path, e.Line, e.Err, e.Why, filepath.Base(e.Path), BlockStoreFile)
+	return fmt.Sprintf("%v: %s:%d: %v (%s, so not a torn write; to recover, move %s, %s and %s out of the home and restart the replica: it catches up from the others)",
+		ErrLedgerCorrupt, e.Path, e.Line, e.Err, e.Why, filepath.Base(e.Path), BlockStoreFile, HeadFile)
 }
 
 func (e *LedgerCorruptError) Unwrap() []error { return []error{ErrLedgerCorrupt, e.Err} }

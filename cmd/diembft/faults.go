@@ -22,7 +22,7 @@ import (
 //   - a fault with a trigger fires at most once on each replica it concerns
 //     (one for a replica id or "leader", the replica leading the round when
 //     the trigger fires, or two for a message fault of "leader" whose
-//     trigger is not round(r); every replica for "_");
+//     trigger is not round(r); one, the replica the seed picks, for "_");
 //   - a fault that never fired is as configured: its message or event
 //     never came (checkFaults notes why in report.json);
 //   - a partition counts the messages it cut.
@@ -39,8 +39,9 @@ type FaultRule struct {
 	// one that never fired because the run ended before.
 	FirstRound uint64 `json:"first_round,omitempty"`
 	Trigger    string `json:"trigger,omitempty"`
-	// Replica is the one replica the fault concerns (its src), or -1 for
-	// "_" and "leader". Stops marks a crash without restart, Leader a crash
+	// Replica is the one replica the fault concerns (its src, or the one
+	// the seed picks for a triggered "_"), or -1 for "leader" and for "_"
+	// without a trigger. Stops marks a crash without restart, Leader a crash
 	// or pause of whichever replica leads (config.Failure.ActsOnLeader).
 	// Picked marks a triggered fault of src "_": Replica is the replica the
 	// seed picked for it (fault.AnyReplica).
@@ -68,7 +69,7 @@ func faultRules(cfg *config.Config) []FaultRule {
 			}
 			switch {
 			case f.Src == config.EndpointAny: // once, on the replica the seed picks
-				r.Replica, r.Picked = fault.AnyReplica(cfg.Seed, i, cfg.NumReplicas()), true
+				r.Replica, r.Picked = fault.AnyReplica(cfg.Seed, i, f, cfg.NumReplicas()), true
 			case f.Src == config.EndpointLeader && !r.Leader && f.Trigger.Kind != config.TriggerRound:
 				// A message fault arms on the replica leading when the
 				// trigger fires: the leader of r, and the leader of r+1 if

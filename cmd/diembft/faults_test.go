@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/diembft/diembft/node/fault"
@@ -79,15 +81,41 @@ func TestLeaderMessageFaultRules(t *testing.T) {
 	}
 }
 
-// TestAnyFaultRule: a triggered fault of src "_" fires once, on the replica
-// the seed picks (the one the replicas' injectors pick, fault.AnyReplica).
+// TestAnyFaultRule: a triggered fault of src "_" fires once (the rule allows
+// one firing), on the replica the seed picks; the launcher's rule names the
+// same replica that the replicas' own injectors pick to carry it, also with
+// more replicas than 3f+1 and with a dest.
 func TestAnyFaultRule(t *testing.T) {
-	cfg, err := config.Parse([]byte("seed = 9\n[[failures]]\ntype = \"drop\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n"), "t.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := faultRules(cfg)[1]
-	if want := fault.AnyReplica(9, 1, cfg.NumReplicas()); r.Max != 1 || !r.Picked || r.Replica != want {
-		t.Fatalf("rule %+v, want at most 1 on replica %d", r, want)
+	for _, doc := range []string{
+		"[[failures]]\ntype = \"drop\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n",
+		"[committee]\nreplicas = 6\n[[failures]]\ntype = \"delay\"\nval = 5\nsrc = 1\nmsg = \"vote\"\n[[failures]]\ntype = \"duplicate\"\nsrc = \"_\"\ndest = 4\nmsg = \"proposal\"\ntrigger = \"commit(3)\"\n",
+		"[[failures]]\ntype = \"drop\"\nsrc = 0\nmsg = \"vote\"\ntrigger = \"round(2)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\ndest = 3\nmsg = \"client\"\ntrigger = \"time(100)\"\n",
+	} {
+		for seed := int64(1); seed <= 12; seed++ {
+			cfg, err := config.Parse([]byte(fmt.Sprintf("seed = %d\n%s", seed, doc)), "t.toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := faultRules(cfg)[1]
+			if r.Max != 1 || !r.Picked || r.Replica < 0 {
+				t.Fatalf("seed %d: rule %+v, want one firing on a picked replica", seed, r)
+			}
+			spec := fault.SpecFromConfig(cfg)
+			var carriers []int
+			for id := range cfg.NumReplicas() {
+				in, err := fault.New(id, spec, fault.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range in.Describe() {
+					if strings.HasPrefix(d, "#1 ") {
+						carriers = append(carriers, id)
+					}
+				}
+			}
+			if len(carriers) != 1 || carriers[0] != r.Replica {
+				t.Fatalf("seed %d, config %q: replicas %v carry fault 1, the report's rule names replica %d", seed, doc, carriers, r.Replica)
+			}
+		}
 	}
 }

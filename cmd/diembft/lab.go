@@ -205,7 +205,7 @@ func (e *experiment) executeLab(ctx context.Context, subnet netip.Prefix) {
 		// diembft run: every home gets the run's failures and seed.
 		spec := fault.SpecFromConfig(e.cfg)
 		for i := range n {
-			if err := fault.WriteSpec(filepath.Join(homes, olympus.ReplicaDir(types.ReplicaID(i))), spec); err != nil {
+			if err := fault.WriteSpec(replicaHome(e.dir, i), spec); err != nil {
 				e.problem("replica %d's %s: %v", i, fault.SpecFile, err)
 				return
 			}

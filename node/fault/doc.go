@@ -16,7 +16,8 @@
 //     gossip cannot leave one peer out and relaying peers would repair a
 //     drop. Client requests, which come from outside the committee, are
 //     judged on the receiving replica (ClientRequest) by faults with src
-//     "_" and that replica (or "_" or "leader") as dest.
+//     "_" and that replica (or "_" or "leader") as dest (with a trigger,
+//     on the replica AnyReplica picks only).
 //   - duplicate sends max(val, 1) extra copies; delay sends the copy val ms
 //     later; several faults on one copy combine (drop wins, the longest
 //     delay, the sum of duplicates).
@@ -52,8 +53,9 @@
 //
 // # Triggers
 //
-// A failure with a trigger fires once, at the first matching event, on src
-// (on every replica when src is "_" or "leader", and for partitions):
+// A failure with a trigger fires once, at the first matching event, on src:
+// for "_" on the replica the seed picks (AnyReplica), for "leader" on the
+// replica leading the round when it fires, for partitions on every replica:
 // round(r) on entering the first round >= r; proposal(k), vote(k),
 // timeout(k) at the k-th such verified message reaching the event loop,
 // before the replica processes it; commit(h) when the ledger (requests, as

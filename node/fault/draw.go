@@ -1,5 +1,7 @@
 package fault
 
+import "github.com/diembft/diembft/olympus/config"
+
 // Every probabilistic decision is a pure function of the run seed, the
 // deciding replica, the failure's index and the point it is taken at (the
 // message's kind, round, receiver and occurrence, or the event), rather than
@@ -20,13 +22,27 @@ const (
 )
 
 // AnyReplica is the one replica of n that carries out failure (by index)
-// when its src is "_" and it has a trigger. Spec §2 has a triggered failure
-// fire once, at the first matching event; the replicas cannot tell which of
-// them met its event first without a round of messages, so the seed picks
-// one (the same for a config and seed), and the failure fires at the first
-// matching event there. The launcher names it in the report.
-func AnyReplica(seed int64, failure, n int) int {
-	return min(int(Draw(seed, -1, failure, pointAny)*float64(n)), n-1)
+// f when its src is "_" and it has a trigger. Spec §2 has a triggered
+// failure fire once, at the first matching event; the replicas cannot tell
+// which of them met its event first without a round of messages, so the
+// seed picks one (the same for a config and seed), and the failure fires at
+// the first matching event there. The launcher names it in the report. The
+// pick is among the replicas that can fire f: with a replica as dest, a
+// client request is judged where it arrives (dest itself), and any other
+// message is sent by the others (a replica never sends to itself).
+func AnyReplica(seed int64, failure int, f config.Failure, n int) int {
+	d := Draw(seed, -1, failure, pointAny)
+	switch {
+	case f.Dest < 0 || n < 2:
+		return min(int(d*float64(n)), n-1)
+	case f.Msg == config.MsgClient:
+		return int(f.Dest)
+	}
+	k := min(int(d*float64(n-1)), n-2)
+	if k >= int(f.Dest) {
+		k++
+	}
+	return k
 }
 
 // kindCode numbers message kinds for draw points.

@@ -179,7 +179,7 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 			}
 			in.anyPartition = true
 		case f.isMessage():
-			picked := f.Src == config.EndpointAny && (f.Trigger == nil || AnyReplica(in.seed, i, in.n) == id)
+			picked := f.Src == config.EndpointAny && (f.Trigger == nil || AnyReplica(in.seed, i, cf, in.n) == id)
 			f.mine = picked || f.Src == config.EndpointLeader || int(f.Src) == id
 			in.anyMessage = in.anyMessage || f.mine
 		case f.isEvent(), f.Type == config.TypeEquivocate:
@@ -452,8 +452,9 @@ func (in *Injector) Committed(height uint64) []Effect {
 // ClientRequest is called for a verified client request on the event loop.
 // It fires client_request(c, m) when the m-th distinct request of client c
 // arrives, and decides the request's own fate under message faults with
-// msg client (or *), src "_" and this replica as dest: dropped, delayed or
-// duplicated as a received message.
+// msg client (or *), src "_" and this replica as dest (with a trigger, only
+// if AnyReplica picked this replica): dropped, delayed or duplicated as a
+// received message.
 func (in *Injector) ClientRequest(client []byte, seq uint64) (Copy, []Effect) {
 	if in == nil {
 		return Copy{}, nil

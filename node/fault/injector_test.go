@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -425,7 +426,7 @@ func TestAnyWithTriggerFiresOnce(t *testing.T) {
 	picks := map[int]int{}
 	for seed := int64(1); seed <= 40; seed++ {
 		spec := specFor(t, seed, drop)
-		picked := AnyReplica(seed, 0, nodes)
+		picked := AnyReplica(seed, 0, spec.Failures[0], nodes)
 		picks[picked]++
 		mine := 0
 		for id := range nodes {
@@ -455,6 +456,23 @@ func TestAnyWithTriggerFiresOnce(t *testing.T) {
 	}
 	if len(picks) != nodes {
 		t.Fatalf("the seeds 1..40 picked only replicas %v", picks)
+	}
+	// With a replica as dest the pick is one that can fire: never dest
+	// itself for messages between replicas (it does not send to itself),
+	// and dest itself for client requests (judged where they arrive).
+	for _, msg := range []string{"vote", "*", "client"} {
+		seen := map[int]bool{}
+		for seed := int64(1); seed <= 40; seed++ {
+			spec := specFor(t, seed, "[[failures]]\ntype = \"drop\"\nsrc = \"_\"\ndest = 2\nmsg = \""+msg+"\"\ntrigger = \"round(5)\"\n")
+			seen[AnyReplica(seed, 0, spec.Failures[0], nodes)] = true
+		}
+		want := map[int]bool{0: true, 1: true, 3: true}
+		if msg == "client" {
+			want = map[int]bool{2: true}
+		}
+		if !maps.Equal(seen, want) {
+			t.Errorf("dest 2, msg %s: picked %v over 40 seeds, want %v", msg, seen, want)
+		}
 	}
 	h := newHarness(t, 1, "[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\nrounds = \"5..6\"\n", nil)
 	h.run(12)

@@ -82,7 +82,7 @@ func parseItem(spec string) ([]kv.Op, error) {
 func parsePseudorandom(args string) (seed int64, n int, err error) {
 	args = strings.TrimSpace(args)
 	if end := strings.IndexByte(args, ')'); strings.HasPrefix(args, "(") && end >= 0 && end < len(args)-1 {
-		return 0, 0, fmt.Errorf("pseudorandom(seed, n) stands alone: %q follows it (in a TOML list, give other operations their own items)", args[end+1:])
+		return 0, 0, fmt.Errorf("pseudorandom(seed, n) stands alone: %q follows it (a TOML workload list may give other operations as items of their own)", args[end+1:])
 	}
 	if !strings.HasPrefix(args, "(") || !strings.HasSuffix(args, ")") {
 		return 0, 0, errors.New("want pseudorandom(seed, n)")

@@ -104,7 +104,8 @@ func (c *Config) TotalClients() int {
 
 // ClientWorkloads returns the operations of every client, indexed by client
 // number. The copies a table's count makes run the same operations (spec §2:
-// "count makes identical copies"), each as its own client with its own key.
+// "count makes identical copies"), each as its own client with its own key;
+// the copies share one slice, which callers only read.
 func (c *Config) ClientWorkloads() ([][]kv.Op, error) {
 	var all [][]kv.Op
 	for i, cl := range c.Clients {

@@ -230,8 +230,8 @@ func (p *legacyParser) addClients() error {
 		if !ok {
 			// The course systems' own examples declare more clients than
 			// they give workloads (spec §3 does too): such a client runs the
-			// default workload, with its own seed like the copies of a TOML
-			// [[clients]] table.
+			// default workload with a seed of its own (233+i), so that the
+			// clients a file declares one by one differ.
 			p.raw.Clients = append(p.raw.Clients, fileClient{Workload: fmt.Sprintf("pseudorandom(%d,100)", 233+i)})
 			continue
 		}
