@@ -1,7 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -117,5 +122,61 @@ func TestAnyFaultRule(t *testing.T) {
 				t.Fatalf("seed %d, config %q: replicas %v carry fault 1, the report's rule names replica %d", seed, doc, carriers, r.Replica)
 			}
 		}
+	}
+}
+
+// TestCollectFaultsArmedAndSpent: collectFaults reads every replica's
+// faults.jsonl into run.json: the firings, the replicas a trigger armed a
+// fault on or was spent on, and the note of a picked "_" fault that fired;
+// checkFaults then explains the unfired ones from them.
+func TestCollectFaultsArmedAndSpent(t *testing.T) {
+	dir := t.TempDir()
+	logs := map[int][]fault.Record{
+		0: {{Ev: fault.EvSpent, Failure: 1, Round: 5}},
+		1: {{Ev: fault.EvArm, Failure: 0, Round: 3}, {Ev: fault.EvFire, Failure: 2, Round: 7}},
+		2: {{Ev: fault.EvSpent, Failure: 1, Round: 5}},
+		3: {{Ev: fault.EvArm, Failure: 0, Round: 3}},
+	}
+	for id, recs := range logs {
+		home := replicaHome(dir, id)
+		if err := os.MkdirAll(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var b []byte
+		for _, r := range recs {
+			line, _ := json.Marshal(r)
+			b = append(append(b, line...), '\n')
+		}
+		if err := os.WriteFile(filepath.Join(home, fault.LogFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &experiment{dir: dir, status: newStatus(io.Discard, false), info: RunInfo{
+		Replicas: 4,
+		Faults:   []FaultReport{{Type: "drop"}, {Type: "drop"}, {Type: "duplicate"}},
+		FaultRules: []FaultRule{
+			{Min: 1, Max: 2, Trigger: "time(900)", Replica: -1},
+			{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1},
+			{Min: 1, Max: 1, Trigger: "commit(3)", Replica: 1, Picked: true},
+		},
+	}}
+	e.collectFaults()
+	if !reflect.DeepEqual(e.info.Armed, map[int][]int{0: {1, 3}}) || !reflect.DeepEqual(e.info.Spent, map[int][]int{1: {0, 2}}) {
+		t.Fatalf("armed %v, spent %v", e.info.Armed, e.info.Spent)
+	}
+	var probs problemList
+	checkFaults(&e.info, e.info.Faults, &probs)
+	want := []string{
+		"did not fire: its trigger time(900) armed it on replica 1 3, and no matching message came after",
+		"did not fire: its trigger round(5) came while another replica led (on replica 0 2)",
+		`on replica 1, which the seed picked (src "_" with a trigger)`,
+	}
+	for i, f := range e.info.Faults {
+		if f.Note != want[i] {
+			t.Errorf("fault %d: note %q, want %q", i, f.Note, want[i])
+		}
+	}
+	if e.info.Faults[2].Fired != 1 || len(probs.list()) != 0 {
+		t.Errorf("fired %d, problems %q", e.info.Faults[2].Fired, probs.list())
 	}
 }
