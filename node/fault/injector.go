@@ -322,14 +322,19 @@ func (in *Injector) record(r Record) {
 
 // Start marks the start of the replica's event loop: the origin of time(ms)
 // triggers and of partitions given by duration_ms alone. A restarted
-// replica keeps the origin of its first life. It returns the effects due now.
+// replica keeps the origin of its first life. It returns the effects due now:
+// on a first start, time(0) triggers. After a restart it returns none: the
+// triggers that came due while the replica was down fire at its first Tick
+// (TimeTriggers gives them 0), once the replica has entered its round, so
+// that their records carry that round rather than 0 (spec §2).
 func (in *Injector) Start() []Effect {
 	if in == nil {
 		return nil
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.start.IsZero() {
+	restarted := !in.start.IsZero()
+	if !restarted {
 		in.start = in.now()
 		in.record(Record{Ev: EvStart, Failure: -1})
 	}
@@ -339,6 +344,9 @@ func (in *Injector) Start() []Effect {
 			f.opened, f.openedAt = true, in.start
 			in.record(Record{Ev: EvOpen, Failure: f.idx, Detail: fmt.Sprintf("group %v cut off for %d ms", f.Group, f.DurationMs)})
 		}
+	}
+	if restarted {
+		return nil
 	}
 	return in.tick()
 }

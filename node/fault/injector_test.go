@@ -657,6 +657,34 @@ func TestLeaderEventFaults(t *testing.T) {
 	}
 }
 
+// TestRestartedTimeTriggerLogsItsRound: a time(ms) trigger that came due
+// while its replica was down fires at the restarted replica's first Tick,
+// once it has entered its round, and is logged with that round (spec §2),
+// not at Start in round 0.
+func TestRestartedTimeTriggerLogsItsRound(t *testing.T) {
+	const failures = "[[failures]]\ntype = \"pause\"\nsrc = 1\nval = 5\ntrigger = \"time(500)\"\n"
+	h := newHarness(t, 3, failures, nil)
+	h.in.Start()
+	h.in.EnterRound(2, false) // down at t = 0, before the trigger
+	h2 := newHarness(t, 3, failures, h.records())
+	h2.clock = h.clock.Add(time.Second)
+	if effects := h2.in.Start(); len(effects) != 0 {
+		t.Fatalf("a restart fired at Start, before its round: %+v", effects)
+	}
+	if due := h2.in.TimeTriggers(); len(due) != 1 || due[0] != 0 {
+		t.Fatalf("TimeTriggers after the restart = %v, want one due now", due)
+	}
+	h2.in.EnterRound(7, false)
+	if effects := h2.in.Tick(); len(effects) != 1 || effects[0].Round != 7 {
+		t.Fatalf("first Tick after the restart: %+v, want the pause in round 7", effects)
+	}
+	for _, rec := range h2.records() {
+		if rec.Ev == EvFire && rec.Round != 7 {
+			t.Fatalf("fire record %+v, want round 7", rec)
+		}
+	}
+}
+
 // TestLeaderFaultNotAfterTC: a replica that enters a round by a TC does not
 // carry out the round's leader fault even if it is the round's fallback
 // leader: the replica the QC elected may have entered the round already
