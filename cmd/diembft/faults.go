@@ -227,7 +227,7 @@ func (e *experiment) collectFaults() {
 	}
 	for idx, r := range e.info.FaultRules {
 		if r.Picked && idx < len(e.info.Faults) && e.info.Faults[idx].Fired > 0 {
-			e.info.Faults[idx].Note = fmt.Sprintf("on replica %d, which the seed picked (src \"_\" with a trigger)", r.Replica)
+			e.info.Faults[idx].Note = fmt.Sprintf("on replica %d, the one the seed picked for a triggered src \"_\"", r.Replica)
 		}
 	}
 	for idx, ids := range hit {

@@ -169,7 +169,7 @@ func TestCollectFaultsArmedAndSpent(t *testing.T) {
 	want := []string{
 		"did not fire: its trigger time(900) armed it on replica 1 3, and no matching message came after",
 		"did not fire: its trigger round(5) came while another replica led (on replica 0 2)",
-		`on replica 1, which the seed picked (src "_" with a trigger)`,
+		`on replica 1, the one the seed picked for a triggered src "_"`,
 	}
 	for i, f := range e.info.Faults {
 		if f.Note != want[i] {
