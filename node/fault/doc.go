@@ -91,10 +91,11 @@
 // # Verdict (cmd/diembft/faults.go)
 //
 // A run is ok only if every fault fired as configured: a triggered fault at
-// most once per replica it concerns and at least once when its prob is 1; a
-// fault given by rounds (or every round) with prob 1 at least once (a run
-// that never reached its rounds, or in which nothing matched it, did not test
-// what it says); with prob < 1 no count is required. Replicas that misbehave
+// most once (twice for a message fault of "leader" whose trigger is not
+// round(r)); a fault that never fired is noted with why (its message or
+// event never came), not a problem (spec §2's own example drops proposals
+// replica 1 does not send). The scenario library (diembft scenarios) still
+// requires its faults to fire. Replicas that misbehave
 // (set_attr, equivocate, crash without restart; config.FaultyReplicas, at
 // most f or the config is refused) are left out of the ledger agreement.
 //
