@@ -228,6 +228,11 @@ func (e *experiment) collectFaults() {
 	for idx, r := range e.info.FaultRules {
 		if r.Picked && idx < len(e.info.Faults) && e.info.Faults[idx].Fired > 0 {
 			e.info.Faults[idx].Note = fmt.Sprintf("on replica %d, the one the seed picked for a triggered src \"_\"", r.Replica)
+			if r.Stops && !slices.Contains(e.info.Faulty, r.Replica) {
+				// Counted against f by the config check (RunTimeCrashes).
+				e.info.Faulty = append(e.info.Faulty, r.Replica)
+				slices.Sort(e.info.Faulty)
+			}
 		}
 	}
 	for idx, ids := range hit {

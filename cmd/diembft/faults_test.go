@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,6 +96,7 @@ func TestAnyFaultRule(t *testing.T) {
 		"[[failures]]\ntype = \"drop\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\ntrigger = \"round(5)\"\n",
 		"[committee]\nreplicas = 6\n[[failures]]\ntype = \"delay\"\nval = 5\nsrc = 1\nmsg = \"vote\"\n[[failures]]\ntype = \"duplicate\"\nsrc = \"_\"\ndest = 4\nmsg = \"proposal\"\ntrigger = \"commit(3)\"\n",
 		"[[failures]]\ntype = \"drop\"\nsrc = 0\nmsg = \"vote\"\ntrigger = \"round(2)\"\n[[failures]]\ntype = \"drop\"\nsrc = \"_\"\ndest = 3\nmsg = \"client\"\ntrigger = \"time(100)\"\n",
+		"[[failures]]\ntype = \"pause\"\nsrc = 2\nval = 50\nrounds = [3]\n[[failures]]\ntype = \"crash\"\nsrc = \"_\"\ntrigger = \"commit(10)\"\n",
 	} {
 		for seed := int64(1); seed <= 12; seed++ {
 			cfg, err := config.Parse([]byte(fmt.Sprintf("seed = %d\n%s", seed, doc)), "t.toml")
@@ -134,7 +136,7 @@ func TestCollectFaultsArmedAndSpent(t *testing.T) {
 	logs := map[int][]fault.Record{
 		0: {{Ev: fault.EvSpent, Failure: 1, Round: 5}},
 		1: {{Ev: fault.EvArm, Failure: 0, Round: 3}, {Ev: fault.EvFire, Failure: 2, Round: 7}},
-		2: {{Ev: fault.EvSpent, Failure: 1, Round: 5}},
+		2: {{Ev: fault.EvSpent, Failure: 1, Round: 5}, {Ev: fault.EvFire, Failure: 3, Round: 9}},
 		3: {{Ev: fault.EvArm, Failure: 0, Round: 3}},
 	}
 	for id, recs := range logs {
@@ -153,11 +155,12 @@ func TestCollectFaultsArmedAndSpent(t *testing.T) {
 	}
 	e := &experiment{dir: dir, status: newStatus(io.Discard, false), info: RunInfo{
 		Replicas: 4,
-		Faults:   []FaultReport{{Type: "drop"}, {Type: "drop"}, {Type: "duplicate"}},
+		Faults:   []FaultReport{{Type: "drop"}, {Type: "drop"}, {Type: "duplicate"}, {Type: "crash"}},
 		FaultRules: []FaultRule{
 			{Min: 1, Max: 2, Trigger: "time(900)", Replica: -1},
 			{Min: 1, Max: 1, Trigger: "round(5)", Replica: -1},
 			{Min: 1, Max: 1, Trigger: "commit(3)", Replica: 1, Picked: true},
+			{Min: 1, Max: 1, Trigger: "commit(10)", Replica: 2, Picked: true, Stops: true},
 		},
 	}}
 	e.collectFaults()
@@ -170,6 +173,7 @@ func TestCollectFaultsArmedAndSpent(t *testing.T) {
 		"did not fire: its trigger time(900) armed it on replica 1 3, and no matching message came after",
 		"did not fire: its trigger round(5) came while another replica led (on replica 0 2)",
 		`on replica 1, the one the seed picked for a triggered src "_"`,
+		`on replica 2, the one the seed picked for a triggered src "_"`,
 	}
 	for i, f := range e.info.Faults {
 		if f.Note != want[i] {
@@ -178,5 +182,10 @@ func TestCollectFaultsArmedAndSpent(t *testing.T) {
 	}
 	if e.info.Faults[2].Fired != 1 || len(probs.list()) != 0 {
 		t.Errorf("fired %d, problems %q", e.info.Faults[2].Fired, probs.list())
+	}
+	// The picked replica a crash without restart took down is faulty
+	// (left out of the ledger check) and stopped.
+	if !slices.Equal(e.info.Faulty, []int{2}) || len(e.info.Stopped) != 1 || e.info.Stopped[0] != (StoppedReplica{Replica: 2, Fault: 3, Round: 9}) {
+		t.Errorf("faulty %v, stopped %+v; want replica 2 both", e.info.Faulty, e.info.Stopped)
 	}
 }

@@ -179,13 +179,14 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 			}
 			in.anyPartition = true
 		case f.isMessage():
-			picked := f.Src == config.EndpointAny && (f.Trigger == nil || AnyReplica(in.seed, i, cf, in.n) == id)
-			f.mine = picked || f.Src == config.EndpointLeader || int(f.Src) == id
+			anyOrPicked := f.Src == config.EndpointAny && (!f.SeedPicksSrc() || AnyReplica(in.seed, i, cf, in.n) == id)
+			f.mine = anyOrPicked || f.Src == config.EndpointLeader || int(f.Src) == id
 			in.anyMessage = in.anyMessage || f.mine
 		case f.isEvent(), f.Type == config.TypeEquivocate:
 			// Of src "leader" (crash, pause): every replica watches for it
-			// and the one leading the round when it fires carries it out.
-			f.mine = int(f.Src) == id || f.ActsOnLeader()
+			// and the one leading the round when it fires carries it out;
+			// of "_" with a trigger, the replica the seed picks.
+			f.mine = int(f.Src) == id || f.ActsOnLeader() || (f.SeedPicksSrc() && AnyReplica(in.seed, i, cf, in.n) == id)
 			in.anyEquivocate = in.anyEquivocate || (f.mine && f.Type == config.TypeEquivocate)
 		default:
 			return nil, fmt.Errorf("fault: failure %d: unknown type %q", i, f.Type)

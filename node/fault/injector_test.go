@@ -474,6 +474,21 @@ func TestAnyWithTriggerFiresOnce(t *testing.T) {
 			t.Errorf("dest 2, msg %s: picked %v over 40 seeds, want %v", msg, seen, want)
 		}
 	}
+	// A crash of "_" with a trigger: the picked replica crashes, once.
+	const crash = "[[failures]]\ntype = \"crash\"\nsrc = \"_\"\ntrigger = \"commit(6)\"\n"
+	for seed := int64(1); seed <= 12; seed++ {
+		spec := specFor(t, seed, crash)
+		picked := AnyReplica(seed, 0, spec.Failures[0], nodes)
+		h := newHarness(t, seed, crash, nil)
+		h.run(10)
+		want := 0
+		if picked == self {
+			want = 1
+		}
+		if len(h.effects) != want || h.fired(0) != want || (want == 1 && h.effects[0].Type != config.TypeCrash) {
+			t.Fatalf("seed %d (picked %d): effects %+v, fired %d; replica %d should crash %d times", seed, picked, h.effects, h.fired(0), self, want)
+		}
+	}
 	h := newHarness(t, 1, "[[failures]]\ntype = \"drop\"\nsrc = \"_\"\nmsg = \"vote\"\nrounds = \"5..6\"\n", nil)
 	h.run(12)
 	if h.fired(0) != 2 {

@@ -282,10 +282,10 @@ func (c *Config) setFailures(ffs []fileFailure) error {
 		}
 		c.Failures[i] = f
 	}
-	if ids, leaders := c.FaultyReplicas(), c.LeaderCrashes(); len(ids)+leaders > c.Committee.F {
+	if ids, later := c.FaultyReplicas(), c.RunTimeCrashes(); len(ids)+later > c.Committee.F {
 		what := fmt.Sprintf("replicas %v misbehave", ids)
-		if leaders > 0 {
-			what = fmt.Sprintf("replicas %v and %d crashed leader(s) misbehave", ids, leaders)
+		if later > 0 {
+			what = fmt.Sprintf("replicas %v and %d replica(s) crashed as leader or picked by the seed misbehave", ids, later)
 		}
 		return fieldErr("failures", "%s (set_attr, equivocate or crash without restart), "+
 			"but DiemBFT is only safe with at most f = %d faulty replicas", what, c.Committee.F)
@@ -345,11 +345,12 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 	}
 	switch f.Type {
 	case TypeCrash, TypePause:
-		// These act on one replica: a given one, or whichever leads the
-		// round when the fault fires ("leader": kill or stall the leader,
-		// the classic experiment). "_" would hit every replica.
-		if f.Src == EndpointAny {
-			return f, fieldErr(field+".src", "%s needs a replica id or \"leader\", not %q", f.Type, f.Src)
+		// These act on one replica: a given one, whichever leads the round
+		// when the fault fires ("leader": kill or stall the leader, the
+		// classic experiment), or with a trigger, for "_", the one the seed
+		// picks. "_" by rounds would hit every replica.
+		if f.Src == EndpointAny && f.Trigger == nil {
+			return f, fieldErr(field+".src", "%s needs a replica id, \"leader\", or a trigger with \"_\" (the seed then picks one replica); by rounds \"_\" would hit every replica", f.Type)
 		}
 		if f.Src == EndpointLeader && f.Trigger != nil && f.Trigger.Kind != TriggerRound {
 			// Every replica decides alone whether it leads when the trigger

@@ -136,14 +136,14 @@ func (c *Config) FaultyReplicas() []int {
 	return ids
 }
 
-// LeaderCrashes counts the crashes without restart of src "leader": each
-// takes down one replica, known only when it fires, so each counts against
-// f besides FaultyReplicas (and the launcher adds the replica it hit to the
-// faulty set then).
-func (c *Config) LeaderCrashes() int {
+// RunTimeCrashes counts the crashes without restart of src "leader", and of
+// src "_" with a trigger: each takes down one replica, known only when it
+// fires (or from the seed), so each counts against f besides FaultyReplicas
+// (and the launcher adds the replica it hit to the faulty set then).
+func (c *Config) RunTimeCrashes() int {
 	n := 0
 	for _, f := range c.Failures {
-		if f.CrashForGood() && f.ActsOnLeader() {
+		if f.CrashForGood() && (f.ActsOnLeader() || f.SeedPicksSrc()) {
 			n++
 		}
 	}

@@ -335,10 +335,11 @@ func TestErrors(t *testing.T) {
 		{"prob", "[[failures]]\ntype = 'drop'\nprob = 1.5\n", ": failures[0].prob: must be from 0 to 1, got 1.5"},
 		{"restart", "[[failures]]\ntype = 'crash'\nsrc = 1\nrestart_after_ms = -5\n", ": failures[0].restart_after_ms: must be from 0 to 86400000, got -5"},
 		{"duration", "[[failures]]\ntype = 'partition'\ngroup = [1]\nduration_ms = -5\n", ": failures[0].duration_ms: must be from 0 to 86400000, got -5"},
-		{"crash needs id", "[[failures]]\ntype = 'crash'\nsrc = '_'\n", `: failures[0].src: crash needs a replica id or "leader", not "_"`},
+		{"crash of _ needs a trigger", "[[failures]]\ntype = 'crash'\nsrc = '_'\n", `: failures[0].src: crash needs a replica id, "leader", or a trigger with "_"`},
+		{"crash of _ counts against f", "[[failures]]\ntype = 'crash'\nsrc = '_'\ntrigger = 'commit(5)'\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 replica(s) crashed as leader or picked by the seed misbehave`},
 		{"crash of every round's leader", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\n", `: failures[0]: a crash of the leader without restart needs a round(r) trigger or a single round`},
 		{"crash of two rounds' leaders", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = '4..5'\n", `: failures[0]: a crash of the leader without restart needs a round(r) trigger`},
-		{"leader crash counts against f", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = [4]\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 crashed leader(s) misbehave`},
+		{"leader crash counts against f", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = [4]\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 replica(s) crashed as leader or picked by the seed misbehave`},
 		{"leader crash by time", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\ntrigger = 'time(500)'\n", `: failures[0].trigger: a crash of the leader takes rounds or a round(r) trigger, not time`},
 		{"set_attr of the leader", "[[failures]]\ntype = 'set_attr'\nsrc = 'leader'\nattr = 'current_round'\n", `: failures[0].src: set_attr needs a replica id, not "leader"`},
 		{"equivocate needs id", "[[failures]]\ntype = 'equivocate'\n", `: failures[0].src: equivocate needs a replica id, not "_"`},
@@ -623,7 +624,7 @@ func checkParse(t *testing.T, data []byte) {
 }
 
 // TestLeaderCrashAndPause: crash and pause take src "leader"; a crash of
-// the leader without restart counts against f (LeaderCrashes), one that
+// the leader without restart counts against f (RunTimeCrashes), one that
 // restarts and a pause do not.
 func TestLeaderCrashAndPause(t *testing.T) {
 	doc := `
@@ -648,12 +649,40 @@ type = "equivocate"
 src = 4
 `
 	c := mustParse(t, doc, "leader.toml")
-	if got, n := c.FaultyReplicas(), c.LeaderCrashes(); !slices.Equal(got, []int{4}) || n != 1 {
-		t.Fatalf("FaultyReplicas = %v, LeaderCrashes = %d; want [4] and 1", got, n)
+	if got, n := c.FaultyReplicas(), c.RunTimeCrashes(); !slices.Equal(got, []int{4}) || n != 1 {
+		t.Fatalf("FaultyReplicas = %v, RunTimeCrashes = %d; want [4] and 1", got, n)
 	}
 	for i, f := range c.Failures[:3] {
 		if f.Src != EndpointLeader {
 			t.Fatalf("failure %d: src %v, want leader", i, f.Src)
+		}
+	}
+	// Of "_" with a trigger (the seed picks the replica): a crash without
+	// restart counts against f, one that restarts and a pause do not.
+	c = mustParse(t, `
+[committee]
+f = 2
+[[failures]]
+type = "crash"
+src = "_"
+trigger = "commit(20)"
+[[failures]]
+type = "crash"
+src = "_"
+trigger = "round(9)"
+restart_after_ms = 300
+[[failures]]
+type = "pause"
+src = "_"
+val = 200
+trigger = "time(800)"
+`, "any.toml")
+	if got, n := c.FaultyReplicas(), c.RunTimeCrashes(); len(got) != 0 || n != 1 {
+		t.Fatalf("FaultyReplicas = %v, RunTimeCrashes = %d; want none and 1", got, n)
+	}
+	for i, f := range c.Failures {
+		if !f.SeedPicksSrc() {
+			t.Fatalf("failure %d: SeedPicksSrc false", i)
 		}
 	}
 }

@@ -19,7 +19,7 @@
 //   - set_attr and equivocate need a replica id as src; crash and pause a
 //     replica id or "leader" (the replica leading the round when the fault
 //     fires); only set_attr, equivocate and crash without restart count
-//     against f (Config.FaultyReplicas, Config.LeaderCrashes), and a crash
+//     against f (Config.FaultyReplicas, Config.RunTimeCrashes), and a crash
 //     of the leader without restart needs a trigger or a single round.
 //   - A failure has rounds or a trigger, not both; rounds start at 1.
 package config

@@ -96,6 +96,10 @@ func (f Failure) ActsOnLeader() bool {
 	return f.Src == EndpointLeader && (f.Type == TypeCrash || f.Type == TypePause)
 }
 
+// SeedPicksSrc: a triggered failure of src "_" fires once (spec §2), on one
+// replica the run's seed picks (node/fault AnyReplica), not on every one.
+func (f Failure) SeedPicksSrc() bool { return f.Src == EndpointAny && f.Trigger != nil }
+
 // Endpoint is a replica id (0 and up) or one of the negative wildcards.
 type Endpoint int
 
