@@ -10,15 +10,17 @@
 // field (failures[2].src), and legacy errors the legacy line and key.
 //
 // Decisions beyond the spec:
-//   - f is at least 1 and replicas at most 1000; every *_ms field is at most
+//   - f is at least 1 and replicas at most 850; every *_ms field is at most
 //     one day, so that no typo launches thousands of processes or overflows a
 //     time.Duration.
 //   - exclude_size defaults to f and is clamped into [f, 2f] with a warning.
 //   - A [[clients]] table without count makes one client; a config without
 //     any [[clients]] table gets two clients running pseudorandom(233,100).
 //   - set_attr and equivocate need a replica id as src; crash and pause a
-//     replica id or "leader" (the replica leading the round when the fault
-//     fires); only set_attr, equivocate and crash without restart count
+//     replica id, "leader" (the replica leading the round when the fault
+//     fires), or "_" with a trigger (one replica the seed picks, as for any
+//     triggered "_" failure); only set_attr, equivocate and crash without
+//     restart count
 //     against f (Config.FaultyReplicas, Config.RunTimeCrashes), and a crash
 //     of the leader without restart needs a trigger or a single round.
 //   - A failure has rounds or a trigger, not both; rounds start at 1.
