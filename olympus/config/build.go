@@ -386,6 +386,12 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 		if err := checkGroup(f.Group, n); err != nil {
 			return f, fieldErr(field+".group", "%v", err)
 		}
+		if q := n - c.Committee.F; len(f.Rounds) > 0 && len(f.Group) < q && n-len(f.Group) < q {
+			// Legal, but neither side can form a certificate (n-f
+			// signatures), so the rounds stop advancing and a window given
+			// by rounds never closes.
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: neither side of the partition has a quorum (%d of %d), so rounds stop advancing and a partition given by rounds never ends; give duration_ms to heal it", field, q, n))
+		}
 	}
 	return f, nil
 }

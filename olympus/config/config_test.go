@@ -243,6 +243,25 @@ func TestFaultThatCannotFireWarns(t *testing.T) {
 	}
 }
 
+// TestPartitionThatCannotHealWarns: a partition given by rounds that leaves
+// neither side a quorum stops the rounds, so it never ends: accepted, with
+// a warning; a minority group, or a duration, gets none.
+func TestPartitionThatCannotHealWarns(t *testing.T) {
+	c := mustParse(t, "[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\n", "x.toml")
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "failures[0]") || !strings.Contains(c.Warnings[0], "never ends") {
+		t.Errorf("warnings %q, want one naming failures[0] and saying it never ends", c.Warnings)
+	}
+	for _, doc := range []string{
+		"[[failures]]\ntype = \"partition\"\ngroup = [3]\nrounds = \"8..12\"\n",
+		"[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\ntrigger = \"round(8)\"\nduration_ms = 500\n",
+		"[committee]\nf = 2\n[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\n",
+	} {
+		if c := mustParse(t, doc, "x.toml"); len(c.Warnings) != 0 {
+			t.Errorf("%q: warnings %q, want none", doc, c.Warnings)
+		}
+	}
+}
+
 func TestExcludeSizeClamped(t *testing.T) {
 	for doc, want := range map[string]int{
 		"[leader]\nexclude_size = 5\n":                   2,
