@@ -28,7 +28,9 @@ import (
 //   - a partition counts the messages it cut.
 //
 // Replicas that misbehave (config.FaultyReplicas: set_attr, equivocate,
-// crash without restart) are left out of the ledger agreement check.
+// crash without restart; and, once they fire, crashes without restart of
+// src "leader" or of a triggered "_", collectFaults) are left out of the
+// ledger agreement check.
 
 // FaultRule is, for one configured failure, how many firings are as
 // configured (run.json, so that `diembft verify` judges the same way).
@@ -173,7 +175,8 @@ func (e *experiment) clientKeyFlag(i int) string {
 // collectFaults sums every replica's faults.jsonl into info.Faults. The
 // replicas a leader crash or pause hit are known only now: the report
 // names them, and a leader crashed for good joins the faulty replicas
-// (left out of the ledger check).
+// (left out of the ledger check), as does the replica the seed picked for a
+// triggered "_" crash without restart, once it fired.
 func (e *experiment) collectFaults() {
 	if len(e.info.Faults) == 0 {
 		return

@@ -95,9 +95,10 @@
 // round(r)); a fault that never fired is noted with why (its message or
 // event never came), not a problem (spec §2's own example drops proposals
 // replica 1 does not send). The scenario library (diembft scenarios) still
-// requires its faults to fire. Replicas that misbehave
-// (set_attr, equivocate, crash without restart; config.FaultyReplicas, at
-// most f or the config is refused) are left out of the ledger agreement.
+// requires its faults to fire. Replicas that misbehave (set_attr,
+// equivocate, crash without restart: config.FaultyReplicas, and the replica
+// a crash of "leader" or of a triggered "_" took down; at most f or the
+// config is refused) are left out of the ledger agreement.
 //
 // # Running the faults
 //

@@ -27,13 +27,15 @@ const (
 // which of them met its event first without a round of messages, so the
 // seed picks one (the same for a config and seed), and the failure fires at
 // the first matching event there. The launcher names it in the report. The
-// pick is among the replicas that can fire f: with a replica as dest, a
-// client request is judged where it arrives (dest itself), and any other
-// message is sent by the others (a replica never sends to itself).
+// pick of a message fault is among the replicas that can fire it: with a
+// replica as dest, a client request is judged where it arrives (dest
+// itself), and any other message is sent by the others (a replica never
+// sends to itself). Crash and pause ignore dest and msg: any replica.
 func AnyReplica(seed int64, failure int, f config.Failure, n int) int {
 	d := Draw(seed, -1, failure, pointAny)
+	message := f.Type == config.TypeDrop || f.Type == config.TypeDelay || f.Type == config.TypeDuplicate
 	switch {
-	case f.Dest < 0 || n < 2:
+	case !message || f.Dest < 0 || n < 2:
 		return min(int(d*float64(n)), n-1)
 	case f.Msg == config.MsgClient:
 		return int(f.Dest)

@@ -474,6 +474,15 @@ func TestAnyWithTriggerFiresOnce(t *testing.T) {
 			t.Errorf("dest 2, msg %s: picked %v over 40 seeds, want %v", msg, seen, want)
 		}
 	}
+	// Crash and pause ignore dest and msg: any replica may be picked.
+	seen := map[int]bool{}
+	for seed := int64(1); seed <= 40; seed++ {
+		spec := specFor(t, seed, "[[failures]]\ntype = \"crash\"\nsrc = \"_\"\ndest = 2\nmsg = \"client\"\ntrigger = \"round(5)\"\n")
+		seen[AnyReplica(seed, 0, spec.Failures[0], nodes)] = true
+	}
+	if len(seen) != nodes {
+		t.Errorf("a crash of \"_\" with dest 2 picked only %v over 40 seeds", seen)
+	}
 	// A crash of "_" with a trigger: the picked replica crashes, once.
 	const crash = "[[failures]]\ntype = \"crash\"\nsrc = \"_\"\ntrigger = \"commit(6)\"\n"
 	for seed := int64(1); seed <= 12; seed++ {

@@ -284,7 +284,10 @@ func (c *Config) setFailures(ffs []fileFailure) error {
 	}
 	if ids, later := c.FaultyReplicas(), c.RunTimeCrashes(); len(ids)+later > c.Committee.F {
 		what := fmt.Sprintf("replicas %v misbehave", ids)
-		if later > 0 {
+		switch {
+		case later > 0 && len(ids) == 0:
+			what = fmt.Sprintf("%d replica(s) crashed as leader or picked by the seed misbehave", later)
+		case later > 0:
 			what = fmt.Sprintf("replicas %v and %d replica(s) crashed as leader or picked by the seed misbehave", ids, later)
 		}
 		return fieldErr("failures", "%s (set_attr, equivocate or crash without restart), "+
@@ -386,10 +389,11 @@ func (c *Config) failure(ff fileFailure, field string) (Failure, error) {
 		if err := checkGroup(f.Group, n); err != nil {
 			return f, fieldErr(field+".group", "%v", err)
 		}
-		if q := n - c.Committee.F; len(f.Rounds) > 0 && len(f.Group) < q && n-len(f.Group) < q {
+		if q := n - c.Committee.F; len(f.Rounds) > 0 && f.DurationMs == 0 && f.Msg == MsgAny && f.Prob >= 1 &&
+			len(f.Group) < q && n-len(f.Group) < q {
 			// Legal, but neither side can form a certificate (n-f
 			// signatures), so the rounds stop advancing and a window given
-			// by rounds never closes.
+			// by rounds alone, cutting every message, never closes.
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: neither side of the partition has a quorum (%d of %d), so rounds stop advancing and a partition given by rounds never ends; give duration_ms to heal it", field, q, n))
 		}
 	}

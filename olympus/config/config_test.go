@@ -255,6 +255,10 @@ func TestPartitionThatCannotHealWarns(t *testing.T) {
 		"[[failures]]\ntype = \"partition\"\ngroup = [3]\nrounds = \"8..12\"\n",
 		"[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\ntrigger = \"round(8)\"\nduration_ms = 500\n",
 		"[committee]\nf = 2\n[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\n",
+		// Each of these lets it end: a duration, timeouts crossing, leaks.
+		"[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\nduration_ms = 500\n",
+		"[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\nmsg = \"proposal\"\n",
+		"[[failures]]\ntype = \"partition\"\ngroup = [0, 1]\nrounds = \"8..12\"\nprob = 0.3\n",
 	} {
 		if c := mustParse(t, doc, "x.toml"); len(c.Warnings) != 0 {
 			t.Errorf("%q: warnings %q, want none", doc, c.Warnings)
@@ -356,6 +360,7 @@ func TestErrors(t *testing.T) {
 		{"duration", "[[failures]]\ntype = 'partition'\ngroup = [1]\nduration_ms = -5\n", ": failures[0].duration_ms: must be from 0 to 86400000, got -5"},
 		{"crash of _ needs a trigger", "[[failures]]\ntype = 'crash'\nsrc = '_'\n", `: failures[0].src: crash needs a replica id, "leader", or a trigger with "_"`},
 		{"crash of _ counts against f", "[[failures]]\ntype = 'crash'\nsrc = '_'\ntrigger = 'commit(5)'\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 replica(s) crashed as leader or picked by the seed misbehave`},
+		{"two run-time crashes", "[[failures]]\ntype = 'crash'\nsrc = '_'\ntrigger = 'commit(5)'\n[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = [9]\n", `: failures: 2 replica(s) crashed as leader or picked by the seed misbehave`},
 		{"crash of every round's leader", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\n", `: failures[0]: a crash of the leader without restart needs a round(r) trigger or a single round`},
 		{"crash of two rounds' leaders", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = '4..5'\n", `: failures[0]: a crash of the leader without restart needs a round(r) trigger`},
 		{"leader crash counts against f", "[[failures]]\ntype = 'crash'\nsrc = 'leader'\nrounds = [4]\n[[failures]]\ntype = 'equivocate'\nsrc = 2\n", `: failures: replicas [2] and 1 replica(s) crashed as leader or picked by the seed misbehave`},
