@@ -30,6 +30,7 @@ const (
 	retryMax         = 2 * time.Second
 	retryNotReadyMax = 250 * time.Millisecond
 	attemptTimeout   = 10 * time.Second
+	renewFloor       = 2 * time.Second // KeepRegistered
 )
 
 // FetchRoster asks Olympus at olympusAddr (a multiaddr ending in
@@ -120,7 +121,12 @@ func KeepRegistered(ctx context.Context, n *p2p.Node, olympusAddr string, reg Re
 			isReady, ready = true, nil // report now, not at the next renewal
 		case <-renew.C:
 		}
-		actx, cancel := context.WithTimeout(ctx, period)
+		// At least renewFloor per renewal: a new connection to a restarted
+		// Olympus needs a TCP, TLS and yamux handshake, which on a loaded
+		// machine can take longer than a short period; cut at the period,
+		// every renewal would fail before it connected (a test renewing
+		// every 100 ms under -race stayed unregistered for 20 s once).
+		actx, cancel := context.WithTimeout(ctx, max(period, renewFloor))
 		err := Register(actx, n, olympusAddr, reg)
 		if err == nil && isReady {
 			err = ReportReady(actx, n, olympusAddr, reg.ID)
