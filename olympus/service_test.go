@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -501,5 +502,45 @@ func TestReplicasReRegisterWithARestartedOlympus(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("KeepRegistered: %v", err)
 		}
+	}
+}
+
+// TestKeepRegisteredAfterARefusedReady: a Ready refused right after an
+// accepted registration (Olympus restarted between the two: the
+// registration reached the old one) must not end the renewals; the next
+// renewal registers with the new Olympus. Before, KeepRegistered returned on
+// the refusal and the replica stayed out of the restarted Olympus's roster.
+// A scripted Olympus refuses the first Ready and accepts the rest.
+func TestKeepRegisteredAfterARefusedReady(t *testing.T) {
+	fake := newNode(t, nil)
+	var registers, readies atomic.Int32
+	fake.HandleRequest(p2p.OlympusProtocol, false, func(_ peer.ID, data []byte) ([]byte, error) {
+		code, _ := wire.Code(data)
+		switch code {
+		case codeRegister:
+			registers.Add(1)
+		case codeReady:
+			if readies.Add(1) == 1 {
+				return errorReply(errKindRefused, "ready: replica 0 has not registered")
+			}
+		}
+		return wire.EncodeAs(codeAck, &ackMsg{})
+	})
+	addr := PreferredAddr(fullAddrs(fake))
+	n := newNode(t, nil)
+	ctx, stop := context.WithCancel(testCtx(t))
+	ready := make(chan struct{})
+	close(ready)
+	done := make(chan error, 1)
+	go func() {
+		done <- KeepRegistered(ctx, n, addr, Registration{ID: 0, Addrs: addrStrings(n)}, 10*time.Millisecond, ready)
+	}()
+	waitFor(t, "a second Ready after the refused one", func() bool { return readies.Load() >= 2 })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("KeepRegistered: %v", err)
+	}
+	if registers.Load() < 2 {
+		t.Fatalf("%d registrations, want renewals after the refused Ready", registers.Load())
 	}
 }
