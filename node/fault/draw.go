@@ -33,9 +33,8 @@ const (
 // sends to itself). Crash and pause ignore dest and msg: any replica.
 func AnyReplica(seed int64, failure int, f config.Failure, n int) int {
 	d := Draw(seed, -1, failure, pointAny)
-	message := f.Type == config.TypeDrop || f.Type == config.TypeDelay || f.Type == config.TypeDuplicate
 	switch {
-	case !message || f.Dest < 0 || n < 2:
+	case !f.IsMessage() || f.Dest < 0 || n < 2:
 		return min(int(d*float64(n)), n-1)
 	case f.Msg == config.MsgClient:
 		return int(f.Dest)

@@ -86,14 +86,6 @@ type failure struct {
 	group       []bool // partition: group[id] is on the cut-off side
 }
 
-func (f *failure) isMessage() bool {
-	switch f.Type {
-	case config.TypeDrop, config.TypeDelay, config.TypeDuplicate:
-		return true
-	}
-	return false
-}
-
 func (f *failure) isEvent() bool {
 	switch f.Type {
 	case config.TypeCrash, config.TypePause, config.TypeSetAttr:
@@ -167,6 +159,8 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 	}
 	for i, cf := range spec.Failures {
 		f := &failure{Failure: cf, idx: i, firedRounds: map[uint64]bool{}}
+		// A triggered failure of "_" acts on the one replica the seed picks.
+		picked := f.SeedPicksSrc() && AnyReplica(in.seed, i, cf, in.n) == id
 		switch {
 		case f.Type == config.TypePartition:
 			f.mine = true // global: every replica cuts its side
@@ -178,15 +172,15 @@ func New(id int, spec *Spec, opts Options) (*Injector, error) {
 				f.group[g] = true
 			}
 			in.anyPartition = true
-		case f.isMessage():
-			anyOrPicked := f.Src == config.EndpointAny && (!f.SeedPicksSrc() || AnyReplica(in.seed, i, cf, in.n) == id)
-			f.mine = anyOrPicked || f.Src == config.EndpointLeader || int(f.Src) == id
+		case f.IsMessage():
+			// "_" without a trigger acts on every replica's messages.
+			everyone := f.Src == config.EndpointAny && !f.SeedPicksSrc()
+			f.mine = everyone || picked || f.Src == config.EndpointLeader || int(f.Src) == id
 			in.anyMessage = in.anyMessage || f.mine
 		case f.isEvent(), f.Type == config.TypeEquivocate:
 			// Of src "leader" (crash, pause): every replica watches for it
-			// and the one leading the round when it fires carries it out;
-			// of "_" with a trigger, the replica the seed picks.
-			f.mine = int(f.Src) == id || f.ActsOnLeader() || (f.SeedPicksSrc() && AnyReplica(in.seed, i, cf, in.n) == id)
+			// and the one leading the round when it fires carries it out.
+			f.mine = int(f.Src) == id || f.ActsOnLeader() || picked
 			in.anyEquivocate = in.anyEquivocate || (f.mine && f.Type == config.TypeEquivocate)
 		default:
 			return nil, fmt.Errorf("fault: failure %d: unknown type %q", i, f.Type)
@@ -216,7 +210,7 @@ func (in *Injector) restore(past []Record) {
 		switch r.Ev {
 		case EvArm:
 			f.consumed = true
-			f.armed = f.isMessage() || f.Type == config.TypeEquivocate
+			f.armed = f.IsMessage() || f.Type == config.TypeEquivocate
 		case EvSpent:
 			f.consumed = true
 		case EvFire:
@@ -494,7 +488,7 @@ func (in *Injector) ClientRequest(client []byte, seq uint64) (Copy, []Effect) {
 	in.clientOcc[key]++
 	h := sha256.Sum256(client)
 	for _, f := range in.fs {
-		if !f.mine || !f.isMessage() || !matchKind(f.Msg, MsgClient) || f.Src != config.EndpointAny {
+		if !f.mine || !f.IsMessage() || !matchKind(f.Msg, MsgClient) || f.Src != config.EndpointAny {
 			continue
 		}
 		if !in.activeFor(f, in.round) || !in.matchDest(f, MsgClient, in.round, in.id) {
@@ -682,7 +676,7 @@ func (in *Injector) Outbound(kind string, round uint64, dests []int) []Copy {
 	}
 	var copies []Copy
 	for _, f := range in.fs {
-		if !f.mine || !f.isMessage() || !matchKind(f.Msg, kind) || !in.activeFor(f, round) || !in.matchSrc(f, round, in.id) {
+		if !f.mine || !f.IsMessage() || !matchKind(f.Msg, kind) || !in.activeFor(f, round) || !in.matchSrc(f, round, in.id) {
 			continue
 		}
 		var hit []int

@@ -96,6 +96,12 @@ func (f Failure) ActsOnLeader() bool {
 	return f.Src == EndpointLeader && (f.Type == TypeCrash || f.Type == TypePause)
 }
 
+// IsMessage: drop, delay or duplicate, which act on messages (the others
+// act on the replica, the committee's links, or what a leader proposes).
+func (f Failure) IsMessage() bool {
+	return f.Type == TypeDrop || f.Type == TypeDelay || f.Type == TypeDuplicate
+}
+
 // SeedPicksSrc: a triggered failure of src "_" fires once (spec §2), on one
 // replica the run's seed picks (node/fault AnyReplica), not on every one.
 func (f Failure) SeedPicksSrc() bool { return f.Src == EndpointAny && f.Trigger != nil }
