@@ -173,25 +173,18 @@ func (e *experiment) clientKeyFlag(i int) string {
 }
 
 // collectFaults sums every replica's faults.jsonl into info.Faults. The
-// replicas a leader crash or pause hit are known only now: the report
-// names them, and a leader crashed for good joins the faulty replicas
-// (left out of the ledger check), as does the replica the seed picked for a
-// triggered "_" crash without restart, once it fired.
+// replicas a leader crash or pause hit, or a triggered "_" fault, are known
+// only now: the report names them, and a replica a crash without restart
+// took down joins the faulty replicas (left out of the ledger check;
+// config.FaultyReplicas has those of a replica id from the start).
 func (e *experiment) collectFaults() {
 	if len(e.info.Faults) == 0 {
 		return
 	}
 	var logs [][]fault.Record
 	hit := map[int][]int{} // leader fault -> replicas it fired on
-	e.info.Stopped, e.info.Armed, e.info.Spent = nil, nil, nil
-	note := func(m *map[int][]int, failure, id int) {
-		if *m == nil {
-			*m = map[int][]int{}
-		}
-		if !slices.Contains((*m)[failure], id) {
-			(*m)[failure] = append((*m)[failure], id)
-		}
-	}
+	e.info.Stopped = nil
+	e.info.Armed, e.info.Spent = map[int][]int{}, map[int][]int{}
 	for id := range e.info.Replicas {
 		home := replicaHome(e.dir, id)
 		recs, err := fault.ReadLog(home)
@@ -204,22 +197,18 @@ func (e *experiment) collectFaults() {
 			if r.Failure < 0 || r.Failure >= len(e.info.FaultRules) {
 				continue
 			}
-			switch r.Ev {
+			switch rule := e.info.FaultRules[r.Failure]; r.Ev {
 			case fault.EvArm:
-				note(&e.info.Armed, r.Failure, id)
-				continue
+				addOnce(e.info.Armed, r.Failure, id)
 			case fault.EvSpent:
-				note(&e.info.Spent, r.Failure, id)
-				continue
+				addOnce(e.info.Spent, r.Failure, id)
 			case fault.EvFire:
-			default:
-				continue
-			}
-			if e.info.FaultRules[r.Failure].Leader && !slices.Contains(hit[r.Failure], id) {
-				hit[r.Failure] = append(hit[r.Failure], id)
-			}
-			if e.info.FaultRules[r.Failure].Stops {
-				e.info.Stopped = append(e.info.Stopped, StoppedReplica{Replica: id, Fault: r.Failure, Round: r.Round})
+				if rule.Leader {
+					addOnce(hit, r.Failure, id)
+				}
+				if rule.Stops {
+					e.info.Stopped = append(e.info.Stopped, StoppedReplica{Replica: id, Fault: r.Failure, Round: r.Round})
+				}
 			}
 		}
 	}
@@ -228,26 +217,26 @@ func (e *experiment) collectFaults() {
 			e.info.Faults[idx].Fired = n
 		}
 	}
+	for _, s := range e.info.Stopped {
+		if !slices.Contains(e.info.Faulty, s.Replica) {
+			e.info.Faulty = append(e.info.Faulty, s.Replica)
+		}
+	}
+	slices.Sort(e.info.Faulty)
 	for idx, r := range e.info.FaultRules {
 		if r.Picked && idx < len(e.info.Faults) && e.info.Faults[idx].Fired > 0 {
 			e.info.Faults[idx].Note = fmt.Sprintf("on replica %d, the one the seed picked for a triggered src \"_\"", r.Replica)
-			if r.Stops && !slices.Contains(e.info.Faulty, r.Replica) {
-				// Counted against f by the config check (RunTimeCrashes).
-				e.info.Faulty = append(e.info.Faulty, r.Replica)
-				slices.Sort(e.info.Faulty)
-			}
 		}
 	}
 	for idx, ids := range hit {
 		e.info.Faults[idx].Note = "on replica " + replicaList(ids)
-		if e.info.FaultRules[idx].Stops {
-			for _, id := range ids {
-				if !slices.Contains(e.info.Faulty, id) {
-					e.info.Faulty = append(e.info.Faulty, id)
-				}
-			}
-			slices.Sort(e.info.Faulty)
-		}
+	}
+}
+
+// addOnce adds id to m[k] unless it is there.
+func addOnce(m map[int][]int, k, id int) {
+	if !slices.Contains(m[k], id) {
+		m[k] = append(m[k], id)
 	}
 }
 
